@@ -1,0 +1,7 @@
+"""`python -m mailfax`: the same command tree as the `mailfax` script."""
+
+import sys
+
+from mailfax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,183 @@
+"""Dispatcher: claims queued jobs, uploads their documents and sends them through FAX.PLUS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections.abc import Callable
+
+from mailfax.config import QueueSettings
+from mailfax.faxplus import (
+    AmbiguousApiError,
+    FaxApi,
+    PermanentApiError,
+    TransientApiError,
+)
+from mailfax.finish import JobFinisher
+from mailfax.jobs import Job, JobState, retry_delay
+from mailfax.logs import log_event
+from mailfax.receipts.compose import FaxOutcome
+from mailfax.store.base import Store
+from mailfax.worker import Wakeup
+
+log = logging.getLogger("mailfax.dispatch")
+
+Clock = Callable[[], float]
+
+MAX_CONCURRENT_JOBS = 4
+
+
+def job_tag(job_id: str) -> str:
+    """The tag each send carries in comment.tags, so a lost answer can be reconciled."""
+    return f"mailfax-job:{job_id}"
+
+
+class Dispatcher:
+    """Turns queued jobs into FAX.PLUS sends; one instance per worker process."""
+
+    def __init__(
+        self,
+        store: Store,
+        api: FaxApi,
+        finisher: JobFinisher,
+        from_number: str,
+        settings: QueueSettings,
+        clock: Clock,
+        webhook_wakeup: Wakeup,
+    ) -> None:
+        self._store = store
+        self._api = api
+        self._finisher = finisher
+        self._from = from_number
+        self._settings = settings
+        self._clock = clock
+        self._webhook_wakeup = webhook_wakeup
+        self._owner = f"dispatch-{secrets.token_hex(4)}"
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_JOBS)
+        self._running: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+
+    async def step(self) -> float | None:
+        """Start every due job there is a slot for; return seconds until the next is due."""
+        now = self._clock()
+        for job_id, old, new in await self._store.recover_expired(now):
+            log_event(
+                log, "job.recovered", logging.WARNING, job=job_id, old=old.value, new=new.value
+            )
+        while True:
+            await self._slots.acquire()
+            now = self._clock()
+            job = await self._store.claim_job(self._owner, now, now + self._settings.lease)
+            if job is None:
+                self._slots.release()
+                break
+            task = asyncio.create_task(self._run(job))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        due = await self._store.next_due(self._clock())
+        return None if due is None else max(0.0, due - self._clock())
+
+    async def drain(self, timeout: float) -> None:
+        """Let in-flight jobs finish for up to `timeout` seconds, then cancel them.
+
+        A cancelled job keeps its lease; after it expires, recovery takes it up
+        (an upload is redone, an interrupted send is reconciled)."""
+        if not self._running:
+            return
+        _, pending = await asyncio.wait(set(self._running), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._process(job)
+        except Exception:
+            log.exception("job.crashed", extra={"job": job.id})
+        finally:
+            self._slots.release()
+
+    async def _process(self, job: Job) -> None:
+        log_event(log, "job.claimed", job=job.id, number=job.number, attempt=job.attempts)
+        documents = await self._store.documents(job.message_id)
+        paths = list(job.uploaded)
+        try:
+            for document in documents[len(paths) :]:
+                paths.append(await self._api.upload_file(document.name, document.data))
+        except TransientApiError as exc:
+            await self._retry(job, JobState.UPLOADING, str(exc), exc.retry_after, paths)
+            return
+        except (PermanentApiError, AmbiguousApiError) as exc:
+            await self._refused(job, JobState.UPLOADING, str(exc))
+            return
+        now = self._clock()
+        if not await self._store.transition(
+            job.id, JobState.UPLOADING, JobState.SUBMITTING, now, {"uploaded": paths}
+        ):
+            log_event(log, "job.lease_lost", logging.WARNING, job=job.id)
+            return
+        message = await self._store.message(job.message_id)
+        comment = message.comment if message else ""
+        try:
+            ids = await self._api.send_fax(
+                self._from, [job.number], paths, comment, ["mailfax", job_tag(job.id)]
+            )
+        except TransientApiError as exc:
+            await self._retry(job, JobState.SUBMITTING, str(exc), exc.retry_after, paths)
+            return
+        except AmbiguousApiError as exc:
+            await self._store.transition(
+                job.id,
+                JobState.SUBMITTING,
+                JobState.UNKNOWN,
+                self._clock(),
+                {"error": str(exc)},
+                detail=str(exc),
+            )
+            log_event(log, "job.unknown", logging.WARNING, job=job.id, error=str(exc))
+            return
+        except PermanentApiError as exc:
+            await self._refused(job, JobState.SUBMITTING, str(exc))
+            return
+        fax_id = ids.get(job.number) or next(iter(ids.values()), None)
+        now = self._clock()
+        await self._store.transition(
+            job.id,
+            JobState.SUBMITTING,
+            JobState.SUBMITTED,
+            now,
+            {"fax_id": fax_id, "submitted_at": now, "error": None},
+            detail=f"fax id {fax_id}",
+        )
+        log_event(log, "job.submitted", job=job.id, fax_id=fax_id or "")
+        if fax_id:
+            # A fax_sent webhook may already be parked, waiting for this id.
+            await self._store.wake_fax_events(fax_id, now)
+            self._webhook_wakeup.set()
+
+    async def _retry(
+        self, job: Job, state: JobState, error: str, retry_after: float | None, paths: list[str]
+    ) -> None:
+        now = self._clock()
+        delay = retry_delay(
+            now - job.created_at, self._settings.min_backoff, self._settings.max_backoff, self._rng
+        )
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        await self._store.transition(
+            job.id,
+            state,
+            JobState.QUEUED,
+            now,
+            {"run_at": now + delay, "error": error, "uploaded": paths},
+            detail=error,
+        )
+        log_event(log, "job.retry", logging.WARNING, job=job.id, error=error, delay=round(delay, 1))
+
+    async def _refused(self, job: Job, state: JobState, error: str) -> None:
+        outcome = FaxOutcome(
+            delivered=False, status="rejected", fax_id=None, pages_sent=0, detail=error
+        )
+        await self._finisher.finish(job, state, outcome, self._clock())

@@ -1,0 +1,283 @@
+"""The FAX.PLUS REST API v3 as typed async methods over httpx, with outcomes as typed errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from mailfax import __version__
+
+# Statuses after which FAX.PLUS will not change a fax record any more.
+IN_PROGRESS_STATUSES = frozenset(
+    {"", "in_progress", "submitted", "converting", "scheduled_for_sending", "sending"}
+)
+
+
+class ApiError(Exception):
+    """Base of the outcomes that are not a success."""
+
+
+class TransientApiError(ApiError):
+    """The request was not processed (or is safe to repeat); try again after `retry_after`."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentApiError(ApiError):
+    """FAX.PLUS refused the request; repeating it will not help. `message` is their text."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AmbiguousApiError(ApiError):
+    """The request may or may not have been processed (the answer was lost)."""
+
+
+class NotFoundApiError(PermanentApiError):
+    """The object does not exist (404)."""
+
+
+@dataclass(frozen=True)
+class FaxRecord:
+    """The fields of a FAX.PLUS fax record (CDR) that mailfax uses."""
+
+    id: str
+    status: str
+    to: str
+    pages: int | None
+    cost: float | None
+    start_time: str
+    duration: float | None
+    comment: str
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in IN_PROGRESS_STATUSES
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FaxRecord:
+        return cls(
+            id=str(data.get("id", "")),
+            status=str(data.get("status") or ""),
+            to=str(data.get("to") or data.get("to_number") or ""),
+            pages=_int_or_none(data.get("pages")),
+            cost=_float_or_none(data.get("cost")),
+            start_time=str(data.get("start_time") or ""),
+            duration=_float_or_none(data.get("duration")),
+            comment=str(data.get("comment") or ""),
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class FaxApi(Protocol):
+    """What the gateway needs of FAX.PLUS; FaxPlusClient is the HTTP implementation."""
+
+    async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str: ...
+
+    async def send_fax(
+        self,
+        from_number: str,
+        to: Sequence[str],
+        files: Sequence[str],
+        comment: str,
+        tags: Sequence[str],
+    ) -> dict[str, str]: ...
+
+    async def get_fax(self, fax_id: str) -> FaxRecord: ...
+
+    async def list_numbers(self) -> list[dict[str, Any]]: ...
+
+    async def create_hook(self, target: str, event: str = "fax_sent") -> str: ...
+
+    async def list_hooks(self, event: str = "fax_sent") -> list[dict[str, Any]]: ...
+
+    async def delete_hook(self, hook_id: str) -> None: ...
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, from either of its forms (delta or HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("error", "description", "message", "reason") if body.get(k)]
+        if parts:
+            return f"HTTP {response.status_code}: " + ": ".join(parts)
+    return f"HTTP {response.status_code}"
+
+
+class FaxPlusClient:
+    """FAX.PLUS API v3 over one pooled httpx.AsyncClient. The token never appears in errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        user_id: str = "self",
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._user = user_id
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"mailfax/{__version__}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, idempotent: bool, **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached FAX.PLUS.
+            raise TransientApiError(
+                f"cannot connect to FAX.PLUS: {exc.__class__.__name__}"
+            ) from exc
+        except httpx.TransportError as exc:
+            message = f"{method} {path}: connection failed mid-request ({exc.__class__.__name__})"
+            if idempotent:
+                raise TransientApiError(message) from exc
+            raise AmbiguousApiError(message) from exc
+        status = response.status_code
+        if status < 400:
+            return response
+        if status == 429:
+            raise TransientApiError(_error_text(response), _retry_after(response))
+        if status >= 500:
+            if idempotent or status == 503:
+                raise TransientApiError(_error_text(response), _retry_after(response))
+            # A 500/502/504 on a send may have happened after the fax was queued.
+            raise AmbiguousApiError(_error_text(response))
+        if status == 404:
+            raise NotFoundApiError(_error_text(response), status)
+        if status in (401, 403):
+            raise PermanentApiError(f"{_error_text(response)} (check [faxplus] token)", status)
+        raise PermanentApiError(_error_text(response), status)
+
+    async def _json(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        response = await self._request(method, path, idempotent=idempotent, **kwargs)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TransientApiError(
+                f"{method} {path}: FAX.PLUS sent a body that is not JSON"
+            ) from exc
+
+    async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
+        mime = "application/pdf" if file_format == "pdf" else "image/tiff"
+        # An upload only creates a transient file: repeating it is harmless.
+        body = await self._json(
+            "POST",
+            f"/accounts/{self._user}/files",
+            params={"format": file_format},
+            files={"fax_file": (name, data, mime)},
+        )
+        path = body.get("path") if isinstance(body, dict) else None
+        if not isinstance(path, str) or not path:
+            raise TransientApiError("upload answer has no file path")
+        return path
+
+    async def send_fax(
+        self,
+        from_number: str,
+        to: Sequence[str],
+        files: Sequence[str],
+        comment: str,
+        tags: Sequence[str],
+    ) -> dict[str, str]:
+        payload = {
+            "from": from_number,
+            "to": list(to),
+            "files": list(files),
+            "comment": {"text": comment, "tags": list(tags)},
+            "return_ids": True,
+        }
+        body = await self._json(
+            "POST", f"/accounts/{self._user}/outbox", idempotent=False, json=payload
+        )
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, dict):
+            # The send happened, but we cannot tell which fax is ours.
+            raise AmbiguousApiError("send answer has no fax ids")
+        return {str(k): str(v) for k, v in ids.items()}
+
+    async def get_fax(self, fax_id: str) -> FaxRecord:
+        body = await self._json("GET", f"/accounts/{self._user}/faxes/{fax_id}")
+        if not isinstance(body, dict):
+            raise TransientApiError("fax record is not an object")
+        return FaxRecord.from_json(body)
+
+    async def get_account(self) -> dict[str, Any]:
+        body = await self._json("GET", f"/accounts/{self._user}")
+        return body if isinstance(body, dict) else {}
+
+    async def list_numbers(self) -> list[dict[str, Any]]:
+        body = await self._json("GET", f"/accounts/{self._user}/numbers")
+        numbers = body.get("numbers") if isinstance(body, dict) else None
+        return [n for n in numbers or [] if isinstance(n, dict)]
+
+    async def create_hook(self, target: str, event: str = "fax_sent") -> str:
+        body = await self._json(
+            "POST", "/hooks", idempotent=False, json={"target": target, "event": event}
+        )
+        return str(body.get("id", "")) if isinstance(body, dict) else ""
+
+    async def list_hooks(self, event: str = "fax_sent") -> list[dict[str, Any]]:
+        body = await self._json("GET", "/hooks", params={"event": event})
+        hooks = body.get("data") if isinstance(body, dict) else None
+        return [h for h in hooks or [] if isinstance(h, dict)]
+
+    async def delete_hook(self, hook_id: str) -> None:
+        await self._json("DELETE", f"/hooks/{hook_id}")
+
+
+async def choose_from_number(api: FaxApi, configured: str) -> str:
+    """The configured sending number, or the account's first active one."""
+    if configured:
+        return configured
+    for number in await api.list_numbers():
+        if number.get("status") == "active" and not number.get("is_canceled"):
+            return str(number["number"])
+    raise PermanentApiError(
+        "the FAX.PLUS account has no active number; set [faxplus] from_number", 0
+    )

@@ -1,0 +1,78 @@
+"""Pure job model: fax job states, the allowed transitions between them, and retry timing."""
+
+from __future__ import annotations
+
+import enum
+import random
+import secrets
+from dataclasses import dataclass
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"  # accepted, waiting for a worker (or for its retry time)
+    UPLOADING = "uploading"  # claimed by a worker, documents being uploaded
+    SUBMITTING = "submitting"  # POST /outbox may be in flight
+    SUBMITTED = "submitted"  # FAX.PLUS answered with the fax id; waiting for the result
+    UNKNOWN = (
+        "unknown"  # a send whose answer we did not see; must be reconciled, never resent blindly
+    )
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED})
+
+_S = JobState
+ALLOWED: dict[JobState, frozenset[JobState]] = {
+    _S.QUEUED: frozenset({_S.UPLOADING, _S.FAILED, _S.CANCELLED}),
+    # Back to QUEUED only when FAX.PLUS demonstrably did not take the fax.
+    _S.UPLOADING: frozenset({_S.SUBMITTING, _S.QUEUED, _S.FAILED, _S.CANCELLED}),
+    _S.SUBMITTING: frozenset({_S.SUBMITTED, _S.UNKNOWN, _S.QUEUED, _S.FAILED}),
+    _S.UNKNOWN: frozenset({_S.SUBMITTED, _S.QUEUED, _S.FAILED}),
+    # SUBMITTED -> QUEUED is mailfax's own redial after busy/no answer.
+    _S.SUBMITTED: frozenset({_S.DELIVERED, _S.FAILED, _S.QUEUED, _S.CANCELLED}),
+    _S.DELIVERED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+class TransitionError(ValueError):
+    """A transition the state machine does not allow."""
+
+
+def check_transition(current: JobState, new: JobState) -> None:
+    """Raise TransitionError unless current -> new is allowed."""
+    if new not in ALLOWED[current]:
+        raise TransitionError(f"job cannot move from {current} to {new}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fax to one recipient, as the store holds it."""
+
+    id: str
+    message_id: str
+    number: str
+    state: JobState
+    attempts: int
+    created_at: float  # epoch seconds, UTC
+    run_at: float
+    uploaded: tuple[str, ...] = ()
+    fax_id: str | None = None
+    fax_status: str | None = None
+    pages_sent: int | None = None
+    error: str | None = None
+    submitted_at: float | None = None
+
+
+def retry_delay(age: float, min_backoff: float, max_backoff: float, rng: random.Random) -> float:
+    """Postfix-style: wait about as long as the job is old (seconds), clamped, +-20% jitter."""
+    base = min(max(age, min_backoff), max_backoff)
+    return base * rng.uniform(0.8, 1.2)
+
+
+def new_id(now: float) -> str:
+    """A time-ordered, unguessable id: 11 hex digits of milliseconds + 10 random hex digits."""
+    return f"{int(now * 1000):011x}{secrets.token_hex(5)}"

@@ -1,0 +1,1 @@
+"""Pure mail handling: parsing, document extraction and body-to-comment conversion."""

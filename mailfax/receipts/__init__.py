@@ -1,0 +1,1 @@
+"""Receipts: composing delivery reports (pure) and delivering them (smarthost or Maildir)."""

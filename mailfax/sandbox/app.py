@@ -1,0 +1,449 @@
+"""The Simulator: FAX.PLUS REST API v3 over HTTP, with background transmission and webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mailfax.sandbox import documents
+from mailfax.sandbox.payloads import (
+    HOOK_EVENTS,
+    ApiError,
+    bad_request,
+    optional_field,
+    parse_fax_file,
+    parse_hook,
+    parse_json_object,
+    parse_send_request,
+    required_field,
+)
+from mailfax.sandbox.state import (
+    TIME_FORMAT,
+    AccountState,
+    FaxRecord,
+    Hook,
+    OutboxEntry,
+    format_time,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN = "sandbox"  # noqa: S105 - a public, well-known token for a local simulator
+
+_WEBHOOK_TIMEOUT = 5.0
+_WEBHOOK_ATTEMPTS = 3
+_WEBHOOK_BACKOFF = 0.1
+_UPLOAD_FORMATS = frozenset({"pdf", "tiff"})
+_FAX_CATEGORIES = frozenset({"inbox", "sent", "spam"})
+_MAX_LIST_LIMIT = 50
+_ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """How the simulated account behaves."""
+
+    token: str = DEFAULT_TOKEN  # clients authenticate with "Authorization: Bearer <token>"
+    delay: float = 2.0  # seconds from send to completion and the fax_sent webhook; 0 allowed
+    from_number: str = "+15550000001"  # the account's one active number
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("the sandbox token must not be empty")
+        if self.delay < 0:
+            raise ValueError(f"delay must be >= 0, got {self.delay}")
+        # The SDK's Number model rejects anything else.
+        if not re.fullmatch(r"\+[0-9]{8,}", self.from_number):
+            raise ValueError(f"from_number must look like +15550000001, got {self.from_number!r}")
+
+
+def _error_response(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "description": description}, status_code=status)
+
+
+class _RequireBearer:
+    """Answers 401 unless the request carries `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = Headers(scope=scope).get("authorization", "").encode()
+            if not secrets.compare_digest(presented, self._expected):
+                response = _error_response(401, "unauthorized", "missing or invalid access token")
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+class Simulator:
+    """One simulated FAX.PLUS account behind its HTTP API (under /v3) and a test ledger."""
+
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self._settings = settings
+        self._state = AccountState(settings.from_number)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transmissions: dict[str, asyncio.Task[None]] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._app = Starlette(
+            routes=[
+                Mount(
+                    "/v3",
+                    routes=self._api_routes(),
+                    middleware=[Middleware(_RequireBearer, token=settings.token)],
+                ),
+                Route("/sandbox/ledger", self._ledger_endpoint, methods=["GET"]),
+            ],
+            exception_handlers={
+                ApiError: _api_error,
+                HTTPException: _http_error,
+                Exception: _internal_error,
+            },
+        )
+
+    @property
+    def app(self) -> ASGIApp:
+        return self._app
+
+    def ledger(self) -> list[dict[str, object]]:
+        """Every destination of every accepted send, in submission order."""
+        return self._state.ledger()
+
+    async def aclose(self) -> None:
+        """Cancel pending transmissions and webhook deliveries; close the webhook client."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._transmissions.clear()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _api_routes(self) -> list[Route]:
+        account = "/accounts/{user_id}"
+        return [
+            Route(account, self._get_account, methods=["GET"]),
+            Route(f"{account}/numbers", self._list_numbers, methods=["GET"]),
+            Route(f"{account}/numbers/{{number}}", self._get_number, methods=["GET"]),
+            Route(f"{account}/files", self._upload_file, methods=["POST"]),
+            Route(f"{account}/files/{{fax_id}}", self._get_file, methods=["GET"]),
+            Route(f"{account}/report/{{fax_id}}", self._get_report, methods=["GET"]),
+            Route(f"{account}/outbox", self._send_fax, methods=["POST"]),
+            Route(f"{account}/outbox", self._list_outbox, methods=["GET"]),
+            Route(f"{account}/outbox/{{outbox_id}}", self._get_outbox, methods=["GET"]),
+            Route(f"{account}/outbox/{{outbox_id}}", self._update_outbox, methods=["PUT"]),
+            Route(f"{account}/outbox/{{outbox_id}}", self._delete_outbox, methods=["DELETE"]),
+            Route(f"{account}/faxes", self._list_faxes, methods=["GET"]),
+            Route(f"{account}/faxes/{{fax_id}}", self._get_fax, methods=["GET"]),
+            Route(f"{account}/faxes/{{fax_id}}", self._update_fax, methods=["PUT"]),
+            Route(f"{account}/faxes/{{fax_id}}", self._delete_fax, methods=["DELETE"]),
+            Route("/hooks", self._create_hook, methods=["POST"]),
+            Route("/hooks", self._list_hooks, methods=["GET"]),
+            Route("/hooks/{hook_id}", self._delete_hook, methods=["DELETE"]),
+        ]
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def _require_account(self, request: Request) -> None:
+        user_id = request.path_params["user_id"]
+        if user_id not in ("self", self._state.uid):
+            raise ApiError(404, "not_found", f"user {user_id!r} not found")
+
+    def _outbox_entry(self, request: Request) -> OutboxEntry:
+        self._require_account(request)
+        outbox_id = request.path_params["outbox_id"]
+        entry = self._state.outbox.get(outbox_id)
+        if entry is None:
+            raise ApiError(404, "not_found", f"outbox fax {outbox_id!r} not found")
+        return entry
+
+    def _fax_record(self, request: Request) -> FaxRecord:
+        self._require_account(request)
+        fax_id = request.path_params["fax_id"]
+        record = self._state.find_fax(fax_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"fax {fax_id!r} not found")
+        return record
+
+    # --- account and numbers -------------------------------------------------------------
+
+    async def _get_account(self, request: Request) -> Response:
+        self._require_account(request)
+        return JSONResponse(self._state.account_json())
+
+    async def _list_numbers(self, request: Request) -> Response:
+        self._require_account(request)
+        return JSONResponse({"numbers": [self._state.number_json()]})
+
+    async def _get_number(self, request: Request) -> Response:
+        self._require_account(request)
+        number = request.path_params["number"]
+        # Clients that forget to percent-encode '+' send it as a space or drop it.
+        if number.strip().lstrip("+") != self._state.number.lstrip("+"):
+            raise ApiError(404, "not_found", f"number {number!r} not found")
+        return JSONResponse(self._state.number_json())
+
+    # --- files ---------------------------------------------------------------------------
+
+    async def _upload_file(self, request: Request) -> Response:
+        self._require_account(request)
+        upload_format = request.query_params.get("format", "pdf")
+        if upload_format not in _UPLOAD_FORMATS:
+            raise bad_request(f"'format' {upload_format!r} is not one of ['pdf', 'tiff']")
+        part = await asyncio.to_thread(
+            parse_fax_file, request.headers.get("content-type", ""), await request.body()
+        )
+        pages = await asyncio.to_thread(documents.count_pages, part.content)
+        upload = self._state.add_upload(part.file_name, part.content, pages)
+        return JSONResponse({"path": upload.path})
+
+    async def _get_file(self, request: Request) -> Response:
+        record = self._fax_record(request)
+        file_format = request.query_params.get("format", "pdf")
+        if file_format != "pdf":
+            raise bad_request("the sandbox renders fax documents as 'pdf' only")
+        contents = [upload.content for upload in record.files]
+        document = await asyncio.to_thread(documents.fax_document, contents)
+        media_type = documents.media_type(document)
+        extension = media_type.rpartition("/")[2]
+        return _download(document, media_type, f"{record.id}.{extension}")
+
+    async def _get_report(self, request: Request) -> Response:
+        record = self._fax_record(request)
+        lines = [
+            f"Fax ID: {record.id}",
+            f"From: {record.source}",
+            f"To: {record.destination}",
+            f"Status: {record.outcome.status} ({record.outcome.description})",
+            f"Pages: {record.outcome.pages_sent} of {sum(u.pages for u in record.files)}",
+            f"Time (UTC): {format_time(record.started_at)}",
+        ]
+        report = await asyncio.to_thread(
+            documents.confirmation_report, "FAX.PLUS sandbox - confirmation report", lines
+        )
+        return _download(report, "application/pdf", f"report-{record.id}.pdf")
+
+    # --- outbox --------------------------------------------------------------------------
+
+    async def _send_fax(self, request: Request) -> Response:
+        self._require_account(request)
+        body = parse_json_object(await request.body())
+        send_request = parse_send_request(body, self._state.number, self._state.uploads)
+        entry = self._state.submit(send_request, request.client.host if request.client else "")
+        self._transmissions[entry.id] = self._spawn(self._transmit_when_due(entry))
+        answer = {"ids": entry.fax_ids} if send_request.return_ids else {}
+        return JSONResponse(answer, status_code=201)
+
+    async def _list_outbox(self, request: Request) -> Response:
+        self._require_account(request)
+        uid = self._state.uid
+        return JSONResponse({"records": [e.to_json(uid) for e in self._state.outbox.values()]})
+
+    async def _get_outbox(self, request: Request) -> Response:
+        return JSONResponse(self._outbox_entry(request).to_json(self._state.uid))
+
+    async def _update_outbox(self, request: Request) -> Response:
+        entry = self._outbox_entry(request)
+        body = parse_json_object(await request.body())
+        # Unlike PayloadOutbox, PayloadOutboxModification carries the comment as plain text.
+        self._state.update_outbox_comment(entry, required_field(body, "comment", str))
+        return JSONResponse({})
+
+    async def _delete_outbox(self, request: Request) -> Response:
+        entry = self._outbox_entry(request)
+        transmission = self._transmissions.pop(entry.id, None)
+        if transmission is not None:
+            transmission.cancel()
+        self._state.cancel(entry)
+        return JSONResponse({})
+
+    # --- fax records ---------------------------------------------------------------------
+
+    async def _list_faxes(self, request: Request) -> Response:
+        self._require_account(request)
+        query = request.query_params
+        category = query.get("category")
+        if category is not None and category not in _FAX_CATEGORIES:
+            raise bad_request(f"'category' {category!r} is not one of {sorted(_FAX_CATEGORIES)}")
+        after = _query_time(query.get("after"), "after")
+        before = _query_time(query.get("before"), "before")
+        limit = _query_int(query.get("limit"), "limit", default=_MAX_LIST_LIMIT, minimum=1)
+        offset = _query_int(query.get("offset"), "offset", default=0, minimum=0)
+        if limit > _MAX_LIST_LIMIT:
+            raise bad_request(f"'limit' must be at most {_MAX_LIST_LIMIT}")
+        # Every record here is outgoing, so the inbox and spam folders are always empty.
+        matching = self._sent_faxes(after, before) if category in (None, "sent") else []
+        uid = self._state.uid
+        page = [record.to_json(uid) for record in matching[offset : offset + limit]]
+        return JSONResponse({"data": {"records": page}})
+
+    def _sent_faxes(self, after: datetime | None, before: datetime | None) -> list[FaxRecord]:
+        """Sent faxes submitted within [after, before], newest first like the web app."""
+        return [
+            record
+            for record in reversed(self._state.faxes.values())
+            if (after is None or record.submitted_at >= after)
+            and (before is None or record.submitted_at <= before)
+        ]
+
+    async def _get_fax(self, request: Request) -> Response:
+        return JSONResponse(self._fax_record(request).to_json(self._state.uid))
+
+    async def _update_fax(self, request: Request) -> Response:
+        record = self._fax_record(request)
+        body = parse_json_object(await request.body())
+        comment = optional_field(body, "comment", str)
+        is_read = optional_field(body, "is_read", bool)
+        if comment is not None:
+            record.comment = comment
+        if is_read is not None:
+            record.is_read = is_read
+        return JSONResponse({})
+
+    async def _delete_fax(self, request: Request) -> Response:
+        del self._state.faxes[self._fax_record(request).id]
+        return JSONResponse({})
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    async def _create_hook(self, request: Request) -> Response:
+        target, event = parse_hook(parse_json_object(await request.body()))
+        return JSONResponse({"id": self._state.add_hook(target, event).id})
+
+    async def _list_hooks(self, request: Request) -> Response:
+        event = request.query_params.get("event")
+        if event is None or event not in HOOK_EVENTS:
+            raise bad_request(f"'event' must be one of {sorted(HOOK_EVENTS)}")
+        return JSONResponse({"data": [hook.to_json() for hook in self._state.hooks_for(event)]})
+
+    async def _delete_hook(self, request: Request) -> Response:
+        hook_id = request.path_params["hook_id"]
+        if self._state.hooks.pop(hook_id, None) is None:
+            raise ApiError(404, "not_found", f"hook {hook_id!r} not found")
+        return JSONResponse({})
+
+    # --- sandbox extras ------------------------------------------------------------------
+
+    async def _ledger_endpoint(self, request: Request) -> Response:
+        return JSONResponse({"faxes": self.ledger()})
+
+    # --- background work -----------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sandbox background task failed", exc_info=task.exception())
+
+    async def _transmit_when_due(self, entry: OutboxEntry) -> None:
+        # Conversion is instant here; the fax then waits for its slot (delay or send_time).
+        entry.change_status("scheduled_for_sending", utc_now())
+        await asyncio.sleep(self._seconds_until_due(entry))
+        del self._transmissions[entry.id]
+        for record in self._state.complete(entry):
+            for hook in self._state.hooks_for("fax_sent"):
+                self._spawn(self._deliver_webhook(hook, record))
+
+    def _seconds_until_due(self, entry: OutboxEntry) -> float:
+        send_time = entry.request.send_time
+        if send_time is None:
+            return self._settings.delay
+        return max(self._settings.delay, (send_time - datetime.now(UTC)).total_seconds())
+
+    async def _deliver_webhook(self, hook: Hook, record: FaxRecord) -> None:
+        payload = record.webhook_payload(hook, self._state.uid, utc_now())
+        for attempt in range(1, _WEBHOOK_ATTEMPTS + 1):
+            try:
+                response = await self._webhook_client().post(hook.target, json=payload)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                # A 4xx is the receiver's final word; only its outages are worth retrying.
+                if response.status_code < 500:
+                    return
+                failure = f"HTTP {response.status_code}"
+            if attempt < _WEBHOOK_ATTEMPTS:
+                await asyncio.sleep(_WEBHOOK_BACKOFF * 2 ** (attempt - 1))
+        log.warning(
+            "fax_sent webhook for fax %s to %s failed after %d attempts: %s",
+            record.id,
+            hook.target,
+            _WEBHOOK_ATTEMPTS,
+            failure,
+        )
+
+    def _webhook_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # The real service does not route through our proxies, so ignore proxy env vars.
+            self._http = httpx.AsyncClient(timeout=_WEBHOOK_TIMEOUT, trust_env=False)
+        return self._http
+
+
+def _download(content: bytes, media_type: str, file_name: str) -> Response:
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+    )
+
+
+def _query_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        # Like the SDK's own check, only the leading 'YYYY-MM-DD HH:mm:ss' counts.
+        return datetime.strptime(value[:19], TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise bad_request(f"'{name}' {value!r} is not 'YYYY-MM-DD HH:mm:ss'") from None
+
+
+def _query_int(value: str | None, name: str, *, default: int, minimum: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise bad_request(f"'{name}' must be an integer >= {minimum}")
+    return int(value)
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error_response(exc.status, exc.error, exc.description)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = _error_response(
+        exc.status_code, _ERROR_CODES.get(exc.status_code, "http_error"), exc.detail
+    )
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette still re-raises the exception afterwards, so the server logs the traceback.
+    return _error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")

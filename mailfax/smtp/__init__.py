@@ -1,0 +1,1 @@
+"""SMTP intake: the hardened aiosmtpd server and the handler that decides each reply."""

@@ -1,0 +1,114 @@
+"""The database schema: accepted messages, their documents, fax jobs, events and receipts."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Times are epoch seconds (UTC) as doubles: identical in SQLite and PostgreSQL.
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("received_at", Double, nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("peer", Text, nullable=False),
+    Column("header_message_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("auto_submitted", Text, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("report", Text, nullable=False),  # JSON list of PartReport
+    Column("raw", LargeBinary, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("message_id", String(32), ForeignKey("messages.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("pages", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+    Column("number", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("run_at", Double, nullable=False),
+    Column("lease_owner", Text),
+    Column("lease_until", Double),
+    Column("uploaded", Text, nullable=False, default="[]"),  # JSON list of FAX.PLUS file paths
+    Column("fax_id", Text),
+    Column("fax_status", Text),
+    Column("pages_sent", Integer),
+    Column("error", Text),
+    Column("submitted_at", Double),
+    Index("jobs_due", "state", "run_at"),
+    Index("jobs_fax_id", "fax_id"),
+    Index("jobs_message", "message_id"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("job_events_job", "job_id"),
+)
+
+# fax_sent webhooks are hints: parked here until a fetch of the fax confirms them.
+fax_events = Table(
+    "fax_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fax_id", Text, nullable=False),
+    Column("hook_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("next_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    UniqueConstraint("fax_id", "hook_id", "status", name="fax_events_dedupe"),
+    Index("fax_events_due", "next_at"),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),  # pending | sent | dropped
+    Column("recipient", Text, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Double, nullable=False),
+    Column("run_at", Double, nullable=False),
+    Column("lease_until", Double),
+    Column("sent_at", Double),
+    Column("error", Text),
+    Index("receipts_due", "state", "run_at"),
+)

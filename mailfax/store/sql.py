@@ -1,0 +1,483 @@
+"""The Store on SQLAlchemy async: SQLite (WAL, synchronous=FULL) by default."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, ScalarSelect, Table, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from mailfax.jobs import Job, JobState, check_transition
+from mailfax.mail.extract import Document, PartReport
+from mailfax.store.base import (
+    AcceptedMessage,
+    FaxEvent,
+    MessageRecord,
+    NewReceipt,
+    PendingReceipt,
+    StoreUnavailable,
+)
+from mailfax.store.schema import (
+    documents,
+    fax_events,
+    job_events,
+    jobs,
+    messages,
+    metadata,
+    receipts,
+)
+
+
+def _sqlite_durability(engine: AsyncEngine) -> None:
+    """WAL + synchronous=FULL, and BEGIN IMMEDIATE so writers serialise instead of deadlocking."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _report_to_json(report: Sequence[PartReport]) -> str:
+    return json.dumps([dataclasses.asdict(part) for part in report])
+
+
+def _report_from_json(text: str) -> tuple[PartReport, ...]:
+    return tuple(PartReport(**item) for item in json.loads(text))
+
+
+def _oldest_due(table: Table, state: str, now: float) -> ScalarSelect[Any]:
+    """The id of the oldest due row in `state`; concurrent claimers skip it (PostgreSQL)."""
+    return (
+        select(table.c.id)
+        .where(table.c.state == state, table.c.run_at <= now)
+        .order_by(table.c.run_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        message_id=row.message_id,
+        number=row.number,
+        state=JobState(row.state),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        run_at=row.run_at,
+        uploaded=tuple(json.loads(row.uploaded)),
+        fax_id=row.fax_id,
+        fax_status=row.fax_status,
+        pages_sent=row.pages_sent,
+        error=row.error,
+        submitted_at=row.submitted_at,
+    )
+
+
+class SqlStore:
+    """Store implementation over one SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+
+    async def create_schema(self) -> None:
+        async with self._tx() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def accept(self, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                insert(messages).values(
+                    id=message.id,
+                    received_at=message.received_at,
+                    mail_from=message.mail_from,
+                    peer=message.peer,
+                    header_message_id=message.header_message_id,
+                    subject=message.subject,
+                    auto_submitted=message.auto_submitted,
+                    comment=message.comment,
+                    report=_report_to_json(message.report),
+                    raw=message.raw,
+                )
+            )
+            if message.documents:
+                await conn.execute(
+                    insert(documents),
+                    [
+                        {
+                            "message_id": message.id,
+                            "position": position,
+                            "name": doc.name,
+                            "pages": doc.pages,
+                            "data": doc.data,
+                        }
+                        for position, doc in enumerate(message.documents)
+                    ],
+                )
+            now = message.received_at
+            await conn.execute(
+                insert(jobs),
+                [
+                    {
+                        "id": job_id,
+                        "message_id": message.id,
+                        "number": number,
+                        "state": JobState.QUEUED.value,
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                        "run_at": now,
+                        "uploaded": "[]",
+                    }
+                    for job_id, number in job_rows
+                ],
+            )
+            await conn.execute(
+                insert(job_events),
+                [
+                    {
+                        "job_id": job_id,
+                        "at": now,
+                        "from_state": None,
+                        "to_state": "queued",
+                        "detail": "",
+                    }
+                    for job_id, _ in job_rows
+                ],
+            )
+
+    async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
+        due = _oldest_due(jobs, JobState.QUEUED.value, now)
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == due, jobs.c.state == JobState.QUEUED.value)
+                    .values(
+                        state=JobState.UPLOADING.value,
+                        lease_owner=owner,
+                        lease_until=lease_until,
+                        attempts=jobs.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(*jobs.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            await self._event(conn, row.id, JobState.QUEUED, JobState.UPLOADING, now, owner)
+            return _job(row)
+
+    async def recover_expired(self, now: float) -> list[tuple[str, JobState, JobState]]:
+        # An upload interrupted by a crash is simply redone; an interrupted send
+        # may have reached FAX.PLUS, so it must be reconciled, never resent blindly.
+        moves = ((JobState.UPLOADING, JobState.QUEUED), (JobState.SUBMITTING, JobState.UNKNOWN))
+        recovered: list[tuple[str, JobState, JobState]] = []
+        async with self._tx() as conn:
+            for old, new in moves:
+                rows = (
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.state == old.value, jobs.c.lease_until < now)
+                        .values(state=new.value, lease_owner=None, lease_until=None, updated_at=now)
+                        .returning(jobs.c.id)
+                    )
+                ).all()
+                for (job_id,) in rows:
+                    await self._event(conn, job_id, old, new, now, "lease expired")
+                    recovered.append((job_id, old, new))
+        return recovered
+
+    async def transition(
+        self,
+        job_id: str,
+        expected: JobState,
+        new: JobState,
+        now: float,
+        values: Mapping[str, Any] | None = None,
+        receipt: NewReceipt | None = None,
+        detail: str = "",
+    ) -> bool:
+        check_transition(expected, new)
+        fields = dict(values or {})
+        if "uploaded" in fields:
+            fields["uploaded"] = json.dumps(list(fields["uploaded"]))
+        if new not in (JobState.UPLOADING, JobState.SUBMITTING):
+            fields.setdefault("lease_owner", None)
+            fields.setdefault("lease_until", None)
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == expected.value)
+                .values(state=new.value, updated_at=now, **fields)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._event(conn, job_id, expected, new, now, detail)
+            if receipt is not None:
+                await conn.execute(
+                    insert(receipts).values(
+                        id=receipt.id,
+                        job_id=job_id,
+                        state="pending",
+                        recipient=receipt.recipient,
+                        content=receipt.content,
+                        attempts=0,
+                        created_at=now,
+                        run_at=now,
+                    )
+                )
+            return True
+
+    @staticmethod
+    async def _event(
+        conn: AsyncConnection,
+        job_id: str,
+        old: JobState | None,
+        new: JobState,
+        now: float,
+        detail: str,
+    ) -> None:
+        await conn.execute(
+            insert(job_events).values(
+                job_id=job_id,
+                at=now,
+                from_state=old.value if old else None,
+                to_state=new.value,
+                detail=detail[:2000],
+            )
+        )
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return _job(row) if row else None
+
+    async def job_by_fax_id(self, fax_id: str) -> Job | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.fax_id == fax_id))).first()
+        return _job(row) if row else None
+
+    async def jobs_in_state(self, state: JobState, before: float, limit: int) -> list[Job]:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(jobs)
+                    .where(jobs.c.state == state.value, jobs.c.updated_at < before)
+                    .order_by(jobs.c.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_job(row) for row in rows]
+
+    async def job_events(self, job_id: str) -> list[tuple[float, str | None, str, str]]:
+        """The job's transition history, oldest first (for operators and tests)."""
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        job_events.c.at,
+                        job_events.c.from_state,
+                        job_events.c.to_state,
+                        job_events.c.detail,
+                    )
+                    .where(job_events.c.job_id == job_id)
+                    .order_by(job_events.c.id)
+                )
+            ).all()
+        return [(r.at, r.from_state, r.to_state, r.detail) for r in rows]
+
+    async def documents(self, message_id: str) -> list[Document]:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(documents)
+                    .where(documents.c.message_id == message_id)
+                    .order_by(documents.c.position)
+                )
+            ).all()
+        return [Document(row.name, row.data, row.pages) for row in rows]
+
+    async def message(self, message_id: str) -> MessageRecord | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+        if row is None:
+            return None
+        return MessageRecord(
+            id=row.id,
+            received_at=row.received_at,
+            mail_from=row.mail_from,
+            header_message_id=row.header_message_id,
+            subject=row.subject,
+            auto_submitted=row.auto_submitted,
+            comment=row.comment,
+            report=_report_from_json(row.report),
+            raw=row.raw,
+        )
+
+    async def park_fax_event(self, fax_id: str, hook_id: str, status: str, now: float) -> bool:
+        try:
+            async with self._tx() as conn:
+                await conn.execute(
+                    insert(fax_events).values(
+                        fax_id=fax_id,
+                        hook_id=hook_id,
+                        status=status,
+                        received_at=now,
+                        next_at=now,
+                        attempts=0,
+                    )
+                )
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
+        return True
+
+    async def due_fax_events(self, now: float, limit: int) -> list[FaxEvent]:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(fax_events)
+                    .where(fax_events.c.next_at <= now)
+                    .order_by(fax_events.c.next_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            FaxEvent(r.id, r.fax_id, r.hook_id, r.status, r.received_at, r.attempts) for r in rows
+        ]
+
+    async def fax_event_done(self, event_id: int) -> None:
+        async with self._tx() as conn:
+            await conn.execute(fax_events.delete().where(fax_events.c.id == event_id))
+
+    async def fax_event_later(self, event_id: int, next_at: float) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(fax_events)
+                .where(fax_events.c.id == event_id)
+                .values(next_at=next_at, attempts=fax_events.c.attempts + 1)
+            )
+
+    async def wake_fax_events(self, fax_id: str, now: float) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(fax_events).where(fax_events.c.fax_id == fax_id).values(next_at=now)
+            )
+
+    async def next_fax_event(self) -> float | None:
+        async with self._tx() as conn:
+            due: float | None = (
+                await conn.execute(select(func.min(fax_events.c.next_at)))
+            ).scalar()
+        return due
+
+    async def claim_receipt(self, now: float, lease_until: float) -> PendingReceipt | None:
+        due = _oldest_due(receipts, "pending", now)
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    update(receipts)
+                    .where(receipts.c.id == due)
+                    # The lease is a later run_at: a crashed sender's receipt comes due again.
+                    .values(run_at=lease_until, attempts=receipts.c.attempts + 1)
+                    .returning(*receipts.c)
+                )
+            ).first()
+        if row is None:
+            return None
+        return PendingReceipt(
+            row.id, row.job_id, row.recipient, row.content, row.attempts, row.created_at
+        )
+
+    async def receipt_sent(self, receipt_id: str, now: float) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(receipts)
+                .where(receipts.c.id == receipt_id)
+                .values(state="sent", sent_at=now, error=None)
+            )
+
+    async def receipt_later(self, receipt_id: str, run_at: float, error: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(receipts)
+                .where(receipts.c.id == receipt_id)
+                .values(run_at=run_at, error=error[:2000])
+            )
+
+    async def receipt_dropped(self, receipt_id: str, error: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                update(receipts)
+                .where(receipts.c.id == receipt_id)
+                .values(state="dropped", error=error[:2000])
+            )
+
+    async def next_due(self, now: float) -> float | None:
+        async with self._tx() as conn:
+            job_due = (
+                await conn.execute(
+                    select(func.min(jobs.c.run_at)).where(
+                        jobs.c.state == JobState.QUEUED.value, jobs.c.run_at > now
+                    )
+                )
+            ).scalar()
+            receipt_due = (
+                await conn.execute(
+                    select(func.min(receipts.c.run_at)).where(
+                        receipts.c.state == "pending", receipts.c.run_at > now
+                    )
+                )
+            ).scalar()
+        times = [t for t in (job_due, receipt_due) if t is not None]
+        return min(times) if times else None
+
+    async def ping(self) -> None:
+        async with self._tx() as conn:
+            await conn.execute(select(1))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+async def open_store(url: str, state_dir: Path) -> SqlStore:
+    """Open (and create if needed) the store at `url`, or SQLite in state_dir when url is ""."""
+    if not url:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{state_dir / 'mailfax.sqlite3'}"
+    elif url.startswith("sqlite:"):
+        url = url.replace("sqlite:", "sqlite+aiosqlite:", 1)
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        _sqlite_durability(engine)
+    store = SqlStore(engine)
+    await store.create_schema()
+    return store

@@ -1,0 +1,152 @@
+"""Webhook intake: parks fax_sent hints, confirms each by fetching the fax, then ends the job."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mailfax.faxplus import ApiError, FaxApi, FaxRecord, NotFoundApiError
+from mailfax.finish import JobFinisher
+from mailfax.jobs import JobState
+from mailfax.logs import log_event
+from mailfax.receipts.compose import FaxOutcome
+from mailfax.store.base import FaxEvent, Store
+from mailfax.worker import Wakeup
+
+log = logging.getLogger("mailfax.webhooks")
+
+Clock = Callable[[], float]
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+# A hint whose fax id matches no job may precede the send's answer by a moment;
+# after a day it is taken as forged or foreign and dropped.
+PARK_LIMIT = 24 * 3600.0
+MAX_EVENT_BACKOFF = 600.0
+
+
+def fax_ids_of(payload: Any) -> tuple[list[str], str]:
+    """The fax ids a fax_sent payload names (data.id, then hook.id) and its claimed status."""
+    if not isinstance(payload, dict):
+        return [], ""
+    data, hook = (payload.get(key) for key in ("data", "hook"))
+    data = data if isinstance(data, dict) else {}
+    hook = hook if isinstance(hook, dict) else {}
+    ids: list[str] = []
+    for candidate in (data.get("id"), hook.get("id")):
+        if isinstance(candidate, str | int) and str(candidate) and str(candidate) not in ids:
+            ids.append(str(candidate))
+    return ids, str(data.get("status") or "")
+
+
+def webhook_app(secret: str, store: Store, wakeup: Wakeup, clock: Clock) -> Starlette:
+    """The HTTP app serving POST /webhooks/faxplus/<secret>; every other path is 404."""
+
+    async def receive(request: Request) -> Response:
+        # Constant-time comparison: the secret path is the webhook's only credential.
+        if not hmac.compare_digest(request.path_params["secret"].encode(), secret.encode()):
+            return JSONResponse({"error": "not found"}, status_code=404)
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        ids, status = fax_ids_of(payload)
+        if not ids:
+            return JSONResponse({"error": "no fax id in payload"}, status_code=400)
+        hook_id = ids[-1]
+        now = clock()
+        fresh = [
+            fax_id for fax_id in ids if await store.park_fax_event(fax_id, hook_id, status, now)
+        ]
+        log_event(log, "webhook.received", fax_id=ids[0], status=status, duplicate=not fresh)
+        wakeup.set()
+        return JSONResponse({"ok": True})
+
+    async def not_found(request: Request) -> Response:
+        return JSONResponse({"error": "not found"}, status_code=404)
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/faxplus/{secret}", receive, methods=["POST"]),
+            Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+        ]
+    )
+
+
+def outcome_from_record(record: FaxRecord) -> FaxOutcome:
+    return FaxOutcome(
+        delivered=record.status == "success",
+        status=record.status,
+        fax_id=record.id,
+        pages_sent=record.pages if record.status in ("success", "partially_sent") else 0,
+        start_time=record.start_time,
+    )
+
+
+class FaxStatusConfirmer:
+    """Processes parked webhook hints: trusts only what GET /faxes/{id} says."""
+
+    def __init__(self, store: Store, api: FaxApi, finisher: JobFinisher, clock: Clock) -> None:
+        self._store = store
+        self._api = api
+        self._finisher = finisher
+        self._clock = clock
+
+    async def step(self) -> float | None:
+        for event in await self._store.due_fax_events(self._clock(), limit=50):
+            await self._handle(event)
+        due = await self._store.next_fax_event()
+        return None if due is None else max(0.0, due - self._clock())
+
+    async def _later(self, event: FaxEvent, why: str) -> None:
+        now = self._clock()
+        if now - event.received_at > PARK_LIMIT:
+            log_event(log, "webhook.dropped", logging.WARNING, fax_id=event.fax_id, reason=why)
+            await self._store.fax_event_done(event.id)
+            return
+        delay = min(2.0**event.attempts, MAX_EVENT_BACKOFF)
+        await self._store.fax_event_later(event.id, now + delay)
+
+    async def _handle(self, event: FaxEvent) -> None:
+        job = await self._store.job_by_fax_id(event.fax_id)
+        if job is None:
+            await self._later(event, "no job has this fax id")
+            return
+        if job.state is not JobState.SUBMITTED:
+            # Already final (a duplicate) or not ours to move.
+            await self._store.fax_event_done(event.id)
+            return
+        try:
+            record = await self._api.get_fax(event.fax_id)
+        except NotFoundApiError:
+            await self._later(event, "FAX.PLUS does not know this fax id")
+            return
+        except ApiError as exc:
+            log_event(log, "webhook.confirm_failed", logging.WARNING, job=job.id, error=str(exc))
+            await self._later(event, str(exc))
+            return
+        if not record.is_final:
+            await self._later(event, f"fax still {record.status or 'in progress'}")
+            return
+        if event.status and event.status != record.status:
+            log_event(
+                log,
+                "webhook.contradicted",
+                logging.WARNING,
+                job=job.id,
+                claimed=event.status,
+                actual=record.status,
+            )
+        outcome = outcome_from_record(record)
+        await self._finisher.finish(job, JobState.SUBMITTED, outcome, self._clock())
+        await self._store.fax_event_done(event.id)

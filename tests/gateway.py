@@ -1,0 +1,97 @@
+"""A real gateway on loopback for tests: ephemeral ports, temporary state, real SMTP client."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from mailfax.app import Endpoints, Gateway
+from mailfax.config import load_settings
+
+
+def gateway_env(state_dir: Path, **overrides: str) -> dict[str, str]:
+    """Environment overrides for a gateway that only uses loopback ephemeral ports."""
+    env = {
+        "MAILFAX_STATE_DIR": str(state_dir),
+        "MAILFAX_SMTP_LISTEN": "127.0.0.1:0",
+        "MAILFAX_HTTP_LISTEN": "127.0.0.1:0",
+        "MAILFAX_HTTP_PUBLIC_URL": "",
+        "MAILFAX_SANDBOX_LISTEN": "127.0.0.1:0",
+        "MAILFAX_SANDBOX_DELAY": "0",
+        "MAILFAX_QUEUE_MIN_BACKOFF": "0.2",
+        "MAILFAX_QUEUE_SHUTDOWN_GRACE": "2",
+    }
+    env.update({f"MAILFAX_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+async def start_gateway(state_dir: Path, env: Mapping[str, str] | None = None) -> Gateway:
+    gateway = Gateway(load_settings(environ=env or gateway_env(state_dir)))
+    await gateway.start()
+    return gateway
+
+
+@dataclass
+class SmtpOutcome:
+    """Every reply of one SMTP transaction, as (code, text)."""
+
+    mail: tuple[int, str]
+    rcpts: list[tuple[int, str]]
+    data: tuple[int, str] | None
+
+    @property
+    def final(self) -> tuple[int, str]:
+        if self.data is not None:
+            return self.data
+        refused = [r for r in self.rcpts if r[0] >= 400]
+        return refused[-1] if refused else self.mail
+
+
+async def smtp_transaction(
+    endpoints: Endpoints,
+    message: EmailMessage | bytes,
+    recipients: list[str],
+    sender: str = "alice@example.com",
+) -> SmtpOutcome:
+    """Run MAIL, RCPT..., DATA with a real SMTP client, recording each reply without raising."""
+    host, port = endpoints.smtp
+    client = aiosmtplib.SMTP(hostname=host, port=port, timeout=30)
+    await client.connect()
+    try:
+        await client.ehlo()
+        mail = await client.mail(sender)
+        rcpts: list[tuple[int, str]] = []
+        for rcpt in recipients:
+            try:
+                response = await client.rcpt(rcpt)
+                rcpts.append((response.code, response.message))
+            except aiosmtplib.SMTPResponseException as exc:
+                rcpts.append((exc.code, exc.message))
+        data: tuple[int, str] | None = None
+        if any(code < 400 for code, _ in rcpts):
+            payload = message if isinstance(message, bytes) else message.as_bytes()
+            try:
+                response = await client.data(payload)
+                data = (response.code, response.message)
+            except aiosmtplib.SMTPResponseException as exc:
+                data = (exc.code, exc.message)
+        return SmtpOutcome((mail.code, mail.message), rcpts, data)
+    finally:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()
+
+
+def receipts_in(state_dir: Path) -> list[EmailMessage]:
+    """The receipts the Maildir holds, oldest first."""
+    new = state_dir / "receipts" / "new"
+    files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime) if new.exists() else []
+    parsed = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+    return [m for m in parsed if isinstance(m, EmailMessage)]

@@ -1,0 +1,202 @@
+"""The command line as a user runs it: serve, send, simulator and webhooks, in subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import eventually
+from tests.gateway import gateway_env, receipts_in, start_gateway
+from tests.pdfs import pdf_with_pages
+
+MAILFAX = [sys.executable, "-m", "mailfax"]
+
+
+async def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *MAILFAX,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, str]]:
+    """`mailfax serve` in a subprocess; yields (process, smtp host:port, banner)."""
+    process = await asyncio.create_subprocess_exec(
+        *MAILFAX,
+        "serve",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **gateway_env(tmp_path)},
+    )
+    assert process.stdout is not None
+    banner = ""
+    while "Stop with Ctrl-C." not in banner:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, f"mailfax serve exited early: {banner}"
+        banner += line.decode()
+    match = re.search(r"SMTP\s+(\S+:\d+)", banner)
+    assert match, banner
+    yield process, match.group(1), banner
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_serve_prints_where_it_listens_and_a_working_send_command(
+    served: tuple[asyncio.subprocess.Process, str, str], tmp_path: Path
+) -> None:
+    process, _, banner = served
+    assert "(the built-in FAX.PLUS simulator)" in banner
+    assert f"receipts  {tmp_path / 'receipts' / 'new'}" in banner
+    assert "/webhooks/faxplus/<secret>" in banner
+    secret = (tmp_path / "webhook-secret").read_text().strip()
+    assert secret and secret not in banner
+    # The ready-to-paste command works as printed.
+    command = next(line for line in banner.splitlines() if " send " in line).split()
+    send_args = command[command.index("send") :]
+    code, out, _ = await run(*send_args, "--from", "bob@example.com")
+    assert code == 0, out
+    assert "DATA: 250 2.0.0 Ok: queued as" in out
+
+    async def receipt() -> list[EmailMessage] | None:
+        return receipts_in(tmp_path) or None
+
+    [message] = await eventually(receipt, what="the receipt")
+    assert message["To"] == "bob@example.com"
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_send_reports_refusals_with_a_non_zero_exit(
+    served: tuple[asyncio.subprocess.Process, str, str], tmp_path: Path
+) -> None:
+    _, smtp, _ = served
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(pdf_with_pages(1))
+    code, out, _ = await run("send", "--server", smtp, "--to", "sales", str(pdf))
+    assert code == 1
+    assert "RCPT TO sales@fax.local: 550 5.1.1" in out
+    text = tmp_path / "notes.txt"
+    text.write_text("not a pdf")
+    code, out, _ = await run("send", "--server", smtp, "--to", "15551234567", str(text))
+    assert code == 1
+    assert "DATA: 550 5.6.0 No document to fax" in out
+
+
+async def test_invalid_configuration_stops_start_up(tmp_path: Path) -> None:
+    code, _, err = await run(
+        "serve", env={"MAILFAX_SMTP_LISTEN": "nowhere", "MAILFAX_STATE_DIR": str(tmp_path)}
+    )
+    assert code == 2
+    assert "[smtp] listen = 'nowhere'" in err
+    config = tmp_path / "bad.toml"
+    config.write_text('[faxplus]\napi_url = "https://restapi.fax.plus/v3"\n')
+    code, _, err = await run("serve", "--config", str(config))
+    assert code == 2 and "[faxplus] token" in err
+
+
+async def test_help_everywhere() -> None:
+    for args in (
+        ["--help"],
+        ["serve", "--help"],
+        ["send", "--help"],
+        ["simulator", "--help"],
+        ["webhooks", "--help"],
+    ):
+        code, out, _ = await run(*args)
+        assert code == 0 and "usage: mailfax" in out
+
+
+async def test_gateway_against_a_standalone_simulator(tmp_path: Path) -> None:
+    """`mailfax simulator` is used exactly like the real API: configuration only."""
+    port = free_port()
+    simulator = await asyncio.create_subprocess_exec(
+        *MAILFAX,
+        "simulator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--token",
+        "tok-123",
+        "--delay",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert simulator.stdout is not None
+        ready = await asyncio.wait_for(simulator.stdout.readline(), 30)
+        assert f"127.0.0.1:{port}/v3" in ready.decode()
+        api = {
+            "faxplus_api_url": f"http://127.0.0.1:{port}/v3",
+            "faxplus_token": "tok-123",
+        }
+        gateway = await start_gateway(tmp_path, gateway_env(tmp_path, **api))
+        try:
+            assert gateway.endpoints is not None
+            cli_env = gateway_env(tmp_path, http_public_url=gateway.endpoints.http_url, **api)
+            code, out, _ = await run("webhooks", "register", env=cli_env)
+            assert code == 0 and "fax_sent webhook registered" in out
+            code, out, _ = await run("webhooks", "list", "--json", env=cli_env)
+            [hook] = json.loads(out)
+            assert hook["target"] == gateway.endpoints.webhook_url
+
+            pdf = tmp_path / "doc.pdf"
+            pdf.write_bytes(pdf_with_pages(3))
+            host, smtp_port = gateway.endpoints.smtp
+            code, out, _ = await run(
+                "send",
+                "--server",
+                f"{host}:{smtp_port}",
+                "--to",
+                "15551234567",
+                "--from",
+                "c@example.com",
+                str(pdf),
+            )
+            assert code == 0, out
+
+            async def receipt() -> list[EmailMessage] | None:
+                return receipts_in(tmp_path) or None
+
+            [message] = await eventually(receipt, what="the receipt")
+            assert "delivered" in str(message["Subject"])
+
+            code, out, _ = await run("webhooks", "delete", hook["id"], env=cli_env)
+            assert code == 0
+            code, out, _ = await run("webhooks", "list", env=cli_env)
+            assert "no fax_sent webhooks registered" in out
+            # A wrong token is refused by the simulator, and the CLI says so.
+            code, _, err = await run(
+                "webhooks", "list", env={**cli_env, "MAILFAX_FAXPLUS_TOKEN": "wrong"}
+            )
+            assert code == 1 and "401" in err and "wrong" not in err
+        finally:
+            await gateway.stop()
+    finally:
+        simulator.terminate()
+        await asyncio.wait_for(simulator.wait(), 30)

@@ -1,0 +1,110 @@
+"""The FAX.PLUS client's outcome mapping, driven through httpx.MockTransport (faults on demand)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from mailfax.faxplus import (
+    AmbiguousApiError,
+    FaxPlusClient,
+    NotFoundApiError,
+    PermanentApiError,
+    TransientApiError,
+)
+
+TOKEN = "alohi_pat_TOPSECRET"
+
+
+def client(handler: httpx.MockTransport) -> FaxPlusClient:
+    return FaxPlusClient("https://api.test/v3", TOKEN, transport=handler)
+
+
+async def test_send_posts_the_documented_payload() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"ids": {"+15551234567": "abc123"}})
+
+    api = client(httpx.MockTransport(handle))
+    ids = await api.send_fax(
+        "+15550000001", ["+15551234567"], ["/transient-1"], "hi", ["mailfax", "mailfax-job:j1"]
+    )
+    assert ids == {"+15551234567": "abc123"}
+    request = seen[0]
+    assert request.url.path == "/v3/accounts/self/outbox"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {
+        "from": "+15550000001",
+        "to": ["+15551234567"],
+        "files": ["/transient-1"],
+        "comment": {"text": "hi", "tags": ["mailfax", "mailfax-job:j1"]},
+        "return_ids": True,
+    }
+
+
+async def test_upload_uses_the_fax_file_part() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["format"] == "pdf"
+        assert b'name="fax_file"; filename="a.pdf"' in request.content
+        return httpx.Response(200, json={"path": "/transient-xyz"})
+
+    assert (
+        await client(httpx.MockTransport(handle)).upload_file("a.pdf", b"%PDF-") == "/transient-xyz"
+    )
+
+
+async def test_429_is_transient_with_retry_after() -> None:
+    api = client(httpx.MockTransport(lambda r: httpx.Response(429, headers={"Retry-After": "17"})))
+    with pytest.raises(TransientApiError) as caught:
+        await api.send_fax("+1", ["+2"], ["/p"], "", [])
+    assert caught.value.retry_after == 17.0
+
+
+async def test_server_error_on_send_is_ambiguous_but_transient_on_reads() -> None:
+    api = client(httpx.MockTransport(lambda r: httpx.Response(500, json={"error": "internal"})))
+    with pytest.raises(AmbiguousApiError):
+        await api.send_fax("+1", ["+2"], ["/p"], "", [])
+    with pytest.raises(TransientApiError):
+        await api.get_fax("f1")
+
+
+async def test_connection_refused_is_transient() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(TransientApiError):
+        await client(httpx.MockTransport(handle)).send_fax("+1", ["+2"], ["/p"], "", [])
+
+
+async def test_lost_answer_to_a_send_is_ambiguous() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with pytest.raises(AmbiguousApiError):
+        await client(httpx.MockTransport(handle)).send_fax("+1", ["+2"], ["/p"], "", [])
+
+
+async def test_4xx_is_permanent_with_the_api_text_and_no_token() -> None:
+    body = {"error": "invalid_payload", "description": "comment is not of type 'object'"}
+    api = client(httpx.MockTransport(lambda r: httpx.Response(400, json=body)))
+    with pytest.raises(PermanentApiError) as caught:
+        await api.send_fax("+1", ["+2"], ["/p"], "", [])
+    assert "not of type 'object'" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert caught.value.status_code == 400
+
+
+async def test_missing_fax_is_not_found() -> None:
+    api = client(httpx.MockTransport(lambda r: httpx.Response(404, json={"error": "not_found"})))
+    with pytest.raises(NotFoundApiError):
+        await api.get_fax("nope")
+
+
+async def test_send_answer_without_ids_is_ambiguous() -> None:
+    api = client(httpx.MockTransport(lambda r: httpx.Response(201, json={})))
+    with pytest.raises(AmbiguousApiError):
+        await api.send_fax("+1", ["+2"], ["/p"], "", [])

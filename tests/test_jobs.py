@@ -1,0 +1,72 @@
+"""The job state machine: every allowed and every forbidden transition."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from mailfax.jobs import (
+    ALLOWED,
+    TERMINAL,
+    JobState,
+    TransitionError,
+    check_transition,
+    new_id,
+    retry_delay,
+)
+
+S = JobState
+EXPECTED_ALLOWED = {
+    (S.QUEUED, S.UPLOADING),
+    (S.QUEUED, S.FAILED),
+    (S.QUEUED, S.CANCELLED),
+    (S.UPLOADING, S.SUBMITTING),
+    (S.UPLOADING, S.QUEUED),
+    (S.UPLOADING, S.FAILED),
+    (S.UPLOADING, S.CANCELLED),
+    (S.SUBMITTING, S.SUBMITTED),
+    (S.SUBMITTING, S.UNKNOWN),
+    (S.SUBMITTING, S.QUEUED),
+    (S.SUBMITTING, S.FAILED),
+    (S.UNKNOWN, S.SUBMITTED),
+    (S.UNKNOWN, S.QUEUED),
+    (S.UNKNOWN, S.FAILED),
+    (S.SUBMITTED, S.DELIVERED),
+    (S.SUBMITTED, S.FAILED),
+    (S.SUBMITTED, S.QUEUED),
+    (S.SUBMITTED, S.CANCELLED),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(JobState, JobState)))
+def test_transition_table(old: JobState, new: JobState) -> None:
+    if (old, new) in EXPECTED_ALLOWED:
+        check_transition(old, new)
+    else:
+        with pytest.raises(TransitionError):
+            check_transition(old, new)
+
+
+def test_terminal_states_are_final() -> None:
+    assert all(not ALLOWED[state] for state in TERMINAL)
+
+
+def test_a_send_in_flight_never_goes_straight_back_to_sending() -> None:
+    # An ambiguous send must be reconciled first (UNKNOWN), never resent from SUBMITTING.
+    assert S.UPLOADING not in ALLOWED[S.SUBMITTING]
+    assert S.SUBMITTING not in ALLOWED[S.UNKNOWN]
+
+
+def test_retry_delay_grows_with_age_and_is_clamped() -> None:
+    rng = random.Random(1)
+    assert 24 <= retry_delay(0, 30, 3600, rng) <= 36
+    assert 480 <= retry_delay(600, 30, 3600, rng) <= 720
+    assert retry_delay(10 * 86400, 30, 3600, rng) <= 3600 * 1.2
+
+
+def test_ids_are_time_ordered_and_unique() -> None:
+    ids = [new_id(1_700_000_000 + i) for i in range(100)]
+    assert ids == sorted(ids)
+    assert len(set(new_id(1.0) for _ in range(1000))) == 1000

@@ -1,0 +1,204 @@
+"""Alohi's official SDK (faxplus-api) drives the simulator; its models must accept every answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import faxplus
+import pikepdf
+import pytest
+from faxplus.rest import ApiException
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mailfax._http import HttpServer
+from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+
+FROM = "+15550000001"
+EVENT_DEADLINE = 5.0
+
+
+@dataclass
+class Apis:
+    """The SDK's API groups, all sharing one client configured for the simulator."""
+
+    accounts: Any
+    numbers: Any
+    files: Any
+    outbox: Any
+    faxes: Any
+    hooks: Any
+
+
+@dataclass
+class Harness:
+    apis: Apis
+    webhook_url: str
+    webhooks: asyncio.Queue[dict[str, Any]]
+
+    async def next_webhook(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.webhooks.get(), EVENT_DEADLINE)
+
+
+def sdk_apis(api_url: str, downloads: Path) -> Apis:
+    configuration = faxplus.Configuration()
+    configuration.host = api_url
+    # The SDK always sets Authorization from access_token ("Bearer " when empty), which
+    # overrides an ApiClient(header_name="Authorization", ...) default header.
+    configuration.access_token = DEFAULT_TOKEN
+    configuration.temp_folder_path = str(downloads)
+    client = faxplus.ApiClient(configuration)
+    return Apis(
+        accounts=faxplus.AccountsApi(client),
+        numbers=faxplus.NumbersApi(client),
+        files=faxplus.FilesApi(client),
+        outbox=faxplus.OutboxApi(client),
+        faxes=faxplus.FaxesApi(client),
+        hooks=faxplus.WebhooksApi(client),
+    )
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    webhooks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def receive(request: Request) -> Response:
+        await webhooks.put(await request.json())
+        return JSONResponse({})
+
+    sim = Simulator(SimulatorSettings(delay=0))
+    sim_server = HttpServer(sim.app, "127.0.0.1", 0)
+    sink_server = HttpServer(
+        Starlette(routes=[Route("/hook", receive, methods=["POST"])]), "127.0.0.1", 0
+    )
+    await sim_server.start()
+    await sink_server.start()
+    yield Harness(sdk_apis(f"{sim_server.url}/v3", tmp_path), f"{sink_server.url}/hook", webhooks)
+    await sim.aclose()
+    await asyncio.gather(sim_server.stop(), sink_server.stop())
+
+
+def send_time(offset: timedelta) -> str:
+    return (datetime.now(UTC) + offset).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+async def test_sdk_reads_account_numbers_and_hooks(harness: Harness) -> None:
+    apis = harness.apis
+
+    account = await asyncio.to_thread(apis.accounts.get_user, "self")
+    numbers = await asyncio.to_thread(apis.numbers.list_numbers, "self")
+    number = await asyncio.to_thread(apis.numbers.get_number, "self", FROM)
+    hook_id = await asyncio.to_thread(
+        apis.hooks.create_webhook,
+        body=faxplus.Webhook(target=harness.webhook_url, event="fax_sent"),
+    )
+    hooks = await asyncio.to_thread(apis.hooks.get_webhooks, "fax_sent")
+
+    assert (account.account_type, account.status) == ("individual", "active")
+    assert account.notifications.settings.email.send_fax is True
+    assert [n.number for n in numbers.numbers] == [FROM]
+    assert (number.number, number.status, number.owner_id) == (FROM, "active", account.uid)
+    assert [(h.id, h.target, h.event) for h in hooks.data] == [
+        (hook_id.id, harness.webhook_url, "fax_sent")
+    ]
+    await asyncio.to_thread(apis.hooks.delete_webhook, hook_id.id)
+    assert (await asyncio.to_thread(apis.hooks.get_webhooks, "fax_sent")).data == []
+
+
+async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
+    harness: Harness, tmp_path: Path
+) -> None:
+    apis = harness.apis
+    document = tmp_path / "letter.pdf"
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    pdf.add_blank_page()
+    pdf.save(document)
+    await asyncio.to_thread(
+        apis.hooks.create_webhook,
+        body=faxplus.Webhook(target=harness.webhook_url, event="fax_sent"),
+    )
+
+    upload = await asyncio.to_thread(
+        apis.files.upload_file, "self", fax_file=str(document), format="pdf"
+    )
+
+    def payload(to: str, when: timedelta) -> Any:
+        return faxplus.PayloadOutbox(
+            from_number=FROM,
+            to=[to],
+            files=[upload.path],
+            comment=faxplus.OutboxComment(text="job 9", tags=["job:9"]),
+            options=faxplus.OutboxOptions(
+                enhancement=True, retry=faxplus.RetryOptions(count=1, delay=5)
+            ),
+            send_time=send_time(when),
+            return_ids=True,
+            cover_page=faxplus.OutboxCoverPage(
+                name_to="Clinic", name_from="Gateway", subject="Letter", flags=["urgent"]
+            ),
+        )
+
+    # One fax is due now; the other is scheduled an hour ahead and stays in the outbox.
+    held = await asyncio.to_thread(
+        apis.outbox.send_fax, "self", body=payload("+15551110002", timedelta(hours=1))
+    )
+    sent = await asyncio.to_thread(
+        apis.outbox.send_fax, "self", body=payload("+15551110001", timedelta(minutes=-1))
+    )
+    webhook = await harness.next_webhook()
+
+    fax_id = sent.ids["+15551110001"]
+    assert webhook["data"]["id"] == fax_id
+    assert len(held.ids["+15551110002"]) == 24
+
+    outbox = await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")
+    (pending,) = outbox.records
+    assert (pending.to, pending.status, pending.page_count) == (
+        ["+15551110002"],
+        "scheduled_for_sending",
+        2,
+    )
+    assert (pending.comment.text, pending.comment.tags) == ("job 9", ["job:9"])
+    assert pending.cover_page.flags == ["urgent"]
+    await asyncio.to_thread(
+        apis.outbox.update_outbox_fax,
+        "self",
+        pending.id,
+        body=faxplus.PayloadOutboxModification(comment="job 9, edited"),
+    )
+    fetched = await asyncio.to_thread(apis.outbox.get_outbox_fax, "self", pending.id)
+    assert fetched.comment.text == "job 9, edited"
+    await asyncio.to_thread(apis.outbox.delete_outbox_fax, "self", pending.id)
+    assert (await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")).records == []
+
+    faxes = await asyncio.to_thread(apis.faxes.list_faxes, "self", category="sent", limit=10)
+    (listed,) = faxes.data.records
+    fax = await asyncio.to_thread(apis.faxes.get_fax, "self", fax_id)
+    assert listed == fax
+    assert (fax.id, fax.status, fax.pages, fax.direction) == (fax_id, "success", 2, "outgoing")
+    assert (fax.from_number, fax.to, fax.comment) == (FROM, "+15551110001", "job 9")
+    assert (fax.max_retry, fax.retry_delay, fax.cover_page.subject) == (1, 5, "Letter")
+
+    downloaded = await asyncio.to_thread(apis.files.get_file, "self", fax_id, format="pdf")
+    report = await asyncio.to_thread(apis.files.get_fax_report, "self", fax_id)
+    with pikepdf.open(downloaded) as faxed:
+        assert len(faxed.pages) == 2
+    with pikepdf.open(report) as confirmation:
+        assert len(confirmation.pages) == 1
+
+
+async def test_sdk_surfaces_api_errors(harness: Harness) -> None:
+    with pytest.raises(ApiException) as raised:
+        await asyncio.to_thread(harness.apis.faxes.get_fax, "self", "0" * 24)
+
+    assert raised.value.status == 404
+    assert json.loads(raised.value.body)["error"] == "not_found"

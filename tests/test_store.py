@@ -1,0 +1,143 @@
+"""The SQL store: durable acceptance, conditional transitions, leases, receipts, webhook parking."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailfax.jobs import JobState, TransitionError
+from mailfax.mail.extract import Document, PartReport
+from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailable, open_store
+
+S = JobState
+
+
+def accepted(message_id: str = "m1", now: float = 1000.0) -> AcceptedMessage:
+    return AcceptedMessage(
+        id=message_id,
+        received_at=now,
+        mail_from="alice@example.com",
+        peer="127.0.0.1",
+        header_message_id="<x@example.com>",
+        subject="Invoice",
+        auto_submitted="",
+        comment="hello",
+        report=(PartReport("a.pdf", "application/pdf", 10, 2, "faxed", "PDF"),),
+        documents=(Document("a.pdf", b"%PDF-a", 2), Document("b.pdf", b"%PDF-b", 1)),
+        raw=b"Subject: Invoice\r\n\r\nhello\r\n",
+    )
+
+
+async def test_accept_stores_message_documents_and_jobs(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    job = await store.get_job("j1")
+    assert job is not None and job.state is S.QUEUED and job.number == "+15551234567"
+    assert [d.name for d in await store.documents("m1")] == ["a.pdf", "b.pdf"]
+    message = await store.message("m1")
+    assert message is not None and message.report[0].pages == 2 and message.comment == "hello"
+    assert [e[2] for e in await store.job_events("j2")] == ["queued"]
+
+
+async def test_durability_pragmas(store: SqlStore, tmp_path: Path) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567")])
+    with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> None:
+    store = await open_store("", tmp_path)
+    try:
+        with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
+            conn.execute("DROP TABLE job_events")  # the last insert of accept() will fail
+        with pytest.raises(StoreUnavailable):
+            await store.accept(accepted(), [("j1", "+15551234567")])
+        with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
+            for table in ("messages", "documents", "jobs"):
+                assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
+    finally:
+        await store.close()
+
+
+async def test_claim_takes_due_jobs_once(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    first = await store.claim_job("w1", 1000.0, 1100.0)
+    second = await store.claim_job("w2", 1000.0, 1100.0)
+    assert first is not None and second is not None
+    assert {first.id, second.id} == {"j1", "j2"}
+    assert first.state is S.UPLOADING and first.attempts == 1
+    assert await store.claim_job("w3", 1000.0, 1100.0) is None
+
+
+async def test_claim_respects_run_at(store: SqlStore) -> None:
+    await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
+    assert await store.claim_job("w", 999.0, 1100.0) is None
+    assert await store.next_due(999.0) == 1000.0
+
+
+async def test_transitions_are_conditional(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.claim_job("w", 1000.0, 1100.0)
+    assert await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0, {"uploaded": ["/p1"]})
+    # A second worker (or a duplicate) expecting the old state changes nothing.
+    assert not await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1002.0)
+    job = await store.get_job("j1")
+    assert job is not None and job.uploaded == ("/p1",)
+    with pytest.raises(TransitionError):
+        await store.transition("j1", S.SUBMITTING, S.UPLOADING, 1003.0)
+
+
+async def test_final_state_and_receipt_in_one_transaction(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.claim_job("w", 1000.0, 1100.0)
+    await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0)
+    await store.transition("j1", S.SUBMITTING, S.SUBMITTED, 1002.0, {"fax_id": "f1"})
+    receipt = NewReceipt("r1", "alice@example.com", b"receipt")
+    assert await store.transition("j1", S.SUBMITTED, S.DELIVERED, 1003.0, receipt=receipt)
+    # A duplicate confirmation can neither move the job nor queue a second receipt.
+    again = NewReceipt("r2", "alice@example.com", b"receipt")
+    assert not await store.transition("j1", S.SUBMITTED, S.DELIVERED, 1004.0, receipt=again)
+    claimed = await store.claim_receipt(1005.0, 1300.0)
+    assert claimed is not None and claimed.id == "r1" and claimed.job_id == "j1"
+    assert await store.claim_receipt(1005.0, 1300.0) is None  # leased
+    await store.receipt_sent("r1", 1006.0)
+    assert await store.claim_receipt(2000.0, 2300.0) is None
+
+
+async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.claim_job("w", 1000.0, 1100.0)
+    await store.transition(
+        "j1", S.UPLOADING, S.FAILED, 1001.0, receipt=NewReceipt("r1", "a@b.c", b"x")
+    )
+    assert (await store.claim_receipt(1001.0, 1301.0)) is not None
+    # The sender crashed: after its lease the receipt comes due again.
+    again = await store.claim_receipt(1302.0, 1600.0)
+    assert again is not None and again.attempts == 2
+    await store.receipt_later("r1", 5000.0, "smarthost down")
+    assert await store.claim_receipt(4999.0, 5300.0) is None
+    assert await store.next_due(4000.0) == 5000.0
+
+
+async def test_expired_leases_are_recovered(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    a = await store.claim_job("w", 1000.0, 1100.0)
+    b = await store.claim_job("w", 1000.0, 1100.0)
+    assert a and b
+    await store.transition(b.id, S.UPLOADING, S.SUBMITTING, 1001.0)
+    assert await store.recover_expired(1050.0) == []
+    moved = sorted(await store.recover_expired(1101.0))
+    assert sorted(moved) == sorted([(a.id, S.UPLOADING, S.QUEUED), (b.id, S.SUBMITTING, S.UNKNOWN)])
+
+
+async def test_webhook_events_are_deduplicated(store: SqlStore) -> None:
+    assert await store.park_fax_event("f1", "h1", "success", 1.0)
+    assert not await store.park_fax_event("f1", "h1", "success", 2.0)
+    assert await store.park_fax_event("f1", "h2", "success", 2.0)  # another attempt's hook
+    events = await store.due_fax_events(10.0, 10)
+    assert [(e.fax_id, e.hook_id) for e in events] == [("f1", "h1"), ("f1", "h2")]
+    await store.fax_event_later(events[0].id, 100.0)
+    await store.fax_event_done(events[1].id)
+    assert await store.due_fax_events(10.0, 10) == []
+    assert [e.attempts for e in await store.due_fax_events(100.0, 10)] == [1]

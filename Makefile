@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Larger crash and fault runs than CI's (MAILFAX_CHAOS_SCALE=1); prints the invariants checked.
+chaos: $(STAMP)
+	MAILFAX_CHAOS_SCALE=$${MAILFAX_CHAOS_SCALE:-6} $(BIN)/pytest -s -q tests/test_chaos.py
 
 clean:
 	rm -rf $(VENV) mailfax-data .pytest_cache .mypy_cache .ruff_cache

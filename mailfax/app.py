@@ -17,12 +17,15 @@ from mailfax.dispatch import Dispatcher
 from mailfax.faxplus import FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
 from mailfax.logs import log_event
+from mailfax.mail.extract import extraction_options
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.receipts.deliver import MaildirSender, receipt_sender
 from mailfax.receipts.queue import ReceiptWorker
+from mailfax.reconcile import Reconciler
 from mailfax.sandbox import Simulator, SimulatorSettings
 from mailfax.smtp.intake import FaxIntakeHandler, start_smtp_server
 from mailfax.store import SqlStore, open_store
+from mailfax.store.sql import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS
 from mailfax.webhooks import FaxStatusConfirmer, webhook_app
 from mailfax.worker import Wakeup, run_loop
 
@@ -50,21 +53,51 @@ def webhook_secret(settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where a running gateway listens (actual ports, also when configured as 0)."""
+    """Where a running gateway listens (actual ports, also when configured as 0).
 
-    smtp: tuple[str, int]
-    http_url: str
-    webhook_url: str
+    A role that is not run has no endpoint (None)."""
+
+    smtp: tuple[str, int] | None
+    http_url: str | None
+    webhook_url: str | None
     api_url: str
     receipts: str
 
 
-class Gateway:
-    """One mailfax process: SMTP intake, webhook HTTP, dispatcher and receipt workers."""
+ROLES = frozenset({"smtp", "web", "worker"})
 
-    def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
+
+class DatabaseClock:
+    """time.time() corrected to the store's clock, so leases mean the same on every instance."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self._offset
+
+    async def sync(self) -> float:
+        self._offset = await self._store.db_now() - time.time()
+        return CLOCK_SYNC_INTERVAL
+
+
+CLOCK_SYNC_INTERVAL = 60.0
+
+
+class Gateway:
+    """One mailfax process running some or all roles: SMTP intake ("smtp"), webhook HTTP
+    ("web"), and the dispatcher, confirmer, reconciler and receipt workers ("worker")."""
+
+    def __init__(
+        self, settings: Settings, roles: frozenset[str] = ROLES, clock: Clock | None = None
+    ) -> None:
+        unknown = roles - ROLES
+        if unknown or not roles:
+            raise ValueError(f"roles must be among {sorted(ROLES)}, got {sorted(roles)}")
         self.settings = settings
-        self._clock = clock
+        self.roles = roles
+        self._injected_clock = clock
         self._stack: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._smtp: asyncio.Server | None = None
@@ -80,14 +113,27 @@ class Gateway:
             await self.stop()
             raise
 
+    def _spawn(
+        self, name: str, step: Callable[[], Awaitable[float | None]], wakeup: Wakeup
+    ) -> None:
+        self._tasks.append(asyncio.create_task(run_loop(name, step, wakeup)))
+
     async def _start(self) -> Endpoints:
         s = self.settings
         store = self.store = await open_store(s.store.url, s.state_path)
         self._stack.append(store.close)
+        if self._injected_clock is not None:
+            clock: Clock = self._injected_clock
+        else:
+            database_clock = DatabaseClock(store)
+            await database_clock.sync()
+            clock = database_clock
+            if store.dialect != "sqlite":
+                self._spawn("clock", database_clock.sync, Wakeup())
 
         api_url, token = s.faxplus.api_url, s.faxplus.token
         if s.uses_sandbox:
-            self.simulator = Simulator(SimulatorSettings(delay=s.sandbox.delay))
+            self.simulator = Simulator(SimulatorSettings.from_options(vars(s.sandbox)))
             sim_server = HttpServer(self.simulator.app, *parse_hostport(s.sandbox.listen))
             await sim_server.start()
             self._stack.append(self.simulator.aclose)
@@ -97,47 +143,77 @@ class Gateway:
         self._stack.append(api.aclose)
 
         receipts_wakeup, webhook_wakeup, jobs_wakeup = Wakeup(), Wakeup(), Wakeup()
-        secret = webhook_secret(s)
-        http = HttpServer(
-            webhook_app(secret, store, webhook_wakeup, self._clock), *parse_hostport(s.http.listen)
+        # Other instances' commits wake this one (PostgreSQL); polling is the fallback.
+        listener = await store.listen(
+            {
+                CHANNEL_JOBS: jobs_wakeup,
+                CHANNEL_FAX_EVENTS: webhook_wakeup,
+                CHANNEL_RECEIPTS: receipts_wakeup,
+            }
         )
-        await http.start()
-        self._stack.append(http.stop)
-        public_url = (s.http.public_url or http.url).rstrip("/")
-        webhook_url = f"{public_url}/webhooks/faxplus/{secret}"
-        if s.uses_sandbox:
-            await register_webhook(api, webhook_url)
+        self._stack.append(listener.aclose)
 
-        from_number = await choose_from_number(api, s.faxplus.from_number)
-        composer = ReceiptComposer(
-            s.receipts.from_address or f"mailfax@{socket.getfqdn()}",
-            socket.getfqdn(),
-            s.smtp.domain,
-        )
-        finisher = JobFinisher(store, composer, receipts_wakeup)
+        http_url = webhook_url = None
+        if "web" in self.roles:
+            secret = webhook_secret(s)
+            http = HttpServer(
+                webhook_app(secret, store, webhook_wakeup, clock), *parse_hostport(s.http.listen)
+            )
+            await http.start()
+            self._stack.append(http.stop)
+            http_url = http.url
+            webhook_url = f"{(s.http.public_url or http.url).rstrip('/')}/webhooks/faxplus/{secret}"
+            if s.uses_sandbox:
+                await register_webhook(api, webhook_url)
+
         sender = receipt_sender(s.receipts.smarthost, s.state_path)
-        self.dispatcher = Dispatcher(
-            store, api, finisher, from_number, s.queue, self._clock, webhook_wakeup
-        )
-        confirmer = FaxStatusConfirmer(store, api, finisher, self._clock)
-        receipt_worker = ReceiptWorker(store, sender, self._clock)
-        self._tasks = [
-            asyncio.create_task(run_loop("dispatch", self.dispatcher.step, jobs_wakeup)),
-            asyncio.create_task(run_loop("webhooks", confirmer.step, webhook_wakeup)),
-            asyncio.create_task(run_loop("receipts", receipt_worker.step, receipts_wakeup)),
-        ]
+        if "worker" in self.roles:
+            from_number = await choose_from_number(api, s.faxplus.from_number)
+            composer = ReceiptComposer(
+                s.receipts.from_address or f"mailfax@{socket.getfqdn()}",
+                socket.getfqdn(),
+                s.smtp.domain,
+            )
+            finisher = JobFinisher(store, composer, receipts_wakeup)
+            self.dispatcher = Dispatcher(
+                store,
+                api,
+                finisher,
+                from_number,
+                s.queue,
+                clock,
+                webhook_wakeup,
+                cover_page=s.faxplus.cover_page == "always",
+            )
+            confirmer = FaxStatusConfirmer(store, api, finisher, clock, s.queue, s.faxplus.retries)
+            reconciler = Reconciler(
+                store, api, finisher, s.queue, s.faxplus, clock, jobs_wakeup, webhook_wakeup
+            )
+            self._spawn("dispatch", self.dispatcher.step, jobs_wakeup)
+            self._spawn("webhooks", confirmer.step, webhook_wakeup)
+            self._spawn("reconcile", reconciler.step, Wakeup())
+            self._spawn("receipts", ReceiptWorker(store, sender, clock).step, receipts_wakeup)
 
-        handler = FaxIntakeHandler(store, s.smtp, jobs_wakeup, self._clock)
-        smtp_sock = bind_listener(*parse_hostport(s.smtp.listen))
-        self._smtp = await start_smtp_server(handler, s.smtp, smtp_sock)
-        host, port = smtp_sock.getsockname()[:2]
+        smtp = None
+        if "smtp" in self.roles:
+            handler = FaxIntakeHandler(store, s.smtp, jobs_wakeup, clock, extraction_options(s))
+            smtp_sock = bind_listener(*parse_hostport(s.smtp.listen))
+            self._smtp = await start_smtp_server(handler, s.smtp, smtp_sock)
+            smtp = (str(smtp_sock.getsockname()[0]), int(smtp_sock.getsockname()[1]))
         receipts = (
             str(sender.directory / "new")
             if isinstance(sender, MaildirSender)
             else s.receipts.smarthost
         )
-        self.endpoints = Endpoints((host, port), http.url, webhook_url, api_url, receipts)
-        log_event(log, "gateway.started", smtp=f"{host}:{port}", http=http.url, api=api_url)
+        self.endpoints = Endpoints(smtp, http_url, webhook_url, api_url, receipts)
+        log_event(
+            log,
+            "gateway.started",
+            roles=",".join(sorted(self.roles)),
+            smtp=f"{smtp[0]}:{smtp[1]}" if smtp else "-",
+            http=http_url or "-",
+            api=api_url,
+        )
         return self.endpoints
 
     async def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The `mailfax` command tree: serve, send, simulator, webhooks."""
+"""The `mailfax` command tree: serve, send, inspect, simulator, webhooks."""
 
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ from typing import Any
 
 from mailfax import __version__
 from mailfax._http import HttpServer, parse_hostport
-from mailfax.app import Endpoints, Gateway, register_webhook, webhook_secret
+from mailfax.app import ROLES, Endpoints, Gateway, register_webhook, webhook_secret
 from mailfax.config import ConfigError, Settings, load_settings
 from mailfax.documents import text_pdf
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
+from mailfax.mail.extract import Extraction, extract_documents, extraction_options
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.store import open_store
+from mailfax.store.copy import StoreNotEmpty, copy_store
+from mailfax.store.migrations import LATEST, SchemaMismatch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +59,25 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="run the gateway (SMTP, webhooks, dispatcher, receipts)"
     )
     _config_option(serve)
+    serve.add_argument(
+        "--role",
+        default="smtp,web,worker",
+        metavar="ROLES",
+        help="comma-separated roles this process runs: smtp, web, worker (default: all three)",
+    )
     serve.set_defaults(func=_serve)
+
+    db = commands.add_parser("db", help="manage the store's schema and contents")
+    db_commands = db.add_subparsers(title="db commands", metavar="ACTION", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="apply pending schema migrations")
+    db_upgrade.set_defaults(func=_db_upgrade)
+    db_copy = db_commands.add_parser(
+        "copy", help="copy every message, job and receipt into another (empty) database"
+    )
+    db_copy.add_argument("--to", required=True, metavar="URL", help="e.g. postgresql://host/db")
+    db_copy.set_defaults(func=_db_copy)
+    for sub in (db_upgrade, db_copy):
+        _config_option(sub)
 
     send = commands.add_parser(
         "send", help="fax files by composing a mail and submitting it by SMTP"
@@ -75,12 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(send)
     send.set_defaults(func=_send)
 
+    inspect = commands.add_parser(
+        "inspect", help="show what the gateway would fax from a mail file, without sending"
+    )
+    inspect.add_argument("mail", type=Path, metavar="FILE.eml", help="the mail ('-' = stdin)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    _config_option(inspect)
+    inspect.set_defaults(func=_inspect)
+
     sim = commands.add_parser("simulator", help="run the FAX.PLUS simulator alone")
     sim.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     sim.add_argument("--token", default=DEFAULT_TOKEN, help="the only Bearer token accepted")
     sim.add_argument(
         "--delay", type=float, default=2.0, metavar="SECONDS", help="send-to-result delay"
     )
+    _fault_options(sim)
     sim.set_defaults(func=_simulator)
 
     hooks = commands.add_parser("webhooks", help="manage the FAX.PLUS fax_sent webhook")
@@ -100,6 +131,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fault_options(sim: argparse.ArgumentParser) -> None:
+    # SUPPRESS leaves an absent flag out, so SimulatorSettings' own default applies.
+    faults = sim.add_argument_group(
+        "fault injection",
+        "all off by default; rates are fractions from 0 to 1",
+        argument_default=argparse.SUPPRESS,
+    )
+    faults.add_argument("--seed", type=int, help="seed of every fault decision")
+    rates = [
+        ("--error-rate", "API requests answered 503 or 500 before being processed"),
+        ("--rate-limit-rate", "API requests answered 429 (Retry-After: 1) before being processed"),
+        ("--timeout-rate", "API requests processed, then their answer withheld for --hang"),
+        ("--drop-rate", "API requests processed, then their connection broken mid-answer"),
+        ("--webhook-duplicate-rate", "webhooks delivered two or three times"),
+        ("--webhook-reorder-rate", "webhooks preceded by a stale contradicting copy, delayed"),
+        ("--webhook-early-rate", "sends whose webhooks arrive before their 201 answer"),
+        ("--webhook-drop-rate", "webhooks never sent"),
+        ("--webhook-wrong-path-rate", "webhooks sent to the target with its last segment altered"),
+    ]
+    for flag, what in rates:
+        faults.add_argument(flag, type=float, metavar="FRACTION", help=what)
+    faults.add_argument(
+        "--latency", type=float, metavar="SECONDS", help="random delay (0..SECONDS) per request"
+    )
+    faults.add_argument(
+        "--hang", type=float, metavar="SECONDS", help="how long a timed-out answer is withheld"
+    )
+    faults.add_argument("--state-file", metavar="FILE", help="keep the ledger in FILE")
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML configuration (default: $MAILFAX_CONFIG)"
@@ -115,14 +176,21 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    roles = frozenset(role.strip() for role in args.role.split(",") if role.strip())
+    if not roles or roles - ROLES:
+        print(f"mailfax serve: --role takes {', '.join(sorted(ROLES))}", file=sys.stderr)
+        return 2
     setup_logging(settings.log.level, settings.log.format)
-    return asyncio.run(_serve_async(settings))
+    return asyncio.run(_serve_async(settings, roles))
 
 
-async def _serve_async(settings: Settings) -> int:
-    gateway = Gateway(settings)
+async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
+    gateway = Gateway(settings, roles)
     try:
         endpoints = await gateway.start()
+    except SchemaMismatch as exc:
+        print(f"mailfax: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"mailfax: cannot start: {exc.strerror or exc} ({exc.__class__.__name__})",
@@ -132,7 +200,7 @@ async def _serve_async(settings: Settings) -> int:
     except ApiError as exc:
         print(f"mailfax: cannot start: FAX.PLUS: {exc}", file=sys.stderr)
         return 1
-    print(_banner(settings, endpoints), flush=True)
+    print(_banner(settings, endpoints, gateway.roles), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,27 +210,29 @@ async def _serve_async(settings: Settings) -> int:
     return 0
 
 
-def _banner(settings: Settings, endpoints: Endpoints) -> str:
-    host, port = endpoints.smtp
-    sample = settings.state_path / "sample.pdf"
-    if not sample.exists():
-        sample.write_bytes(
-            text_pdf(["mailfax test page", "If you can read this, the fax went through."])
-        )
+def _banner(settings: Settings, endpoints: Endpoints, roles: frozenset[str]) -> str:
     api = "the built-in FAX.PLUS simulator" if settings.uses_sandbox else "FAX.PLUS"
-    webhook = endpoints.webhook_url.rsplit("/", 1)[0] + "/<secret>"
-    return "\n".join(
-        [
-            f"mailfax {__version__} is running",
-            f"  SMTP      {host}:{port}  (mail to <fax number>@{settings.smtp.domain})",
-            f"  webhooks  {webhook}",
-            f"  FAX.PLUS  {endpoints.api_url}  ({api})",
-            f"  receipts  {endpoints.receipts}",
+    lines = [f"mailfax {__version__} is running ({', '.join(sorted(roles))})"]
+    if endpoints.smtp:
+        host, port = endpoints.smtp
+        lines.append(f"  SMTP      {host}:{port}  (mail to <fax number>@{settings.smtp.domain})")
+    if endpoints.webhook_url:
+        lines.append(f"  webhooks  {endpoints.webhook_url.rsplit('/', 1)[0]}/<secret>")
+    lines.append(f"  FAX.PLUS  {endpoints.api_url}  ({api})")
+    if "worker" in roles:
+        lines.append(f"  receipts  {endpoints.receipts}")
+    if endpoints.smtp:
+        sample = settings.state_path / "sample.pdf"
+        if not sample.exists():
+            sample.write_bytes(
+                text_pdf(["mailfax test page", "If you can read this, the fax went through."])
+            )
+        lines += [
             "Send a test fax (in another terminal):",
             f"  {_self_command()} send --server {host}:{port} --to 15551234567 {sample.resolve()}",
-            "Stop with Ctrl-C.",
         ]
-    )
+    lines.append("Stop with Ctrl-C.")
+    return "\n".join(lines)
 
 
 def _self_command() -> str:
@@ -238,19 +308,144 @@ def _submit(host: str, port: int, sender: str, recipients: list[str], data: byte
         return 0 if code < 400 and not refused else 1
 
 
+# --- inspect -----------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        raw = sys.stdin.buffer.read() if str(args.mail) == "-" else args.mail.read_bytes()
+    except OSError as exc:
+        print(f"mailfax inspect: {args.mail}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    # The SMTP listener's own extraction with the same options: what it would answer.
+    extraction = extract_documents(raw, extraction_options(settings))
+    if args.json:
+        print(json.dumps(inspect_report(extraction), indent=2, ensure_ascii=False))
+    else:
+        print(_inspect_text(extraction))
+    return 0 if extraction.refusal is None else 1
+
+
+def inspect_report(extraction: Extraction) -> dict[str, Any]:
+    """The `mailfax inspect --json` object."""
+    return {
+        "outcome": "accept" if extraction.refusal is None else "refuse",
+        "smtp_reply": _would_reply(extraction),
+        "comment": extraction.comment,
+        "parts": [
+            {
+                "name": part.name,
+                "content_type": part.content_type,
+                "size": part.size,
+                "pages": part.pages,
+                "action": part.action,
+                "reason": part.reason,
+            }
+            for part in extraction.parts
+        ],
+    }
+
+
+def _would_reply(extraction: Extraction) -> str:
+    if extraction.refusal is not None:
+        return extraction.refusal.smtp_reply
+    count = len(extraction.documents)
+    pages = extraction.pages
+    return (
+        f"250 2.0.0 Ok: would queue {count} document{'s' if count != 1 else ''}, "
+        f"{pages} page{'s' if pages != 1 else ''}, as one fax per recipient"
+    )
+
+
+def _inspect_text(extraction: Extraction) -> str:
+    lines = [
+        f"Outcome:  {'accept' if extraction.refusal is None else 'refuse'}",
+        f"Reply:    {_would_reply(extraction)}",
+        f"From:     {extraction.sender_name or '-'}",
+        f"Subject:  {extraction.subject or '-'}",
+        f"Comment:  {_one_line(extraction.comment) or '-'}",
+        "Parts:",
+    ]
+    for part in extraction.parts:
+        pages = f"{part.pages} p." if part.pages is not None else "-"
+        lines.append(
+            f"  {part.action:<10} {part.name}  ({part.content_type}, {part.size} bytes, {pages})"
+        )
+        lines.append(f"  {'':<10} {part.reason}")
+    if not extraction.parts:
+        lines.append("  (none: the mail is only text)")
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# --- db ----------------------------------------------------------------------
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        store = await open_store(settings.store.url, settings.state_path, check_schema=False)
+        try:
+            applied = await store.upgrade()
+        finally:
+            await store.close()
+        for migration in applied:
+            print(f"applied {migration.version}: {migration.description}")
+        print(f"schema is at version {LATEST}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _db_copy(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        source = await open_store(settings.store.url, settings.state_path)
+        target = await open_store(args.to, settings.state_path, check_schema=False)
+        try:
+            await target.upgrade()
+            counts = await copy_store(source, target)
+        except StoreNotEmpty as exc:
+            print(f"mailfax db copy: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await source.close()
+            await target.close()
+        print("copied " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+        print(f"Fix next: set [store] url = {args.to!r} and start the gateway again.")
+        return 0
+
+    return asyncio.run(run())
+
+
 # --- simulator ---------------------------------------------------------------
 
 
 def _simulator(args: argparse.Namespace) -> int:
     setup_logging()
-    return asyncio.run(_simulator_async(args.listen, args.token, args.delay))
+    try:
+        settings = SimulatorSettings.from_options(vars(args))
+    except ValueError as exc:
+        print(f"mailfax simulator: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_simulator_async(args.listen, settings))
 
 
-async def _simulator_async(listen: str, token: str, delay: float) -> int:
-    simulator = Simulator(SimulatorSettings(token=token, delay=delay))
+async def _simulator_async(listen: str, settings: SimulatorSettings) -> int:
+    simulator = Simulator(settings)
     server = HttpServer(simulator.app, *parse_hostport(listen))
     await server.start()
-    print(f"FAX.PLUS simulator listening on {server.url}/v3 (Bearer token: {token})", flush=True)
+    print(
+        f"FAX.PLUS simulator listening on {server.url}/v3 (Bearer token: {settings.token})",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

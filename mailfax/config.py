@@ -19,6 +19,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from mailfax._http import parse_hostport
+from mailfax.sandbox.faults import check_fault_settings
 
 SANDBOX = "sandbox"
 
@@ -39,6 +40,10 @@ class SmtpSettings:
     default_region: str = "US"
     max_recipients: int = 10
     max_message_size: str = "30MB"
+    # Pages one mail may fax in total (all its documents).
+    max_pages: int = 200
+    # A mail with no document: "reject" (550 5.6.0) or "render" (its text typeset and faxed).
+    body_only: str = "reject"
 
     @property
     def max_message_bytes(self) -> int:
@@ -61,6 +66,14 @@ class FaxplusSettings:
     from_number: str = ""
     user_id: str = "self"
     request_timeout: float = 30.0
+    # A submitted fax with no final status after this long is polled (webhooks may never come).
+    webhook_grace: float = 600.0
+    # mailfax's own redials after busy / no answer, beyond FAX.PLUS's retry option.
+    retries: int = 2
+    # The mail's text becomes the fax comment, cut to this length.
+    max_comment_chars: int = 2000
+    # "never" | "always": a FAX.PLUS cover page in front of the documents.
+    cover_page: str = "never"
 
 
 @dataclass(frozen=True)
@@ -80,12 +93,40 @@ class QueueSettings:
     max_backoff: float = 3600.0
     lease: float = 120.0
     shutdown_grace: float = 10.0
+    # A job not final after this long fails, and its sender is told (Postfix: 5 days).
+    max_lifetime: float = 5 * 24 * 3600.0
+    # Wait this long after a send whose answer was lost before looking it up at FAX.PLUS.
+    reconcile_after: float = 60.0
+    # A job whose worker died this many times is quarantined (Mailman's MAX_BAK_COUNT).
+    max_recoveries: int = 3
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    # "auto" = Office documents are converted to PDF when LibreOffice (soffice) is on PATH.
+    office: str = "auto"
+    timeout: float = 120.0  # seconds one conversion may take
 
 
 @dataclass(frozen=True)
 class SandboxSettings:
     listen: str = "127.0.0.1:8081"
     delay: float = 2.0
+    # Fault injection, all off by default; these are SimulatorSettings fields of the same name.
+    seed: int = 0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    latency: float = 0.0
+    timeout_rate: float = 0.0
+    hang: float = 60.0
+    drop_rate: float = 0.0
+    webhook_duplicate_rate: float = 0.0
+    webhook_reorder_rate: float = 0.0
+    webhook_early_rate: float = 0.0
+    webhook_drop_rate: float = 0.0
+    webhook_wrong_path_rate: float = 0.0
+    # "" keeps the simulator's ledger in memory only.
+    state_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +144,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     receipts: ReceiptsSettings = field(default_factory=ReceiptsSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    convert: ConvertSettings = field(default_factory=ConvertSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -272,6 +314,18 @@ def _validate(s: Settings) -> None:
         _fail("[smtp] max_message_size", s.smtp.max_message_size, "not a size", 'write e.g. "30MB"')
     if size < 10_000:
         _fail("[smtp] max_message_size", s.smtp.max_message_size, "too small", 'use e.g. "30MB"')
+    if s.smtp.max_pages < 1:
+        _fail("[smtp] max_pages", s.smtp.max_pages, "must be at least 1", "e.g. 200")
+    if s.smtp.body_only not in ("reject", "render"):
+        _fail("[smtp] body_only", s.smtp.body_only, "unknown choice", '"reject" or "render"')
+    if s.faxplus.max_comment_chars < 0:
+        _fail("[faxplus] max_comment_chars", s.faxplus.max_comment_chars, "negative", "e.g. 2000")
+    if s.faxplus.cover_page not in ("never", "always"):
+        _fail("[faxplus] cover_page", s.faxplus.cover_page, "unknown choice", '"never" or "always"')
+    if s.convert.office not in ("auto", "off"):
+        _fail("[convert] office", s.convert.office, "unknown choice", '"auto" or "off"')
+    if s.convert.timeout <= 0:
+        _fail("[convert] timeout", s.convert.timeout, "must be > 0", "e.g. 120")
     if s.http.public_url:
         _check_http_url("[http] public_url", s.http.public_url, "https://fax-gw.example.com")
     if s.faxplus.api_url != SANDBOX:
@@ -314,8 +368,29 @@ def _validate(s: Settings) -> None:
         )
     if s.queue.lease <= 0 or s.queue.shutdown_grace < 0:
         _fail("[queue] lease", s.queue.lease, "lease must be > 0, shutdown_grace >= 0", "e.g. 120")
+    if s.queue.max_lifetime <= 0 or s.queue.reconcile_after < 0 or s.queue.max_recoveries < 1:
+        _fail(
+            "[queue] max_lifetime",
+            s.queue.max_lifetime,
+            "max_lifetime must be > 0, reconcile_after >= 0, max_recoveries >= 1",
+            "e.g. max_lifetime = 432000",
+        )
+    if s.faxplus.webhook_grace <= 0 or s.faxplus.retries < 0:
+        _fail(
+            "[faxplus] webhook_grace",
+            s.faxplus.webhook_grace,
+            "must be > 0 (retries >= 0)",
+            "e.g. 600",
+        )
     if s.sandbox.delay < 0:
         _fail("[sandbox] delay", s.sandbox.delay, "must be 0 or more", "e.g. 2")
+    try:
+        check_fault_settings(s.sandbox)
+    except ValueError as exc:
+        raise ConfigError(
+            f"[sandbox] {exc}. Fix: rates are fractions from 0 (off) to 1; latency and hang are "
+            "seconds"
+        ) from None
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         _fail("[log] level", s.log.level, "unknown level", "debug, info, warning or error")
     if s.log.format not in ("text", "json"):

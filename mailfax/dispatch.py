@@ -9,17 +9,13 @@ import secrets
 from collections.abc import Callable
 
 from mailfax.config import QueueSettings
-from mailfax.faxplus import (
-    AmbiguousApiError,
-    FaxApi,
-    PermanentApiError,
-    TransientApiError,
-)
+from mailfax.faxplus import AmbiguousApiError, FaxApi, PermanentApiError, TransientApiError
 from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState, retry_delay
 from mailfax.logs import log_event
+from mailfax.policy import format_for_humans
 from mailfax.receipts.compose import FaxOutcome
-from mailfax.store.base import Store
+from mailfax.store.base import MessageRecord, Store
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.dispatch")
@@ -34,8 +30,20 @@ def job_tag(job_id: str) -> str:
     return f"mailfax-job:{job_id}"
 
 
+def cover_page_for(job: Job, message: MessageRecord) -> dict[str, str]:
+    """FAX.PLUS's cover_page object: who from, to whom, the subject and the mail's text."""
+    cover = {
+        "name_from": message.sender_name or message.mail_from or "mailfax",
+        "name_to": format_for_humans(job.number),
+        "subject": message.subject or "Fax",
+    }
+    if message.comment:
+        cover["message"] = message.comment
+    return cover
+
+
 class Dispatcher:
-    """Turns queued jobs into FAX.PLUS sends; one instance per worker process."""
+    """Turns queued jobs into FAX.PLUS sends; several may share one store."""
 
     def __init__(
         self,
@@ -46,6 +54,7 @@ class Dispatcher:
         settings: QueueSettings,
         clock: Clock,
         webhook_wakeup: Wakeup,
+        cover_page: bool = False,
     ) -> None:
         self._store = store
         self._api = api
@@ -54,26 +63,25 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self._webhook_wakeup = webhook_wakeup
-        self._owner = f"dispatch-{secrets.token_hex(4)}"
+        self._cover_page = cover_page
+        self._name = f"dispatch-{secrets.token_hex(4)}"
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_JOBS)
         self._running: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
 
     async def step(self) -> float | None:
         """Start every due job there is a slot for; return seconds until the next is due."""
-        now = self._clock()
-        for job_id, old, new in await self._store.recover_expired(now):
-            log_event(
-                log, "job.recovered", logging.WARNING, job=job_id, old=old.value, new=new.value
-            )
         while True:
             await self._slots.acquire()
             now = self._clock()
-            job = await self._store.claim_job(self._owner, now, now + self._settings.lease)
+            # A fresh token per claim: a worker that lost its lease cannot act on a
+            # job that was taken over, even by another task of this same dispatcher.
+            owner = f"{self._name}:{secrets.token_hex(4)}"
+            job = await self._store.claim_job(owner, now, now + self._settings.lease)
             if job is None:
                 self._slots.release()
                 break
-            task = asyncio.create_task(self._run(job))
+            task = asyncio.create_task(self._run(job, owner))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         due = await self._store.next_due(self._clock())
@@ -91,41 +99,55 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, owner: str) -> None:
         try:
-            await self._process(job)
+            await self._process(job, owner)
         except Exception:
             log.exception("job.crashed", extra={"job": job.id})
         finally:
             self._slots.release()
 
-    async def _process(self, job: Job) -> None:
+    async def _process(self, job: Job, owner: str) -> None:
         log_event(log, "job.claimed", job=job.id, number=job.number, attempt=job.attempts)
         documents = await self._store.documents(job.message_id)
+        reused = bool(job.uploaded)
         paths = list(job.uploaded)
         try:
             for document in documents[len(paths) :]:
                 paths.append(await self._api.upload_file(document.name, document.data))
+                lease_until = self._clock() + self._settings.lease
+                if not await self._store.renew_lease(job.id, owner, lease_until):
+                    log_event(log, "job.lease_lost", logging.WARNING, job=job.id)
+                    return
         except TransientApiError as exc:
-            await self._retry(job, JobState.UPLOADING, str(exc), exc.retry_after, paths)
+            await self._retry(job, owner, JobState.UPLOADING, str(exc), paths, exc.retry_after)
             return
         except (PermanentApiError, AmbiguousApiError) as exc:
-            await self._refused(job, JobState.UPLOADING, str(exc))
+            await self._refused(job, owner, JobState.UPLOADING, str(exc))
             return
-        now = self._clock()
+        attempt = self._clock()
         if not await self._store.transition(
-            job.id, JobState.UPLOADING, JobState.SUBMITTING, now, {"uploaded": paths}
+            job.id,
+            JobState.UPLOADING,
+            JobState.SUBMITTING,
+            attempt,
+            {"uploaded": paths, "submitted_at": attempt},
+            owner=owner,
         ):
             log_event(log, "job.lease_lost", logging.WARNING, job=job.id)
             return
+        await self._send(job, owner, paths, reused)
+
+    async def _send(self, job: Job, owner: str, paths: list[str], reused: bool) -> None:
         message = await self._store.message(job.message_id)
         comment = message.comment if message else ""
+        cover = cover_page_for(job, message) if self._cover_page and message else None
         try:
             ids = await self._api.send_fax(
-                self._from, [job.number], paths, comment, ["mailfax", job_tag(job.id)]
+                self._from, [job.number], paths, comment, ["mailfax", job_tag(job.id)], cover
             )
         except TransientApiError as exc:
-            await self._retry(job, JobState.SUBMITTING, str(exc), exc.retry_after, paths)
+            await self._retry(job, owner, JobState.SUBMITTING, str(exc), paths, exc.retry_after)
             return
         except AmbiguousApiError as exc:
             await self._store.transition(
@@ -135,11 +157,16 @@ class Dispatcher:
                 self._clock(),
                 {"error": str(exc)},
                 detail=str(exc),
+                owner=owner,
             )
             log_event(log, "job.unknown", logging.WARNING, job=job.id, error=str(exc))
             return
         except PermanentApiError as exc:
-            await self._refused(job, JobState.SUBMITTING, str(exc))
+            if reused:
+                # Uploaded files are transient at FAX.PLUS: upload them again, once.
+                await self._retry(job, owner, JobState.SUBMITTING, str(exc), [], immediately=True)
+            else:
+                await self._refused(job, owner, JobState.SUBMITTING, str(exc))
             return
         fax_id = ids.get(job.number) or next(iter(ids.values()), None)
         now = self._clock()
@@ -148,8 +175,9 @@ class Dispatcher:
             JobState.SUBMITTING,
             JobState.SUBMITTED,
             now,
-            {"fax_id": fax_id, "submitted_at": now, "error": None},
+            {"fax_id": fax_id, "error": None},
             detail=f"fax id {fax_id}",
+            owner=owner,
         )
         log_event(log, "job.submitted", job=job.id, fax_id=fax_id or "")
         if fax_id:
@@ -158,14 +186,20 @@ class Dispatcher:
             self._webhook_wakeup.set()
 
     async def _retry(
-        self, job: Job, state: JobState, error: str, retry_after: float | None, paths: list[str]
+        self,
+        job: Job,
+        owner: str,
+        state: JobState,
+        error: str,
+        paths: list[str],
+        retry_after: float | None = None,
+        immediately: bool = False,
     ) -> None:
         now = self._clock()
-        delay = retry_delay(
+        backoff = retry_delay(
             now - job.created_at, self._settings.min_backoff, self._settings.max_backoff, self._rng
         )
-        if retry_after is not None:
-            delay = max(delay, retry_after)
+        delay = 0.0 if immediately else max(backoff, retry_after or 0.0)
         await self._store.transition(
             job.id,
             state,
@@ -173,11 +207,12 @@ class Dispatcher:
             now,
             {"run_at": now + delay, "error": error, "uploaded": paths},
             detail=error,
+            owner=owner,
         )
         log_event(log, "job.retry", logging.WARNING, job=job.id, error=error, delay=round(delay, 1))
 
-    async def _refused(self, job: Job, state: JobState, error: str) -> None:
+    async def _refused(self, job: Job, owner: str, state: JobState, error: str) -> None:
         outcome = FaxOutcome(
             delivered=False, status="rejected", fax_id=None, pages_sent=0, detail=error
         )
-        await self._finisher.finish(job, state, outcome, self._clock())
+        await self._finisher.finish(job, state, outcome, self._clock(), owner=owner)

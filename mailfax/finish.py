@@ -31,6 +31,7 @@ class JobFinisher:
         outcome: FaxOutcome,
         now: float,
         values: Mapping[str, Any] | None = None,
+        owner: str | None = None,
     ) -> bool:
         """False when the job was no longer in `expected` (someone else finished it)."""
         message = await self._store.message(job.message_id)
@@ -44,7 +45,14 @@ class JobFinisher:
             fields["error"] = outcome.detail
         fields.update(values or {})
         done = await self._store.transition(
-            job.id, expected, new, now, fields, receipt, detail=outcome.detail or outcome.status
+            job.id,
+            expected,
+            new,
+            now,
+            fields,
+            receipt,
+            detail=outcome.detail or outcome.status,
+            owner=owner,
         )
         if done:
             log_event(

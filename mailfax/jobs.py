@@ -65,6 +65,19 @@ class Job:
     pages_sent: int | None = None
     error: str | None = None
     submitted_at: float | None = None
+    recoveries: int = 0
+    redials: int = 0
+    updated_at: float = 0.0
+    lease_owner: str | None = None  # the claim token of the worker holding the job
+
+
+# FAX.PLUS statuses after which dialling again later may well succeed.
+REDIAL_STATUSES = frozenset({"failed_user_busy", "failed_no_answer"})
+
+
+def should_redial(status: str, redials: int, retries: int) -> bool:
+    """mailfax's own retry of a busy or unanswered fax, up to `retries` times."""
+    return status in REDIAL_STATUSES and redials < retries
 
 
 def retry_delay(age: float, min_backoff: float, max_backoff: float, rng: random.Random) -> float:

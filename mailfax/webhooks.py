@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mailfax.config import QueueSettings
 from mailfax.faxplus import ApiError, FaxApi, FaxRecord, NotFoundApiError
 from mailfax.finish import JobFinisher
-from mailfax.jobs import JobState
+from mailfax.jobs import Job, JobState, retry_delay, should_redial
 from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.store.base import FaxEvent, Store
@@ -96,11 +98,22 @@ def outcome_from_record(record: FaxRecord) -> FaxOutcome:
 class FaxStatusConfirmer:
     """Processes parked webhook hints: trusts only what GET /faxes/{id} says."""
 
-    def __init__(self, store: Store, api: FaxApi, finisher: JobFinisher, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        api: FaxApi,
+        finisher: JobFinisher,
+        clock: Clock,
+        queue: QueueSettings,
+        retries: int,
+    ) -> None:
         self._store = store
         self._api = api
         self._finisher = finisher
         self._clock = clock
+        self._queue = queue
+        self._retries = retries
+        self._rng = random.Random()
 
     async def step(self) -> float | None:
         for event in await self._store.due_fax_events(self._clock(), limit=50):
@@ -147,6 +160,30 @@ class FaxStatusConfirmer:
                 claimed=event.status,
                 actual=record.status,
             )
-        outcome = outcome_from_record(record)
-        await self._finisher.finish(job, JobState.SUBMITTED, outcome, self._clock())
+        if should_redial(record.status, job.redials, self._retries):
+            await self._redial(job, record)
+        else:
+            await self._finisher.finish(
+                job, JobState.SUBMITTED, outcome_from_record(record), self._clock()
+            )
         await self._store.fax_event_done(event.id)
+
+    async def _redial(self, job: Job, record: FaxRecord) -> None:
+        now = self._clock()
+        delay = retry_delay(
+            now - job.created_at, self._queue.min_backoff, self._queue.max_backoff, self._rng
+        )
+        if await self._store.transition(
+            job.id,
+            JobState.SUBMITTED,
+            JobState.QUEUED,
+            now,
+            {
+                "run_at": now + delay,
+                "redials": job.redials + 1,
+                "fax_id": None,
+                "fax_status": record.status,
+            },
+            detail=f"{record.status} on fax {record.id}: dialling again",
+        ):
+            log_event(log, "job.redial", job=job.id, status=record.status, delay=round(delay, 1))

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import pytest
 
 from mailfax.store import SqlStore, open_store
@@ -29,8 +36,42 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await open_store("", tmp_path)
-    yield opened
-    await opened.close()
+# CI's PostgreSQL (trust authentication on loopback); each test gets its own database.
+PG_ADMIN_URL = os.environ.get("MAILFAX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards; yields its URL."""
+    name = f"mailfax_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """The store on both supported databases."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = ""
+        if request.param == "postgresql":
+            url = await stack.enter_async_context(fresh_pg_database())
+        opened = await open_store(url, tmp_path, check_schema=False)
+        stack.push_async_callback(opened.close)
+        await opened.upgrade()
+        yield opened
+
+
+def _dump_tasks(signum: int, frame: object) -> None:
+    """kill -USR1 <pytest pid> prints every asyncio task's stack (to debug a hung test)."""
+    for task in list(asyncio.tasks._all_tasks):  # type: ignore[attr-defined]
+        task.print_stack(file=sys.stderr)
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)

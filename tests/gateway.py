@@ -60,6 +60,7 @@ async def smtp_transaction(
     sender: str = "alice@example.com",
 ) -> SmtpOutcome:
     """Run MAIL, RCPT..., DATA with a real SMTP client, recording each reply without raising."""
+    assert endpoints.smtp is not None, "this gateway runs no SMTP role"
     host, port = endpoints.smtp
     client = aiosmtplib.SMTP(hostname=host, port=port, timeout=30)
     await client.connect()

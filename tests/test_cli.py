@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, fresh_pg_database
 from tests.gateway import gateway_env, receipts_in, start_gateway
 from tests.pdfs import pdf_with_pages
 
@@ -158,6 +158,7 @@ async def test_gateway_against_a_standalone_simulator(tmp_path: Path) -> None:
         gateway = await start_gateway(tmp_path, gateway_env(tmp_path, **api))
         try:
             assert gateway.endpoints is not None
+            assert gateway.endpoints.http_url and gateway.endpoints.smtp
             cli_env = gateway_env(tmp_path, http_public_url=gateway.endpoints.http_url, **api)
             code, out, _ = await run("webhooks", "register", env=cli_env)
             assert code == 0 and "fax_sent webhook registered" in out
@@ -200,3 +201,14 @@ async def test_gateway_against_a_standalone_simulator(tmp_path: Path) -> None:
     finally:
         simulator.terminate()
         await asyncio.wait_for(simulator.wait(), 30)
+
+
+async def test_postgresql_needs_db_upgrade_before_serve(tmp_path: Path) -> None:
+    async with fresh_pg_database() as url:
+        env = {**gateway_env(tmp_path), "MAILFAX_STORE_URL": url}
+        code, _, err = await run("serve", env=env)
+        assert code == 2 and "run `mailfax db upgrade`" in err
+        code, out, _ = await run("db", "upgrade", env=env)
+        assert code == 0 and "applied 1: initial schema" in out
+        code, out, _ = await run("db", "upgrade", env=env)
+        assert code == 0 and "applied" not in out

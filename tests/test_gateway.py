@@ -83,24 +83,38 @@ async def test_pdf_mail_is_faxed_and_a_receipt_comes_back(gateway: Gateway, tmp_
 
 async def test_failing_number_gets_a_failure_receipt(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
-    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["+15550000013@fax.local"])
+    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["+15550000015@fax.local"])
     queue_id(outcome.final)
     [receipt] = await wait_receipts(tmp_path, 1)
-    assert receipt["Subject"] == "Fax to +1 555-000-0013 failed (2 pages)"
+    assert receipt["Subject"] == "Fax to +1 555-000-0015 failed (2 pages)"
     text = next(receipt.iter_parts()).get_content()
-    assert "busy" in text
+    assert "The number does not exist" in text
     assert "Action: failed" in list(receipt.iter_parts())[1].as_string()
-    assert [f["status"] for f in ledger(gateway)] == ["failed_user_busy"]
+    assert [f["status"] for f in ledger(gateway)] == ["failed_unallocated_number"]
+
+
+async def test_busy_number_is_redialled_then_reported(gateway: Gateway, tmp_path: Path) -> None:
+    assert gateway.endpoints is not None
+    queue_id(
+        (await smtp_transaction(gateway.endpoints, fax_mail(), ["+15550000013@fax.local"])).final
+    )
+    [receipt] = await wait_receipts(tmp_path, 1)
+    # [faxplus] retries = 2: the first call and two redials, then the sender is told.
+    sends = ledger(gateway)
+    assert [f["status"] for f in sends] == ["failed_user_busy"] * 3
+    assert len({tuple(f["tags"]) for f in sends}) == 1  # one job
+    text = next(receipt.iter_parts()).get_content()
+    assert "busy" in text and "Attempts: 3" in text
 
 
 async def test_each_recipient_is_its_own_fax(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
-    recipients = ["15551234567@fax.local", "+1-555-000-0014@fax.local", "1-555-123-4567@fax.local"]
+    recipients = ["15551234567@fax.local", "+1-555-000-0015@fax.local", "1-555-123-4567@fax.local"]
     outcome = await smtp_transaction(gateway.endpoints, fax_mail(), recipients)
     queue_id(outcome.final)
     receipts = await wait_receipts(tmp_path, 2)
     # The third address is the first number again: faxed once.
-    assert sorted(f["to"] for f in ledger(gateway)) == ["+15550000014", "+15551234567"]
+    assert sorted(f["to"] for f in ledger(gateway)) == ["+15550000015", "+15551234567"]
     assert sorted(str(r["Subject"]).split()[0:2] == ["Fax", "delivered"] for r in receipts) == [
         False,
         True,
@@ -226,7 +240,8 @@ async def test_webhook_paths_and_forgeries(gateway: Gateway, tmp_path: Path) -> 
     )
     await wait_receipts(tmp_path, 1)
     [sent] = ledger(gateway)
-    base = gateway.endpoints.http_url
+    base, webhook_url = gateway.endpoints.http_url, gateway.endpoints.webhook_url
+    assert base and webhook_url
     async with httpx.AsyncClient() as client:
         wrong = await client.post(
             f"{base}/webhooks/faxplus/not-the-secret", json={"data": {"id": sent["id"]}}
@@ -239,9 +254,9 @@ async def test_webhook_paths_and_forgeries(gateway: Gateway, tmp_path: Path) -> 
                 "hook": {"id": fax_id, "event": "fax_sent"},
                 "data": {"id": fax_id, "status": "failed"},
             }
-            response = await client.post(gateway.endpoints.webhook_url, json=payload)
+            response = await client.post(webhook_url, json=payload)
             assert response.status_code == 200
-        bad = await client.post(gateway.endpoints.webhook_url, content=b"not json")
+        bad = await client.post(webhook_url, content=b"not json")
         assert bad.status_code == 400
     job = await gateway.store.job_by_fax_id(sent["id"])
     assert job is not None and job.state is JobState.DELIVERED

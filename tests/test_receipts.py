@@ -92,7 +92,7 @@ def test_api_refusal_text_is_shown() -> None:
     text = next(
         parse(COMPOSER.compose(JOB, message(), outcome, now=0.0)).iter_parts()
     ).get_content()
-    assert "FAX.PLUS refused it" in text and "HTTP 400: invalid_payload" in text
+    assert "FAX.PLUS refused to take the fax." in text and "HTTP 400: invalid_payload" in text
 
 
 @pytest.mark.parametrize(
@@ -123,3 +123,15 @@ async def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None
     files = list((tmp_path / "receipts" / "new").iterdir())
     assert len(files) == 1 and files[0].read_bytes().startswith(b"Subject: x")
     assert list((tmp_path / "receipts" / "tmp").iterdir()) == []
+
+
+def test_converted_images_count_as_faxed() -> None:
+    report = (
+        PartReport("scan.jpg", "image/jpeg", 50_000, 1, "converted", "image converted to PDF"),
+        PartReport("a.pdf", "application/pdf", 1000, 2, "faxed", "PDF"),
+    )
+    record = MessageRecord("m1", 0.0, "a@b.c", "", "s", "", "", report, RAW)
+    receipt = parse(COMPOSER.compose(JOB, record, FaxOutcome(True, "success", "f1", 3), now=0.0))
+    assert receipt["Subject"] == "Fax delivered to +1 555-123-4567 (3 pages)"
+    text = next(receipt.iter_parts()).get_content()
+    assert "scan.jpg: converted to PDF and faxed, 1 page" in text

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from mailfax.jobs import JobState, TransitionError
 from mailfax.mail.extract import Document, PartReport
 from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailable, open_store
+from mailfax.store.copy import StoreNotEmpty, copy_store
+from mailfax.store.migrations import LATEST, SchemaMismatch
+from mailfax.worker import Wakeup
+from tests.conftest import fresh_pg_database
 
 S = JobState
 
@@ -40,10 +47,14 @@ async def test_accept_stores_message_documents_and_jobs(store: SqlStore) -> None
     assert [e[2] for e in await store.job_events("j2")] == ["queued"]
 
 
-async def test_durability_pragmas(store: SqlStore, tmp_path: Path) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567")])
-    with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+async def test_sqlite_durability_pragmas(tmp_path: Path) -> None:
+    store = await open_store("", tmp_path)
+    try:
+        await store.accept(accepted(), [("j1", "+15551234567")])
+        with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        await store.close()
 
 
 async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> None:
@@ -127,8 +138,24 @@ async def test_expired_leases_are_recovered(store: SqlStore) -> None:
     assert a and b
     await store.transition(b.id, S.UPLOADING, S.SUBMITTING, 1001.0)
     assert await store.recover_expired(1050.0) == []
-    moved = sorted(await store.recover_expired(1101.0))
-    assert sorted(moved) == sorted([(a.id, S.UPLOADING, S.QUEUED), (b.id, S.SUBMITTING, S.UNKNOWN)])
+    moved = {
+        job.id: (old, job.state, job.recoveries) for job, old in await store.recover_expired(1101.0)
+    }
+    assert moved == {a.id: (S.UPLOADING, S.QUEUED, 1), b.id: (S.SUBMITTING, S.UNKNOWN, 1)}
+
+
+async def test_a_claim_that_lost_its_lease_cannot_act(store: SqlStore) -> None:
+    await store.accept(accepted(), [("j1", "+15551234567")])
+    first = await store.claim_job("claim-1", 1000.0, 1100.0)
+    assert first is not None
+    assert await store.renew_lease("j1", "claim-1", 1150.0)
+    await store.recover_expired(1151.0)  # claim-1's worker is presumed dead
+    second = await store.claim_job("claim-2", 1152.0, 1300.0)
+    assert second is not None and second.attempts == 2
+    # The first worker wakes up: its lease is gone, so it can neither renew nor move the job.
+    assert not await store.renew_lease("j1", "claim-1", 1400.0)
+    assert not await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1153.0, owner="claim-1")
+    assert await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1153.0, owner="claim-2")
 
 
 async def test_webhook_events_are_deduplicated(store: SqlStore) -> None:
@@ -141,3 +168,63 @@ async def test_webhook_events_are_deduplicated(store: SqlStore) -> None:
     await store.fax_event_done(events[1].id)
     assert await store.due_fax_events(10.0, 10) == []
     assert [e.attempts for e in await store.due_fax_events(100.0, 10)] == [1]
+
+
+async def test_postgresql_schema_is_checked_at_start(tmp_path: Path) -> None:
+    async with fresh_pg_database() as url:
+        with pytest.raises(SchemaMismatch, match="run `mailfax db upgrade`"):
+            await open_store(url, tmp_path)
+        admin = await open_store(url, tmp_path, check_schema=False)
+        assert [m.version for m in await admin.upgrade()] == [LATEST]
+        assert await admin.upgrade() == []  # idempotent
+        await admin.close()
+        store = await open_store(url, tmp_path)  # now accepted
+        await store.close()
+        raw = await asyncpg.connect(url)
+        await raw.execute("UPDATE schema_version SET version = version + 1")
+        await raw.close()
+        with pytest.raises(SchemaMismatch, match="newer than this mailfax"):
+            await open_store(url, tmp_path)
+
+
+async def test_sqlite_upgrades_itself(tmp_path: Path) -> None:
+    store = await open_store("", tmp_path)
+    assert await store.schema_version() == LATEST
+    await store.close()
+
+
+async def test_notify_wakes_listeners(store: SqlStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite instances poll")
+    woken = Wakeup()
+    async with await store.listen({"mailfax_jobs": woken}):
+        await store.accept(accepted(), [("j1", "+15551234567")])
+        # Returns early only if the NOTIFY arrived (otherwise after 30 s: a timeout here).
+        await asyncio.wait_for(woken.wait(30), 5)
+
+
+async def test_database_clock(store: SqlStore) -> None:
+    assert abs(await store.db_now() - time.time()) < 5
+
+
+async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
+    source = await open_store("", tmp_path)
+    await source.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    await source.claim_job("w", 1000.0, 1100.0)
+    async with fresh_pg_database() as url:
+        target = await open_store(url, tmp_path, check_schema=False)
+        await target.upgrade()
+        try:
+            counts = await copy_store(source, target)
+            assert counts["jobs"] == 2 and counts["messages"] == 1 and counts["documents"] == 2
+            job = await target.get_job("j2")
+            assert job is not None and job.number == "+15557654321"
+            assert [d.data for d in await target.documents("m1")] == [b"%PDF-a", b"%PDF-b"]
+            # Sequences moved past the copied ids: new history rows still insert.
+            claimed = await target.claim_job("w2", 1000.0, 1100.0)
+            assert claimed is not None
+            with pytest.raises(StoreNotEmpty):
+                await copy_store(source, target)
+        finally:
+            await target.close()
+            await source.close()

@@ -7,9 +7,12 @@ from mailfax.faxplus.client import (
     FaxPlusClient,
     FaxRecord,
     NotFoundApiError,
+    OutboxRecord,
     PermanentApiError,
     TransientApiError,
     choose_from_number,
+    format_api_time,
+    parse_api_time,
 )
 
 __all__ = [
@@ -19,7 +22,10 @@ __all__ = [
     "FaxPlusClient",
     "FaxRecord",
     "NotFoundApiError",
+    "OutboxRecord",
     "PermanentApiError",
     "TransientApiError",
     "choose_from_number",
+    "format_api_time",
+    "parse_api_time",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -56,6 +57,7 @@ class FaxRecord:
     pages: int | None
     cost: float | None
     start_time: str
+    submit_time: str
     duration: float | None
     comment: str
 
@@ -72,9 +74,52 @@ class FaxRecord:
             pages=_int_or_none(data.get("pages")),
             cost=_float_or_none(data.get("cost")),
             start_time=str(data.get("start_time") or ""),
+            submit_time=str(data.get("submit_time") or ""),
             duration=_float_or_none(data.get("duration")),
             comment=str(data.get("comment") or ""),
         )
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A fax FAX.PLUS has accepted but not yet sent."""
+
+    id: str
+    status: str
+    to: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutboxRecord:
+        comment = data.get("comment")
+        tags = comment.get("tags") if isinstance(comment, dict) else None
+        to = data.get("to")
+        return cls(
+            id=str(data.get("id", "")),
+            status=str(data.get("status") or ""),
+            to=tuple(str(n) for n in to) if isinstance(to, list) else (),
+            tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+        )
+
+
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_PAGE = 50
+_MAX_PAGES = 40
+
+
+def format_api_time(epoch: float) -> str:
+    """FAX.PLUS's UTC time format, "YYYY-MM-DD HH:MM:SS"."""
+    return datetime.fromtimestamp(epoch, UTC).strftime(_TIME_FORMAT)
+
+
+def parse_api_time(text: str) -> float | None:
+    """Epoch seconds of a FAX.PLUS time ("YYYY-MM-DD HH:MM:SS", optionally " +HHMM")."""
+    try:
+        if len(text) > 19:
+            return datetime.strptime(text, _TIME_FORMAT + " %z").timestamp()
+        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -103,9 +148,14 @@ class FaxApi(Protocol):
         files: Sequence[str],
         comment: str,
         tags: Sequence[str],
+        cover_page: Mapping[str, str] | None = None,
     ) -> dict[str, str]: ...
 
     async def get_fax(self, fax_id: str) -> FaxRecord: ...
+
+    async def list_outbox(self) -> list[OutboxRecord]: ...
+
+    async def list_sent_faxes(self, after: float) -> list[FaxRecord]: ...
 
     async def list_numbers(self) -> list[dict[str, Any]]: ...
 
@@ -224,14 +274,17 @@ class FaxPlusClient:
         files: Sequence[str],
         comment: str,
         tags: Sequence[str],
+        cover_page: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        payload = {
+        payload: dict[str, Any] = {
             "from": from_number,
             "to": list(to),
             "files": list(files),
             "comment": {"text": comment, "tags": list(tags)},
             "return_ids": True,
         }
+        if cover_page is not None:
+            payload["cover_page"] = dict(cover_page)
         body = await self._json(
             "POST", f"/accounts/{self._user}/outbox", idempotent=False, json=payload
         )
@@ -246,6 +299,33 @@ class FaxPlusClient:
         if not isinstance(body, dict):
             raise TransientApiError("fax record is not an object")
         return FaxRecord.from_json(body)
+
+    async def list_outbox(self) -> list[OutboxRecord]:
+        body = await self._json("GET", f"/accounts/{self._user}/outbox")
+        records = body.get("records") if isinstance(body, dict) else None
+        return [OutboxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
+
+    async def list_sent_faxes(self, after: float) -> list[FaxRecord]:
+        """Every sent fax submitted since `after`, newest first.
+
+        The API pages only by time window (limit <= 50, newest first), so each further
+        page asks for faxes up to the oldest submit time seen (boundaries are inclusive)."""
+        found: dict[str, FaxRecord] = {}
+        params: dict[str, str | int] = {"category": "sent", "after": format_api_time(after)}
+        for _ in range(_MAX_PAGES):
+            body = await self._json(
+                "GET", f"/accounts/{self._user}/faxes", params={**params, "limit": _PAGE}
+            )
+            data = body.get("data") if isinstance(body, dict) else None
+            records = data.get("records") if isinstance(data, dict) else None
+            page = [FaxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
+            fresh = [r for r in page if r.id not in found]
+            found.update((r.id, r) for r in fresh)
+            oldest = min((r.submit_time for r in page if r.submit_time), default="")
+            if len(page) < _PAGE or not fresh or not oldest:
+                break
+            params["before"] = oldest[:19]
+        return list(found.values())
 
     async def get_account(self) -> dict[str, Any]:
         body = await self._json("GET", f"/accounts/{self._user}")

@@ -3,24 +3,54 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Literal
+from urllib.parse import unquote
 
-from mailfax.documents import check_pdf
+from mailfax.config import Settings
+from mailfax.documents import (
+    ConversionError,
+    PdfCheck,
+    body_pdf,
+    check_pdf,
+    image_to_pdf,
+    office_to_pdf,
+)
 from mailfax.mail.html import html_to_text
+from mailfax.mail.identify import FAXABLE_IMAGES, Kind, identify
+from mailfax.mail.parse import (
+    content_id,
+    content_type,
+    decode_payload,
+    decode_text,
+    disposition,
+    header_text,
+    parse_message,
+    part_charset,
+    part_filename,
+    raw_header,
+    sanitise_filename,
+    sender_display_name,
+)
+from mailfax.mail.tnef import TnefError, unpack_tnef
 from mailfax.policy import Refusal
 
-MAX_COMMENT_CHARS = 2000
+Action = Literal["faxed", "converted", "ignored", "unreadable"]
+BodyOnly = Literal["reject", "render"]
 
-Action = Literal["faxed", "ignored", "unreadable"]
+# Images this small that are not attachments are logos, signatures and spacers.
+INLINE_IMAGE_BYTES = 10_000
+# Deeper nesting is an attack on the parser, not a mail a person wrote.
+MAX_DEPTH = 30
 
 
 @dataclass(frozen=True)
 class Document:
-    """One file to fax, in message order."""
+    """One file to fax, in message order; `data` is always PDF (images are converted)."""
 
     name: str
     data: bytes
@@ -38,6 +68,11 @@ class PartReport:
     action: Action
     reason: str
 
+    @property
+    def is_faxed(self) -> bool:
+        """Whether this part goes out in the fax (as it is, or converted to PDF)."""
+        return self.action in ("faxed", "converted")
+
 
 @dataclass(frozen=True)
 class Extraction:
@@ -50,121 +85,392 @@ class Extraction:
     message_id: str
     auto_submitted: str
     refusal: Refusal | None
+    sender_name: str = ""
 
     @property
     def pages(self) -> int:
         return sum(doc.pages for doc in self.documents)
 
 
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
+@dataclass(frozen=True)
+class ExtractionOptions:
+    """The settings extraction obeys; built from `Settings` so SMTP and `inspect` agree."""
+
+    max_pages: int = 200
+    body_only: BodyOnly = "reject"
+    max_comment_chars: int = 2000
+    # LibreOffice's soffice executable; None = Office documents are reported, not converted.
+    soffice: str | None = None
+    convert_timeout: float = 120.0
 
 
-def sanitise_filename(name: str | None, fallback: str) -> str:
-    """Keep the last path component, drop control characters, bound the length."""
-    if not name:
-        return fallback
-    base = re.split(r"[/\\]", name)[-1]
-    base = _UNSAFE_NAME.sub("", base).strip().strip(".") or fallback
-    return base[:150]
-
-
-def _is_pdf(content_type: str, name: str | None, data: bytes) -> bool:
-    if content_type in ("application/pdf", "application/x-pdf"):
-        return True
-    if name and name.lower().endswith(".pdf"):
-        return True
-    # The PDF spec allows the header anywhere in the first 1024 bytes.
-    return b"%PDF-" in data[:1024]
-
-
-def _payload_bytes(part: Message) -> bytes:
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
-
-
-def decode_text(part: Message) -> str:
-    """A text part's content, surviving unknown or lying charsets."""
-    data = _payload_bytes(part)
-    charset = part.get_content_charset() or "us-ascii"
-    for candidate in (charset, "utf-8"):
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("latin-1")
-
-
-def _is_attachment(part: Message) -> bool:
-    return part.get_content_disposition() == "attachment" or part.get_filename() is not None
-
-
-def _header(message: Message, name: str) -> str:
-    try:
-        return str(message.get(name, "") or "").strip()
-    except (ValueError, IndexError, TypeError):  # malformed encoded words
-        return ""
-
-
-def extract_documents(raw: bytes, max_comment_chars: int = MAX_COMMENT_CHARS) -> Extraction:
-    """Parse a raw RFC 5322 message and decide what would be faxed."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    documents: list[Document] = []
-    reports: list[PartReport] = []
-    plain_bodies: list[str] = []
-    html_bodies: list[str] = []
-    refusal: Refusal | None = None
-
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        content_type = part.get_content_type()
-        raw_name = part.get_filename()
-        data = _payload_bytes(part)
-        if not _is_attachment(part) and content_type in ("text/plain", "text/html"):
-            (plain_bodies if content_type == "text/plain" else html_bodies).append(
-                decode_text(part)
-            )
-            continue
-        if _is_pdf(content_type, raw_name, data):
-            name = sanitise_filename(raw_name, f"document-{len(documents) + 1}.pdf")
-            check = check_pdf(data)
-            if check.problem is not None:
-                reports.append(
-                    PartReport(name, content_type, len(data), None, "unreadable", check.problem)
-                )
-                refusal = refusal or Refusal(550, "5.6.0", f"The PDF {name!r} {check.problem}.")
-                continue
-            documents.append(Document(name, data, check.pages))
-            reports.append(PartReport(name, content_type, len(data), check.pages, "faxed", "PDF"))
-            continue
-        name = sanitise_filename(raw_name, content_type)
-        reports.append(
-            PartReport(name, content_type, len(data), None, "ignored", "not a PDF document")
-        )
-
-    if refusal is None and not documents:
-        refusal = Refusal(550, "5.6.0", _nothing_faxable(reports))
-
-    comment = "\n\n".join(b.strip() for b in plain_bodies if b.strip())
-    if not comment:
-        comment = "\n\n".join(html_to_text(h) for h in html_bodies).strip()
-    return Extraction(
-        documents=tuple(documents) if refusal is None else (),
-        parts=tuple(reports),
-        comment=comment[:max_comment_chars].strip(),
-        subject=_header(message, "Subject"),
-        message_id=_header(message, "Message-ID"),
-        auto_submitted=_header(message, "Auto-Submitted").lower(),
-        refusal=refusal,
+def extraction_options(settings: Settings) -> ExtractionOptions:
+    """The options of a configured gateway (looks LibreOffice up on PATH when office = auto)."""
+    soffice = shutil.which("soffice") if settings.convert.office == "auto" else None
+    body_only: BodyOnly = "render" if settings.smtp.body_only == "render" else "reject"
+    return ExtractionOptions(
+        max_pages=settings.smtp.max_pages,
+        body_only=body_only,
+        max_comment_chars=settings.faxplus.max_comment_chars,
+        soffice=soffice,
+        convert_timeout=settings.convert.timeout,
     )
 
 
+def extract_documents(raw: bytes, options: ExtractionOptions | None = None) -> Extraction:
+    """Parse a raw RFC 5322 message and decide what would be faxed."""
+    opts = options or ExtractionOptions()
+    message = parse_message(raw)
+    walker = _Walker(opts, _cid_references(message))
+    bodies = walker.walk(message, _Context())
+    comment = _comment(bodies) or walker.fallback_body.strip()
+    documents = walker.documents
+    refusal = walker.refusal
+    if refusal is None and documents and walker.unreadable_images:
+        refusal = Refusal(550, "5.6.0", walker.unreadable_images[0])
+    if refusal is None and not documents:
+        refusal, documents = _body_only(comment, walker, opts)
+    total = sum(doc.pages for doc in documents)
+    if refusal is None and total > opts.max_pages:
+        refusal = Refusal(
+            552,
+            "5.3.4",
+            f"Too many pages: the documents have {total} pages, "
+            f"this gateway faxes at most {opts.max_pages} per message.",
+        )
+    return Extraction(
+        documents=tuple(documents) if refusal is None else (),
+        parts=tuple(walker.reports),
+        comment=comment[: opts.max_comment_chars].strip(),
+        subject=header_text(message, "Subject"),
+        message_id=header_text(message, "Message-ID"),
+        auto_submitted=header_text(message, "Auto-Submitted").lower(),
+        refusal=refusal,
+        sender_name=sender_display_name(message),
+    )
+
+
+def _body_only(
+    comment: str, walker: _Walker, opts: ExtractionOptions
+) -> tuple[Refusal | None, list[Document]]:
+    """A mail without a faxable document: refused, or its text typeset when so configured."""
+    reports = walker.reports
+    # Rendering a mail whose attachment could not be faxed would fax it without the document.
+    only_text = len(reports) == walker.inline_images
+    if opts.body_only == "render" and comment and only_text:
+        rendered = body_pdf(comment)
+        pages = check_pdf(rendered).pages
+        reports.append(
+            PartReport("mail-text.pdf", "text/plain", len(comment), pages, "converted", _RENDERED)
+        )
+        return None, [Document("mail-text.pdf", rendered, pages)]
+    if reports:
+        return Refusal(550, "5.6.0", _nothing_faxable(reports)), []
+    if comment:
+        text = "No document to fax: the message has only a text body. Attach a PDF."
+    else:
+        text = "No document to fax: the message is empty. Attach a PDF."
+    return Refusal(550, "5.6.0", text), []
+
+
+_RENDERED = "no document attached: the mail's text typeset as the fax ([smtp] body_only)"
+
+
 def _nothing_faxable(reports: list[PartReport]) -> str:
-    if not reports:
-        return "No document to fax: the message has only a text body. Attach a PDF."
     found = ", ".join(f"{r.name} ({r.content_type})" for r in reports[:5])
     more = f" and {len(reports) - 5} more" if len(reports) > 5 else ""
     return f"No document to fax: attach a PDF. Found only {found}{more}."
+
+
+# --- the walk ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    depth: int = 0
+    in_related: bool = False
+    # Inside an attached mail (message/rfc822): its text is not the fax comment.
+    in_attached_mail: bool = False
+
+    def inner(self, **changes: bool) -> _Context:
+        return replace(self, depth=self.depth + 1, **changes)
+
+
+@dataclass(frozen=True)
+class _Body:
+    text: str
+    html: bool
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """A part that is not a multipart, as extraction sees it."""
+
+    name: str
+    content_type: str
+    data: bytes
+    kind: Kind
+    inline: bool
+
+
+_REASONS: dict[Kind, str] = {
+    "image": "this image format is not faxed; send PDF, JPEG, PNG or TIFF",
+    "outlook-item": "an Outlook item (.msg) is not faxed; attach the document itself",
+    "office": "Office documents need LibreOffice, which is off or not installed; send a PDF",
+    "archive": "archives are not unpacked; attach the documents themselves",
+    "calendar": "calendar entries are not faxed",
+    "signature": "digital signature, not a document",
+    "text": "text attachments are not faxed; the mail's own text is the fax comment",
+    "other": "not a document mailfax faxes; send PDF, JPEG, PNG or TIFF",
+}
+_KIND_NAMES: dict[Kind, str] = {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"}
+_FALLBACK_EXTENSIONS: dict[Kind, str] = {
+    "pdf": ".pdf",
+    "jpeg": ".jpg",
+    "png": ".png",
+    "tiff": ".tif",
+    "message": ".eml",
+    "tnef": ".dat",
+}
+
+
+@dataclass
+class _Walker:
+    options: ExtractionOptions
+    cid_references: frozenset[str]
+    documents: list[Document] = field(default_factory=list)
+    reports: list[PartReport] = field(default_factory=list)
+    refusal: Refusal | None = None
+    # Text found only inside winmail.dat: the comment when the mail has no other text.
+    fallback_body: str = ""
+    inline_images: int = 0
+    # Why each attached image could not be read: a refusal when other documents would be
+    # faxed without it; alone, the mail is answered like one without a document.
+    unreadable_images: list[str] = field(default_factory=list)
+
+    def walk(self, part: Message, ctx: _Context) -> list[_Body]:
+        """Handle `part` and its descendants; return the body texts found, in order."""
+        payload = part.get_payload()
+        media = part.get_content_type()
+        if ctx.depth > MAX_DEPTH:
+            self._report(self._fallback_name("other"), media, 0, "unreadable", "nested too deeply")
+            return []
+        if isinstance(payload, list):
+            children = [child for child in payload if isinstance(child, Message)]
+            if media in ("message/rfc822", "message/global") and children:
+                self._attached_mail(part, children[0], ctx)
+                return []
+            if not media.startswith("multipart/"):  # delivery and read reports: header blocks
+                name = sanitise_filename(part_filename(part), self._fallback_name("other"))
+                self._report(name, media, _size(part), "ignored", _REASONS["other"])
+                return []
+            if media == "multipart/alternative":
+                return _preferred([self.walk(child, ctx.inner()) for child in children])
+            inner = ctx.inner(in_related=ctx.in_related or media == "multipart/related")
+            return [body for child in children for body in self.walk(child, inner)]
+        if media.startswith("multipart/"):
+            if not str(payload).strip():
+                return []  # a multipart with no parts at all: nothing was lost
+            self._report(
+                self._fallback_name("other"),
+                media,
+                len(str(payload)),
+                "unreadable",
+                "its multipart structure is broken (no boundary found)",
+            )
+            return []
+        return self._leaf(part, ctx)
+
+    def _leaf(self, part: Message, ctx: _Context) -> list[_Body]:
+        declared = content_type(part)
+        header = raw_header(part, "Content-Type")
+        # Without a Content-Type a part is text/plain (RFC 2045); with an unreadable one, unknown.
+        shown = declared or ("text/plain" if header is None else "application/octet-stream")
+        raw_name = part_filename(part)
+        how = disposition(part)
+        decoded = decode_payload(part)
+        if shown in ("text/plain", "text/html") and raw_name is None and how != "attachment":
+            if ctx.in_attached_mail:
+                return []  # the attached mail's text: its report row covers it
+            text = decode_text(decoded.data, part_charset(part))
+            return [_Body(text, shown == "text/html")]
+        kind = identify(declared if header is not None else None, raw_name, decoded.data)
+        name = sanitise_filename(raw_name, self._fallback_name(kind))
+        leaf = _Leaf(name, shown, decoded.data, kind, self._is_inline(part, how, decoded.data, ctx))
+        if decoded.problem is None:
+            self._handle(leaf, ctx)
+            return []
+        self._report_leaf(leaf, None, "unreadable", decoded.problem)
+        problem = f"The file {name!r} cannot be read: {decoded.problem}."
+        if kind in FAXABLE_IMAGES and not leaf.inline:
+            self.unreadable_images.append(problem)
+        elif kind == "pdf" or (kind == "office" and self.options.soffice is not None):
+            self._refuse(problem)
+        return []
+
+    def _handle(self, leaf: _Leaf, ctx: _Context) -> None:
+        kind = leaf.kind
+        if kind == "pdf":
+            self._pdf(leaf)
+        elif kind in FAXABLE_IMAGES:
+            self._image(leaf)
+        elif kind == "tnef":
+            self._tnef(leaf, ctx)
+        elif kind == "message":
+            self._attached_mail_bytes(leaf, ctx)
+        elif kind == "office" and self.options.soffice is not None:
+            self._office(leaf, self.options.soffice)
+        else:
+            self._report_leaf(leaf, None, "ignored", _REASONS[kind])
+
+    def _pdf(self, leaf: _Leaf) -> None:
+        check = check_pdf(leaf.data)
+        if check.problem is not None:
+            self._report_leaf(leaf, None, "unreadable", f"the PDF {check.problem}")
+            self._refuse(f"The PDF {leaf.name!r} {check.problem}.")
+            return
+        reason = "PDF, repaired (it was damaged)" if check.repaired else "PDF"
+        self._accept(leaf, check, check.repaired or leaf.data, "faxed", reason)
+
+    def _image(self, leaf: _Leaf) -> None:
+        label = _KIND_NAMES[leaf.kind]
+        if leaf.inline:
+            self.inline_images += 1
+            self._report_leaf(leaf, None, "ignored", f"{label} image shown in the mail's text")
+            return
+        try:
+            pdf = image_to_pdf(leaf.data, self.options.max_pages)
+        except ConversionError as exc:
+            self._report_leaf(leaf, None, "unreadable", f"the {label} image {exc}")
+            self.unreadable_images.append(f"The image {leaf.name!r} {exc}.")
+            return
+        self._accept(leaf, check_pdf(pdf), pdf, "converted", f"{label} image converted to PDF")
+
+    def _office(self, leaf: _Leaf, soffice: str) -> None:
+        try:
+            pdf = office_to_pdf(leaf.data, leaf.name, soffice, self.options.convert_timeout)
+        except ConversionError as exc:
+            self._report_leaf(leaf, None, "unreadable", f"the document {exc}")
+            self._refuse(f"The document {leaf.name!r} {exc}.")
+            return
+        check = check_pdf(pdf)
+        if check.problem is not None:
+            self._report_leaf(leaf, None, "unreadable", "LibreOffice made an unreadable PDF")
+            self._refuse(f"The document {leaf.name!r} could not be converted to PDF.")
+            return
+        converted = check.repaired or pdf
+        self._accept(leaf, check, converted, "converted", "converted to PDF by LibreOffice")
+
+    def _accept(self, leaf: _Leaf, check: PdfCheck, pdf: bytes, action: Action, why: str) -> None:
+        self.documents.append(Document(leaf.name, pdf, check.pages))
+        self._report_leaf(leaf, check.pages, action, why)
+
+    def _tnef(self, leaf: _Leaf, ctx: _Context) -> None:
+        if ctx.depth > MAX_DEPTH:
+            self._report_leaf(leaf, None, "unreadable", "nested too deeply")
+            return
+        try:
+            content = unpack_tnef(leaf.data)
+        except TnefError as exc:
+            self._report_leaf(leaf, None, "unreadable", f"Outlook winmail.dat: {exc}")
+            return
+        names = ", ".join(f.name or "unnamed" for f in content.files) or "no files"
+        self._report_leaf(leaf, None, "ignored", f"Outlook winmail.dat, unpacked: {names}")
+        if not self.fallback_body:
+            self.fallback_body = content.body
+        inner = ctx.inner()
+        for item in content.files:
+            kind = identify(None, item.name, item.data)
+            name = sanitise_filename(item.name, self._fallback_name(kind))
+            shown = _TNEF_TYPES.get(kind, "application/octet-stream")
+            self._handle(_Leaf(name, shown, item.data, kind, inline=False), inner)
+
+    def _attached_mail_bytes(self, leaf: _Leaf, ctx: _Context) -> None:
+        """An attached mail that arrived encoded (base64 message/rfc822, a .eml file)."""
+        inner = parse_message(leaf.data)
+        self._report_leaf(leaf, None, "ignored", _ATTACHED_MAIL)
+        self.walk(inner, ctx.inner(in_attached_mail=True))
+
+    def _attached_mail(self, part: Message, inner: Message, ctx: _Context) -> None:
+        name = sanitise_filename(part_filename(part), self._fallback_name("message"))
+        self._report(name, "message/rfc822", _size(inner), "ignored", _ATTACHED_MAIL)
+        self.walk(inner, ctx.inner(in_attached_mail=True))
+
+    def _is_inline(self, part: Message, how: str | None, data: bytes, ctx: _Context) -> bool:
+        """Part of the mail's text (a logo, a signature, an embedded picture), not a document."""
+        cid = content_id(part)
+        if cid is not None and (cid in self.cid_references or ctx.in_related):
+            return True
+        return len(data) < INLINE_IMAGE_BYTES and how != "attachment"
+
+    def _fallback_name(self, kind: Kind) -> str:
+        stem = {"pdf": "document", "message": "attached-mail"}.get(
+            kind, "image" if kind in FAXABLE_IMAGES else "part"
+        )
+        return f"{stem}-{len(self.reports) + 1}{_FALLBACK_EXTENSIONS.get(kind, '')}"
+
+    def _refuse(self, text: str) -> None:
+        if self.refusal is None:
+            self.refusal = Refusal(550, "5.6.0", text)
+
+    def _report_leaf(self, leaf: _Leaf, pages: int | None, action: Action, reason: str) -> None:
+        self._report(leaf.name, leaf.content_type, len(leaf.data), action, reason, pages)
+
+    def _report(
+        self,
+        name: str,
+        media: str,
+        size: int,
+        action: Action,
+        reason: str,
+        pages: int | None = None,
+    ) -> None:
+        self.reports.append(PartReport(name, media, size, pages, action, reason))
+
+
+_ATTACHED_MAIL = "an attached mail: its text is not faxed, its documents are listed after it"
+_TNEF_TYPES: dict[Kind, str] = {
+    "pdf": "application/pdf",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "tiff": "image/tiff",
+}
+
+
+def _size(part: Message) -> int:
+    try:
+        return len(part.as_bytes())
+    except Exception:  # serialising a malformed mail may fail; the size is only informative
+        return 0
+
+
+def _preferred(alternatives: list[list[_Body]]) -> list[_Body]:
+    """Of a multipart/alternative, the plain-text version when it has words, else the HTML."""
+    for want_html in (False, True):
+        for bodies in alternatives:
+            if any(b.html == want_html and b.text.strip() for b in bodies):
+                return bodies
+    return []
+
+
+def _comment(bodies: list[_Body]) -> str:
+    texts = [html_to_text(b.text) if b.html else b.text for b in bodies]
+    # An iPhone mail's text is split around each picture: the pieces join into one comment.
+    pieces = [t.replace("\r\n", "\n").strip() for t in texts]
+    return "\n\n".join(piece for piece in pieces if piece)
+
+
+_CID = re.compile(r"""cid:([^\s"'<>()]+)""", re.IGNORECASE)
+
+
+def _cid_references(message: Message) -> frozenset[str]:
+    """Every Content-ID the mail's HTML shows (<img src="cid:...">)."""
+    found: set[str] = set()
+    for part in message.walk():
+        if part.get_content_type() == "text/html" and not part.is_multipart():
+            html = decode_text(decode_payload(part).data, part_charset(part))
+            found.update(unquote(ref).strip("<>").lower() for ref in _CID.findall(html))
+    return frozenset(found)
 
 
 def original_headers(raw: bytes) -> EmailMessage:

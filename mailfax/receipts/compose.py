@@ -33,7 +33,7 @@ def wants_receipt(message: MessageRecord) -> bool:
 
 
 def pages_submitted(message: MessageRecord) -> int:
-    return sum(part.pages or 0 for part in message.report if part.action == "faxed")
+    return sum(part.pages or 0 for part in message.report if part.is_faxed)
 
 
 def _when(epoch: float) -> str:
@@ -86,8 +86,6 @@ class ReceiptComposer:
         reason = reason_for(outcome.status)
         if outcome.delivered:
             headline = f"Your fax to {number} was delivered."
-        elif outcome.detail:
-            headline = f"Your fax to {number} could not be sent: FAX.PLUS refused it."
         else:
             headline = f"Your fax to {number} was not delivered. {reason.what_happened}"
         sent = "?" if outcome.pages_sent is None else str(outcome.pages_sent)
@@ -114,9 +112,10 @@ class ReceiptComposer:
             lines += ["What you can do:", f"  {reason.what_to_do}"]
         lines += ["", "Documents in your mail:"]
         for part in message.report:
-            if part.action == "faxed":
+            if part.is_faxed:
+                how = "faxed" if part.action == "faxed" else "converted to PDF and faxed"
                 lines.append(
-                    f"  - {part.name}: faxed, {part.pages} page{'s' if part.pages != 1 else ''}"
+                    f"  - {part.name}: {how}, {part.pages} page{'s' if part.pages != 1 else ''}"
                 )
             else:
                 lines.append(f"  - {part.name}: not faxed ({part.reason})")

@@ -87,6 +87,14 @@ REASONS["rejected"] = Reason(
     "FAX.PLUS refused to take the fax.",
     "Contact your fax administrator and quote the job id below.",
 )
+REASONS["expired"] = Reason(
+    "The fax could not be sent in time: FAX.PLUS was unreachable or gave no result.",
+    "Send the fax again; if this keeps happening, contact your fax administrator.",
+)
+REASONS["quarantined"] = Reason(
+    "mailfax failed repeatedly while handling this fax and put it aside.",
+    "Contact your fax administrator and quote the job id below; do not resend blindly.",
+)
 
 UNKNOWN = Reason(
     "FAX.PLUS reported a result mailfax does not know.",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import re
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,8 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailfax.sandbox import documents
+from mailfax.sandbox.faults import Delivery, FaultInjection, Faults, check_fault_settings
+from mailfax.sandbox.ledger_file import load_ledger, save_ledger
 from mailfax.sandbox.payloads import (
     HOOK_EVENTS,
     ApiError,
@@ -38,6 +43,7 @@ from mailfax.sandbox.state import (
     AccountState,
     FaxRecord,
     Hook,
+    JsonObject,
     OutboxEntry,
     format_time,
     utc_now,
@@ -58,11 +64,26 @@ _ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"
 
 @dataclass(frozen=True)
 class SimulatorSettings:
-    """How the simulated account behaves."""
+    """How the simulated account behaves, and which faults it injects (none by default)."""
 
     token: str = DEFAULT_TOKEN  # clients authenticate with "Authorization: Bearer <token>"
     delay: float = 2.0  # seconds from send to completion and the fax_sent webhook; 0 allowed
     from_number: str = "+15550000001"  # the account's one active number
+    # Faults (see faults.py); rates are fractions 0..1, all drawn from one Random(seed).
+    seed: int = 0
+    error_rate: float = 0.0  # /v3 requests answered 503 or 500 before being processed
+    rate_limit_rate: float = 0.0  # /v3 requests answered 429, Retry-After: 1, unprocessed
+    latency: float = 0.0  # seconds: each /v3 request first waits uniform(0, latency)
+    timeout_rate: float = 0.0  # /v3 requests processed, then answered only after `hang`
+    hang: float = 60.0  # seconds
+    drop_rate: float = 0.0  # /v3 requests processed, then the connection breaks mid-answer
+    webhook_duplicate_rate: float = 0.0  # fax_sent webhooks delivered two or three times
+    webhook_reorder_rate: float = 0.0  # ... preceded by a stale contradicting copy, delayed
+    webhook_early_rate: float = 0.0  # sends whose webhooks arrive before their 201 answer
+    webhook_drop_rate: float = 0.0  # fax_sent webhooks never sent
+    webhook_wrong_path_rate: float = 0.0  # ... sent to the target, last segment altered
+    # The ledger is kept in this JSON file across restarts; "" or None: in memory only.
+    state_file: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -72,10 +93,13 @@ class SimulatorSettings:
         # The SDK's Number model rejects anything else.
         if not re.fullmatch(r"\+[0-9]{8,}", self.from_number):
             raise ValueError(f"from_number must look like +15550000001, got {self.from_number!r}")
+        check_fault_settings(self)
 
-
-def _error_response(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "description": description}, status_code=status)
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SimulatorSettings:
+        """Settings from the entries of `options` (config keys, CLI flags) named like fields."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in options.items() if name in names})
 
 
 class _RequireBearer:
@@ -89,8 +113,8 @@ class _RequireBearer:
         if scope["type"] == "http":
             presented = Headers(scope=scope).get("authorization", "").encode()
             if not secrets.compare_digest(presented, self._expected):
-                response = _error_response(401, "unauthorized", "missing or invalid access token")
-                await response(scope, receive, send)
+                refusal = ApiError(401, "unauthorized", "missing or invalid access token")
+                await refusal.response()(scope, receive, send)
                 return
         await self._app(scope, receive, send)
 
@@ -100,7 +124,11 @@ class Simulator:
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self._settings = settings
-        self._state = AccountState(settings.from_number)
+        self._faults = Faults(settings)
+        self._state_file = Path(settings.state_file) if settings.state_file else None
+        # Entries of earlier runs are final: their faxes died with the process that held them.
+        self._earlier_ledger = [] if self._state_file is None else load_ledger(self._state_file)
+        self._state = AccountState(settings.from_number, self._save_ledger)
         self._tasks: set[asyncio.Task[None]] = set()
         self._transmissions: dict[str, asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
@@ -113,6 +141,7 @@ class Simulator:
                 ),
                 Route("/sandbox/ledger", self._ledger_endpoint, methods=["GET"]),
             ],
+            middleware=[Middleware(FaultInjection, faults=self._faults)],
             exception_handlers={
                 ApiError: _api_error,
                 HTTPException: _http_error,
@@ -124,9 +153,14 @@ class Simulator:
     def app(self) -> ASGIApp:
         return self._app
 
-    def ledger(self) -> list[dict[str, object]]:
-        """Every destination of every accepted send, in submission order."""
-        return self._state.ledger()
+    def ledger(self) -> list[JsonObject]:
+        """Every destination of every accepted send, in submission order (earlier runs first)."""
+        return [*self._earlier_ledger, *self._state.ledger()]
+
+    def _save_ledger(self) -> None:
+        # Synchronous, so the file already holds a send when the client reads its 201.
+        if self._state_file is not None:
+            save_ledger(self._state_file, self.ledger())
 
     async def aclose(self) -> None:
         """Cancel pending transmissions and webhook deliveries; close the webhook client."""
@@ -250,7 +284,13 @@ class Simulator:
         body = parse_json_object(await request.body())
         send_request = parse_send_request(body, self._state.number, self._state.uploads)
         entry = self._state.submit(send_request, request.client.host if request.client else "")
-        self._transmissions[entry.id] = self._spawn(self._transmit_when_due(entry))
+        transmission = self._spawn(self._transmit_when_due(entry))
+        self._transmissions[entry.id] = transmission
+        # Only a fax due now can complete early: the answer to a scheduled one would hang for hours.
+        due_now = self._seconds_until_due(entry) <= self._settings.delay
+        if due_now and self._faults.webhook_early():
+            # The fax completes and its webhooks are delivered before the client gets this answer.
+            await asyncio.wait([transmission])
         answer = {"ids": entry.fax_ids} if send_request.return_ids else {}
         return JSONResponse(answer, status_code=201)
 
@@ -365,9 +405,12 @@ class Simulator:
         entry.change_status("scheduled_for_sending", utc_now())
         await asyncio.sleep(self._seconds_until_due(entry))
         del self._transmissions[entry.id]
-        for record in self._state.complete(entry):
-            for hook in self._state.hooks_for("fax_sent"):
-                self._spawn(self._deliver_webhook(hook, record))
+        records = self._state.complete(entry)
+        # Awaited here, so an early-webhook send can hold its answer until they are done.
+        async with asyncio.TaskGroup() as deliveries:
+            for record in records:
+                for hook in self._state.hooks_for("fax_sent"):
+                    deliveries.create_task(self._deliver_webhook(hook, record))
 
     def _seconds_until_due(self, entry: OutboxEntry) -> float:
         send_time = entry.request.send_time
@@ -377,9 +420,14 @@ class Simulator:
 
     async def _deliver_webhook(self, hook: Hook, record: FaxRecord) -> None:
         payload = record.webhook_payload(hook, self._state.uid, utc_now())
+        for delivery in self._faults.webhook_deliveries(hook.target, payload):
+            await asyncio.sleep(delivery.delay)
+            await self._post_webhook(delivery, record.id)
+
+    async def _post_webhook(self, delivery: Delivery, fax_id: str) -> None:
         for attempt in range(1, _WEBHOOK_ATTEMPTS + 1):
             try:
-                response = await self._webhook_client().post(hook.target, json=payload)
+                response = await self._webhook_client().post(delivery.url, json=delivery.payload)
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__}: {exc}"
             else:
@@ -391,8 +439,8 @@ class Simulator:
                 await asyncio.sleep(_WEBHOOK_BACKOFF * 2 ** (attempt - 1))
         log.warning(
             "fax_sent webhook for fax %s to %s failed after %d attempts: %s",
-            record.id,
-            hook.target,
+            fax_id,
+            delivery.url,
             _WEBHOOK_ATTEMPTS,
             failure,
         )
@@ -432,18 +480,17 @@ def _query_int(value: str | None, name: str, *, default: int, minimum: int) -> i
 
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error_response(exc.status, exc.error, exc.description)
+    return exc.response()
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    response = _error_response(
-        exc.status_code, _ERROR_CODES.get(exc.status_code, "http_error"), exc.detail
-    )
+    error = _ERROR_CODES.get(exc.status_code, "http_error")
+    response = ApiError(exc.status_code, error, exc.detail).response()
     response.headers.update(exc.headers or {})
     return response
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:
     # Starlette still re-raises the exception afterwards, so the server logs the traceback.
-    return _error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+    return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}").response()

@@ -12,6 +12,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import TypeVar
 
+from starlette.responses import JSONResponse
+
 from mailfax.sandbox.state import JsonObject, RetryOptions, SendRequest, Upload
 
 T = TypeVar("T")
@@ -43,6 +45,11 @@ class ApiError(Exception):
         self.status = status
         self.error = error
         self.description = description
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.error, "description": self.description}, status_code=self.status
+        )
 
 
 def bad_request(description: str) -> ApiError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -274,7 +275,7 @@ class LedgerEntry:
 class AccountState:
     """An individual FAX.PLUS account with one active number."""
 
-    def __init__(self, number: str) -> None:
+    def __init__(self, number: str, on_ledger_change: Callable[[], None]) -> None:
         self.uid = uuid.uuid4().hex
         self.number = number
         self._number_id = uuid.uuid4().hex
@@ -284,6 +285,7 @@ class AccountState:
         self.faxes: dict[str, FaxRecord] = {}
         self.hooks: dict[str, Hook] = {}
         self._ledger: dict[str, LedgerEntry] = {}
+        self._on_ledger_change = on_ledger_change
 
     def add_upload(self, file_name: str, content: bytes, pages: int) -> Upload:
         upload = Upload(f"/transient-{uuid.uuid4()}", file_name, content, pages)
@@ -312,17 +314,20 @@ class AccountState:
                 files=request.files,
                 submitted_at=now,
             )
+        self._on_ledger_change()
         return entry
 
     def update_outbox_comment(self, entry: OutboxEntry, comment: str) -> None:
         entry.comment = comment
         for fax_id in entry.fax_ids.values():
             self._ledger[fax_id].comment = comment
+        self._on_ledger_change()
 
     def cancel(self, entry: OutboxEntry) -> None:
         del self.outbox[entry.id]
         for fax_id in entry.fax_ids.values():
             self._ledger[fax_id].status = "cancelled"
+        self._on_ledger_change()
 
     def complete(self, entry: OutboxEntry) -> list[FaxRecord]:
         """Transmit an outbox entry: it leaves the outbox and yields one record per destination."""
@@ -348,6 +353,7 @@ class AccountState:
             self.faxes[fax_id] = record
             self._ledger[fax_id].status = record.outcome.status
             records.append(record)
+        self._on_ledger_change()
         return records
 
     def find_fax(self, fax_or_file_id: str) -> FaxRecord | None:

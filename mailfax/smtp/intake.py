@@ -16,7 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import SmtpSettings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
-from mailfax.mail.extract import Extraction, extract_documents
+from mailfax.mail.extract import Extraction, ExtractionOptions, extract_documents
 from mailfax.policy import Refusal, parse_fax_recipient
 from mailfax.store.base import AcceptedMessage, Store
 from mailfax.worker import Wakeup
@@ -69,9 +69,17 @@ class FaxSMTP(SMTP):
 class FaxIntakeHandler:
     """aiosmtpd handler: recipient policy at RCPT, extraction and durable acceptance at DATA."""
 
-    def __init__(self, store: Store, settings: SmtpSettings, wakeup: Wakeup, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: SmtpSettings,
+        wakeup: Wakeup,
+        clock: Clock,
+        extraction: ExtractionOptions | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._extraction = extraction or ExtractionOptions()
         self._wakeup = wakeup
         self._clock = clock
         self._hostname = socket.getfqdn()
@@ -116,7 +124,7 @@ class FaxIntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw: bytes = envelope.original_content or b""
         # pikepdf parsing is CPU work: keep the event loop free for other sessions.
-        extraction = await asyncio.to_thread(extract_documents, raw)
+        extraction = await asyncio.to_thread(extract_documents, raw, self._extraction)
         if extraction.refusal is not None:
             log_event(log, "smtp.refused", peer=_peer(session), reply=extraction.refusal.smtp_reply)
             return extraction.refusal.smtp_reply
@@ -171,6 +179,7 @@ class FaxIntakeHandler:
             peer=_peer(session),
             header_message_id=extraction.message_id,
             subject=extraction.subject,
+            sender_name=extraction.sender_name,
             auto_submitted=extraction.auto_submitted,
             comment=extraction.comment,
             report=extraction.parts,

@@ -29,6 +29,7 @@ class AcceptedMessage:
     report: tuple[PartReport, ...]
     documents: tuple[Document, ...]
     raw: bytes
+    sender_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class MessageRecord:
     comment: str
     report: tuple[PartReport, ...]
     raw: bytes
+    sender_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class Store(Protocol):
     async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
         """Move the oldest due queued job to UPLOADING under a lease, or return None."""
 
-    async def recover_expired(self, now: float) -> list[tuple[str, JobState, JobState]]:
-        """Take back jobs whose worker's lease ran out; returns (id, old, new) per job."""
+    async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
+        """Take back jobs whose worker's lease ran out; returns (job as now, old state)."""
 
     async def transition(
         self,
@@ -98,8 +100,13 @@ class Store(Protocol):
         values: Mapping[str, Any] | None = None,
         receipt: NewReceipt | None = None,
         detail: str = "",
+        owner: str | None = None,
     ) -> bool:
-        """Conditionally move a job (and queue its receipt); False if it was not in `expected`."""
+        """Conditionally move a job (and queue its receipt); False if it was not in `expected`
+        (or, with `owner`, no longer leased by that claim)."""
+
+    async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
+        """Extend a claim's lease; False if the claim was lost."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -107,6 +114,14 @@ class Store(Protocol):
 
     async def jobs_in_state(self, state: JobState, before: float, limit: int) -> list[Job]:
         """Jobs in `state` last updated before `before`, oldest first."""
+
+    async def jobs_created_before(
+        self, states: Sequence[JobState], before: float, limit: int
+    ) -> list[Job]:
+        """Jobs in any of `states` accepted before `before`, oldest first."""
+
+    async def fax_ids_in_use(self, fax_ids: Sequence[str]) -> set[str]:
+        """Which of these FAX.PLUS fax ids already belong to a job."""
 
     async def documents(self, message_id: str) -> list[Document]: ...
 

@@ -29,6 +29,7 @@ messages = Table(
     Column("peer", Text, nullable=False),
     Column("header_message_id", Text, nullable=False),
     Column("subject", Text, nullable=False),
+    Column("sender_name", Text, nullable=False, default=""),  # From display name (cover page)
     Column("auto_submitted", Text, nullable=False),
     Column("comment", Text, nullable=False),
     Column("report", Text, nullable=False),  # JSON list of PartReport
@@ -53,6 +54,8 @@ jobs = Table(
     Column("number", Text, nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("recoveries", Integer, nullable=False, default=0),  # leases that expired
+    Column("redials", Integer, nullable=False, default=0),  # resends after busy / no answer
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("run_at", Double, nullable=False),
@@ -63,7 +66,7 @@ jobs = Table(
     Column("fax_status", Text),
     Column("pages_sent", Integer),
     Column("error", Text),
-    Column("submitted_at", Double),
+    Column("submitted_at", Double),  # when the last send was attempted
     Index("jobs_due", "state", "run_at"),
     Index("jobs_fax_id", "fax_id"),
     Index("jobs_message", "message_id"),

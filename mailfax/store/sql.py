@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, ScalarSelect, Table, event, func, insert, select, update
+from sqlalchemy import Row, ScalarSelect, Table, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -24,15 +25,14 @@ from mailfax.store.base import (
     PendingReceipt,
     StoreUnavailable,
 )
-from mailfax.store.schema import (
-    documents,
-    fax_events,
-    job_events,
-    jobs,
-    messages,
-    metadata,
-    receipts,
-)
+from mailfax.store.migrations import Migration, check_version, current_version, upgrade
+from mailfax.store.schema import documents, fax_events, job_events, jobs, messages, receipts
+from mailfax.worker import Wakeup
+
+# NOTIFY channels: a hint to every instance that work of this kind may be due.
+CHANNEL_JOBS = "mailfax_jobs"
+CHANNEL_FAX_EVENTS = "mailfax_fax_events"
+CHANNEL_RECEIPTS = "mailfax_receipts"
 
 
 def _sqlite_durability(engine: AsyncEngine) -> None:
@@ -89,6 +89,10 @@ def _job(row: Row[Any]) -> Job:
         pages_sent=row.pages_sent,
         error=row.error,
         submitted_at=row.submitted_at,
+        recoveries=row.recoveries,
+        redials=row.redials,
+        updated_at=row.updated_at,
+        lease_owner=row.lease_owner,
     )
 
 
@@ -98,6 +102,10 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One transaction on this store's database (for whole-store tools such as db copy)."""
+        return self._tx()
+
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         try:
@@ -106,9 +114,46 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 
-    async def create_schema(self) -> None:
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    async def upgrade(self) -> list[Migration]:
+        """Bring the schema to the latest version (`mailfax db upgrade`)."""
         async with self._tx() as conn:
-            await conn.run_sync(metadata.create_all)
+            return await upgrade(conn)
+
+    async def schema_version(self) -> int:
+        async with self._tx() as conn:
+            return await current_version(conn)
+
+    async def db_now(self) -> float:
+        """The database's clock (epoch seconds): the one clock all instances share."""
+        if self.dialect != "postgresql":
+            return time.time()
+        async with self._tx() as conn:
+            now = (
+                await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))
+            ).scalar_one()
+        return float(now)
+
+    async def _notify(self, conn: AsyncConnection, channel: str) -> None:
+        # Delivered at commit, to every instance LISTENing (PostgreSQL only; SQLite
+        # instances share a machine and poll as the fallback).
+        if self.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+    async def listen(self, wakeups: Mapping[str, Wakeup]) -> AsyncExitStack:
+        """Set each channel's Wakeup on every NOTIFY; close the returned stack to stop."""
+        stack = AsyncExitStack()
+        if self.dialect != "postgresql":
+            return stack
+        conn = await stack.enter_async_context(self._engine.connect())
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        for channel, wakeup in wakeups.items():
+            await raw.add_listener(channel, lambda *_args, w=wakeup: w.set())
+        return stack
 
     async def accept(self, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]) -> None:
         async with self._tx() as conn:
@@ -120,6 +165,7 @@ class SqlStore:
                     peer=message.peer,
                     header_message_id=message.header_message_id,
                     subject=message.subject,
+                    sender_name=message.sender_name,
                     auto_submitted=message.auto_submitted,
                     comment=message.comment,
                     report=_report_to_json(message.report),
@@ -150,6 +196,8 @@ class SqlStore:
                         "number": number,
                         "state": JobState.QUEUED.value,
                         "attempts": 0,
+                        "recoveries": 0,
+                        "redials": 0,
                         "created_at": now,
                         "updated_at": now,
                         "run_at": now,
@@ -171,6 +219,7 @@ class SqlStore:
                     for job_id, _ in job_rows
                 ],
             )
+            await self._notify(conn, CHANNEL_JOBS)
 
     async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
         due = _oldest_due(jobs, JobState.QUEUED.value, now)
@@ -194,24 +243,30 @@ class SqlStore:
             await self._event(conn, row.id, JobState.QUEUED, JobState.UPLOADING, now, owner)
             return _job(row)
 
-    async def recover_expired(self, now: float) -> list[tuple[str, JobState, JobState]]:
+    async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
         # An upload interrupted by a crash is simply redone; an interrupted send
         # may have reached FAX.PLUS, so it must be reconciled, never resent blindly.
         moves = ((JobState.UPLOADING, JobState.QUEUED), (JobState.SUBMITTING, JobState.UNKNOWN))
-        recovered: list[tuple[str, JobState, JobState]] = []
+        recovered: list[tuple[Job, JobState]] = []
         async with self._tx() as conn:
             for old, new in moves:
                 rows = (
                     await conn.execute(
                         update(jobs)
                         .where(jobs.c.state == old.value, jobs.c.lease_until < now)
-                        .values(state=new.value, lease_owner=None, lease_until=None, updated_at=now)
-                        .returning(jobs.c.id)
+                        .values(
+                            state=new.value,
+                            lease_owner=None,
+                            lease_until=None,
+                            updated_at=now,
+                            recoveries=jobs.c.recoveries + 1,
+                        )
+                        .returning(*jobs.c)
                     )
                 ).all()
-                for (job_id,) in rows:
-                    await self._event(conn, job_id, old, new, now, "lease expired")
-                    recovered.append((job_id, old, new))
+                for row in rows:
+                    await self._event(conn, row.id, old, new, now, "lease expired")
+                    recovered.append((_job(row), old))
         return recovered
 
     async def transition(
@@ -223,6 +278,7 @@ class SqlStore:
         values: Mapping[str, Any] | None = None,
         receipt: NewReceipt | None = None,
         detail: str = "",
+        owner: str | None = None,
     ) -> bool:
         check_transition(expected, new)
         fields = dict(values or {})
@@ -232,15 +288,20 @@ class SqlStore:
             fields.setdefault("lease_owner", None)
             fields.setdefault("lease_until", None)
         async with self._tx() as conn:
+            condition = [jobs.c.id == job_id, jobs.c.state == expected.value]
+            if owner is not None:
+                # A worker whose lease expired and was taken over must not act on the job.
+                condition.append(jobs.c.lease_owner == owner)
             result = await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == expected.value)
-                .values(state=new.value, updated_at=now, **fields)
+                update(jobs).where(*condition).values(state=new.value, updated_at=now, **fields)
             )
             if result.rowcount != 1:
                 return False
             await self._event(conn, job_id, expected, new, now, detail)
+            if new is JobState.QUEUED:
+                await self._notify(conn, CHANNEL_JOBS)
             if receipt is not None:
+                await self._notify(conn, CHANNEL_RECEIPTS)
                 await conn.execute(
                     insert(receipts).values(
                         id=receipt.id,
@@ -254,6 +315,15 @@ class SqlStore:
                     )
                 )
             return True
+
+    async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+                .values(lease_until=until)
+            )
+        return bool(result.rowcount == 1)
 
     @staticmethod
     async def _event(
@@ -295,6 +365,27 @@ class SqlStore:
                 )
             ).all()
         return [_job(row) for row in rows]
+
+    async def jobs_created_before(
+        self, states: Sequence[JobState], before: float, limit: int
+    ) -> list[Job]:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    select(jobs)
+                    .where(jobs.c.state.in_([s.value for s in states]), jobs.c.created_at < before)
+                    .order_by(jobs.c.created_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_job(row) for row in rows]
+
+    async def fax_ids_in_use(self, fax_ids: Sequence[str]) -> set[str]:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(select(jobs.c.fax_id).where(jobs.c.fax_id.in_(fax_ids)))
+            ).all()
+        return {row.fax_id for row in rows}
 
     async def job_events(self, job_id: str) -> list[tuple[float, str | None, str, str]]:
         """The job's transition history, oldest first (for operators and tests)."""
@@ -339,6 +430,7 @@ class SqlStore:
             comment=row.comment,
             report=_report_from_json(row.report),
             raw=row.raw,
+            sender_name=row.sender_name,
         )
 
     async def park_fax_event(self, fax_id: str, hook_id: str, status: str, now: float) -> bool:
@@ -354,6 +446,7 @@ class SqlStore:
                         attempts=0,
                     )
                 )
+                await self._notify(conn, CHANNEL_FAX_EVENTS)
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 return False
@@ -468,16 +561,30 @@ class SqlStore:
         await self._engine.dispose()
 
 
-async def open_store(url: str, state_dir: Path) -> SqlStore:
-    """Open (and create if needed) the store at `url`, or SQLite in state_dir when url is ""."""
+def engine_url(url: str, state_dir: Path) -> str:
+    """The SQLAlchemy async URL for `[store] url` ("" = SQLite in state_dir)."""
+    if not url:
+        return f"sqlite+aiosqlite:///{state_dir / 'mailfax.sqlite3'}"
+    for plain, driver in (("sqlite:", "sqlite+aiosqlite:"), ("postgresql:", "postgresql+asyncpg:")):
+        if url.startswith(plain):
+            return driver + url.removeprefix(plain)
+    return url
+
+
+async def open_store(url: str, state_dir: Path, *, check_schema: bool = True) -> SqlStore:
+    """Open the store. SQLite upgrades its own schema; PostgreSQL, shared by instances that
+    may run different versions, must already be at this version (`mailfax db upgrade`)."""
     if not url:
         state_dir.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{state_dir / 'mailfax.sqlite3'}"
-    elif url.startswith("sqlite:"):
-        url = url.replace("sqlite:", "sqlite+aiosqlite:", 1)
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
-        _sqlite_durability(engine)
+    engine = create_async_engine(engine_url(url, state_dir), pool_pre_ping=True)
     store = SqlStore(engine)
-    await store.create_schema()
+    if store.dialect == "sqlite":
+        _sqlite_durability(engine)
+        await store.upgrade()
+    elif check_schema:
+        try:
+            check_version(await store.schema_version())
+        except BaseException:
+            await store.close()
+            raise
     return store

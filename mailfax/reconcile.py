@@ -1,0 +1,175 @@
+"""Reconciler: settles jobs whose fate is unclear (dead workers, lost send answers, silent
+webhooks, expiry), always by what FAX.PLUS demonstrably has."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from mailfax.config import FaxplusSettings, QueueSettings
+from mailfax.dispatch import job_tag
+from mailfax.faxplus import ApiError, FaxApi, FaxRecord, parse_api_time
+from mailfax.finish import JobFinisher
+from mailfax.jobs import Job, JobState
+from mailfax.logs import log_event
+from mailfax.receipts.compose import FaxOutcome
+from mailfax.store.base import Store
+from mailfax.worker import Wakeup
+
+log = logging.getLogger("mailfax.reconcile")
+
+Clock = Callable[[], float]
+
+INTERVAL = 1.0
+# Our clock against FAX.PLUS's: how far apart a send and its fax record's submit time may be.
+CLOCK_SKEW = 120.0
+BATCH = 50
+
+
+def _digits(number: str) -> str:
+    return re.sub(r"\D", "", number)
+
+
+class Reconciler:
+    """Periodic work; each pass is idempotent, so running it on several workers is safe."""
+
+    def __init__(
+        self,
+        store: Store,
+        api: FaxApi,
+        finisher: JobFinisher,
+        queue: QueueSettings,
+        faxplus: FaxplusSettings,
+        clock: Clock,
+        jobs_wakeup: Wakeup,
+        webhook_wakeup: Wakeup,
+    ) -> None:
+        self._store = store
+        self._api = api
+        self._finisher = finisher
+        self._queue = queue
+        self._faxplus = faxplus
+        self._clock = clock
+        self._jobs_wakeup = jobs_wakeup
+        self._webhook_wakeup = webhook_wakeup
+
+    async def step(self) -> float | None:
+        await self._recover()
+        await self._expire()
+        await self._reconcile_unknown()
+        await self._poll_silent()
+        return INTERVAL
+
+    async def _recover(self) -> None:
+        """Jobs of dead workers: uploads go back to the queue, sends to reconciliation."""
+        for job, old in await self._store.recover_expired(self._clock()):
+            log_event(
+                log,
+                "job.recovered",
+                logging.WARNING,
+                job=job.id,
+                old=old.value,
+                new=job.state.value,
+                recoveries=job.recoveries,
+            )
+            if job.state is JobState.QUEUED and job.recoveries >= self._queue.max_recoveries:
+                await self._quarantine(job)
+            self._jobs_wakeup.set()
+
+    async def _quarantine(self, job: Job) -> None:
+        detail = (
+            f"mailfax stopped while handling this fax {job.recoveries} times; "
+            "it was put aside so it cannot stop the gateway again"
+        )
+        outcome = FaxOutcome(False, "quarantined", job.fax_id, 0, detail=detail)
+        await self._finisher.finish(job, job.state, outcome, self._clock())
+
+    async def _expire(self) -> None:
+        cutoff = self._clock() - self._queue.max_lifetime
+        states = (JobState.QUEUED, JobState.UNKNOWN, JobState.SUBMITTED)
+        for job in await self._store.jobs_created_before(states, cutoff, BATCH):
+            days = self._queue.max_lifetime / 86400
+            detail = f"the fax was not sent within {days:g} days ({job.error or 'no result'})"
+            outcome = FaxOutcome(False, "expired", job.fax_id, None, detail=detail)
+            await self._finisher.finish(job, job.state, outcome, self._clock())
+
+    async def _reconcile_unknown(self) -> None:
+        """A send whose answer was lost: adopt the fax FAX.PLUS has, resend only if it has none."""
+        now = self._clock()
+        unknown = await self._store.jobs_in_state(
+            JobState.UNKNOWN, now - self._queue.reconcile_after, BATCH
+        )
+        if not unknown:
+            return
+        try:
+            # The outbox first: a fax leaving it between the two calls is then in the list of
+            # sent faxes; the other order could miss it in both.
+            outbox = await self._api.list_outbox()
+            since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
+            sent = await self._api.list_sent_faxes(since)
+        except ApiError as exc:
+            log_event(log, "reconcile.api_error", logging.WARNING, error=str(exc))
+            return
+        queued_tags = {tag for record in outbox for tag in record.tags}
+        taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
+        for job in unknown:
+            if job_tag(job.id) in queued_tags:
+                continue  # FAX.PLUS has it queued; its fax record will appear later
+            fax = self._matching_fax(job, sent, taken)
+            if fax is not None:
+                taken.add(fax.id)
+                await self._adopt(job, fax)
+            elif job.recoveries >= self._queue.max_recoveries:
+                await self._quarantine(job)
+            elif await self._store.transition(
+                job.id,
+                JobState.UNKNOWN,
+                JobState.QUEUED,
+                self._clock(),
+                {"run_at": self._clock()},
+                detail="FAX.PLUS has no such fax: sending again",
+            ):
+                log_event(log, "job.resend", job=job.id)
+                self._jobs_wakeup.set()
+
+    @staticmethod
+    def _matching_fax(job: Job, sent: list[FaxRecord], taken: set[str]) -> FaxRecord | None:
+        """The earliest unclaimed fax to the job's number submitted around its send attempt."""
+        attempt = (job.submitted_at or job.created_at) - CLOCK_SKEW
+        candidates = [
+            fax
+            for fax in sent
+            if fax.id not in taken
+            and _digits(fax.to) == _digits(job.number)
+            and (parse_api_time(fax.submit_time or fax.start_time) or 0.0) >= attempt
+        ]
+        candidates.sort(key=lambda fax: parse_api_time(fax.submit_time or fax.start_time) or 0.0)
+        return candidates[0] if candidates else None
+
+    async def _adopt(self, job: Job, fax: FaxRecord) -> None:
+        now = self._clock()
+        if await self._store.transition(
+            job.id,
+            JobState.UNKNOWN,
+            JobState.SUBMITTED,
+            now,
+            {"fax_id": fax.id},
+            detail=f"found at FAX.PLUS as fax {fax.id}",
+        ):
+            log_event(log, "job.adopted", job=job.id, fax_id=fax.id)
+            await self._store.wake_fax_events(fax.id, now)
+            await self._store.park_fax_event(fax.id, "reconcile", "", now)
+            self._webhook_wakeup.set()
+
+    async def _poll_silent(self) -> None:
+        """Webhooks may never come: ask FAX.PLUS about faxes silent for webhook_grace."""
+        now = self._clock()
+        silent = await self._store.jobs_in_state(
+            JobState.SUBMITTED, now - self._faxplus.webhook_grace, BATCH
+        )
+        for job in silent:
+            # Deduplicated: while this poll is pending (with its own backoff), no second one.
+            if job.fax_id and await self._store.park_fax_event(job.fax_id, "backstop", "", now):
+                log_event(log, "job.polled", job=job.id, fax_id=job.fax_id)
+                self._webhook_wakeup.set()

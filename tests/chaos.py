@@ -1,0 +1,329 @@
+"""Crash and fault harness: gateway subprocesses under load, SIGKILLed and restarted, against a
+fault-injecting simulator; then "nothing lost, nothing faxed twice" is checked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+
+from mailfax._http import HttpServer
+from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from tests.pdfs import pdf_with_pages
+
+SECRET = "chaos-webhook-secret"
+FROM_NUMBER = "+15550000001"
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    mails: int
+    clients: int = 8
+    kills: int = 0
+    seed: int = 1
+    faults: dict[str, float] = field(default_factory=dict)
+    deadline: float = 240.0  # seconds for everything to settle after the last mail
+    instances: int = 1  # gateway processes sharing one store (PostgreSQL when more than one)
+    store_url: str = ""
+
+
+@dataclass
+class ChaosReport:
+    accepted: dict[int, list[str]] = field(default_factory=dict)  # mail -> numbers, got a 250
+    unconfirmed: dict[int, list[str]] = field(default_factory=dict)  # no 250 seen
+    refused: int = 0
+    kills: int = 0
+    sends: Counter[tuple[int, str]] = field(default_factory=Counter)
+    receipts: Counter[tuple[int, str]] = field(default_factory=Counter)
+    receipt_results: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        accepted = sum(len(n) for n in self.accepted.values())
+        unconfirmed = sum(len(n) for n in self.unconfirmed.values())
+        return (
+            f"mails accepted={len(self.accepted)} ({accepted} faxes), "
+            f"unconfirmed={len(self.unconfirmed)} ({unconfirmed} faxes), refused={self.refused}, "
+            f"kills={self.kills}, faxes sent={sum(self.sends.values())}, "
+            f"receipts={sum(self.receipts.values())} {dict(self.receipt_results)}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def numbers_for(mail: int, rng: random.Random) -> list[str]:
+    """One or two distinct destinations per mail, none in the redial range (0013/0014):
+    there a second send is the intended redial, not a duplicate."""
+    count = 1 + (rng.random() < 0.3)
+    numbers = []
+    for k in range(count):
+        serial = mail * 2 + k
+        if serial % 10_000 in (13, 14):
+            serial += 100
+        numbers.append(f"+1555{serial:07d}")
+    return numbers
+
+
+def chaos_mail(mail: int, numbers: list[str], pdf: bytes) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"sender{mail}@example.com"
+    message["To"] = ", ".join(f"{n}@fax.local" for n in numbers)
+    message["Subject"] = f"chaos {mail}"
+    message["Message-ID"] = f"<chaos-{mail}@example.com>"
+    message.set_content(f"chaos-mail-{mail}")
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"doc{mail}.pdf")
+    return message
+
+
+class GatewayProcess:
+    """`mailfax serve` in a subprocess that can be killed and started again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, smtp_port: int) -> None:
+        self._env = env
+        self._log_path = log_path
+        self.smtp_port = smtp_port
+        self.public_url = env["MAILFAX_HTTP_PUBLIC_URL"]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        log = os.open(self._log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mailfax",
+            "serve",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, **self._env},
+        )
+        os.close(log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.smtp_port)
+                writer.close()
+                return
+            except OSError:
+                if self.process.returncode is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"gateway did not start; see {self._log_path}") from None
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def terminate(self, grace: float) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), grace)
+
+
+async def send_one(port: int, message: EmailMessage, numbers: list[str]) -> str:
+    """'accepted', 'refused' or 'unconfirmed' (the outcome was not seen)."""
+    deadline = time.monotonic() + 60
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=15)
+    while True:  # the gateway may be restarting: nothing was sent yet, so waiting is safe
+        try:
+            await client.connect()
+            break
+        except (OSError, aiosmtplib.SMTPException):
+            if time.monotonic() > deadline:
+                return "unconfirmed"
+            await asyncio.sleep(0.05)
+    try:
+        await client.ehlo()
+        await client.mail(str(message["From"]))
+        for number in numbers:
+            await client.rcpt(f"{number}@fax.local")
+        response = await client.data(message.as_bytes())
+        with contextlib.suppress(aiosmtplib.SMTPException):
+            await client.quit()
+        return "accepted" if response.code == 250 else "refused"
+    except aiosmtplib.SMTPResponseException as exc:
+        client.close()
+        return "refused" if exc.code >= 500 else "unconfirmed"
+    except (OSError, aiosmtplib.SMTPException):
+        client.close()
+        return "unconfirmed"
+
+
+def read_receipts(maildir: Path) -> list[EmailMessage]:
+    new = maildir / "new"
+    found = []
+    for path in new.iterdir() if new.exists() else []:
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if isinstance(parsed, EmailMessage):
+            found.append(parsed)
+    return found
+
+
+def receipt_key(receipt: EmailMessage) -> tuple[tuple[int, str], str]:
+    mail = int(re.search(r"chaos-(\d+)@", str(receipt["In-Reply-To"])).group(1))  # type: ignore[union-attr]
+    status = next(
+        p for p in receipt.iter_parts() if p.get_content_type() == "message/delivery-status"
+    )
+    text = status.as_string()
+    number = re.search(r"Final-Recipient: rfc822; (\+\d+)@", text).group(1)  # type: ignore[union-attr]
+    action = re.search(r"Action: (\w+)", text).group(1)  # type: ignore[union-attr]
+    return (mail, number), action
+
+
+async def run_chaos(tmp_path: Path, plan: ChaosPlan) -> ChaosReport:
+    rng = random.Random(plan.seed)
+    report = ChaosReport()
+    simulator = Simulator(
+        SimulatorSettings.from_options({"delay": 0.3, "seed": plan.seed, **plan.faults})
+    )
+    sim_server = HttpServer(simulator.app, "127.0.0.1", 0)
+    await sim_server.start()
+    common = {
+        "MAILFAX_STATE_DIR": str(tmp_path / "state"),
+        "MAILFAX_STORE_URL": plan.store_url,
+        "MAILFAX_HTTP_WEBHOOK_SECRET": SECRET,
+        "MAILFAX_FAXPLUS_API_URL": f"{sim_server.url}/v3",
+        "MAILFAX_FAXPLUS_TOKEN": DEFAULT_TOKEN,
+        "MAILFAX_FAXPLUS_FROM_NUMBER": FROM_NUMBER,
+        "MAILFAX_FAXPLUS_REQUEST_TIMEOUT": "2",
+        "MAILFAX_FAXPLUS_WEBHOOK_GRACE": "3",
+        "MAILFAX_QUEUE_LEASE": "3",
+        "MAILFAX_QUEUE_RECONCILE_AFTER": "1",
+        "MAILFAX_QUEUE_MIN_BACKOFF": "0.2",
+        "MAILFAX_QUEUE_MAX_BACKOFF": "2",
+        "MAILFAX_QUEUE_SHUTDOWN_GRACE": "2",
+        "MAILFAX_LOG_LEVEL": "warning",
+    }
+    gateways = []
+    for n in range(plan.instances):
+        smtp_port, http_port = free_port(), free_port()
+        env = {
+            **common,
+            "MAILFAX_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+            "MAILFAX_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+            "MAILFAX_HTTP_PUBLIC_URL": f"http://127.0.0.1:{http_port}",
+        }
+        gateways.append(GatewayProcess(env, tmp_path / f"gateway{n}.log", smtp_port))
+    # Webhooks go to the last instance only: with several, mostly not the one that sent.
+    public_url = gateways[-1].public_url
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}) as http:
+            # Registering may itself meet an injected fault: try until it takes.
+            for _ in range(50):
+                hook = await http.post(
+                    f"{sim_server.url}/v3/hooks",
+                    json={"target": f"{public_url}/webhooks/faxplus/{SECRET}", "event": "fax_sent"},
+                )
+                if hook.status_code == 200:
+                    break
+            assert hook.status_code == 200, hook.text
+        await asyncio.gather(*(gateway.start() for gateway in gateways))
+        pdf = pdf_with_pages(1)
+        plans = {i: numbers_for(i, rng) for i in range(plan.mails)}
+        pending: asyncio.Queue[int] = asyncio.Queue()
+        for i in plans:
+            pending.put_nowait(i)
+
+        progress = asyncio.Condition()
+        finished = 0
+
+        async def client() -> None:
+            nonlocal finished
+            while not pending.empty():
+                i = pending.get_nowait()
+                port = gateways[i % len(gateways)].smtp_port  # round-robin
+                outcome = await send_one(port, chaos_mail(i, plans[i], pdf), plans[i])
+                if outcome == "accepted":
+                    report.accepted[i] = plans[i]
+                elif outcome == "unconfirmed":
+                    report.unconfirmed[i] = plans[i]
+                else:
+                    report.refused += 1
+                async with progress:
+                    finished += 1
+                    progress.notify_all()
+
+        async def killer() -> None:
+            for k in range(plan.kills):
+                # Kill at a random moment, but spread over the run: after a share of the mail.
+                target = min((k + 1) * plan.mails // (plan.kills + 1), plan.mails - 1)
+                async with progress:
+                    await progress.wait_for(lambda t=target: finished >= t)  # type: ignore[misc]
+                await asyncio.sleep(rng.uniform(0.0, 0.5))  # the random moment
+                victim = gateways[k % len(gateways)]
+                await victim.kill()
+                report.kills += 1
+                await victim.start()
+
+        await asyncio.gather(killer(), *(client() for _ in range(plan.clients)))
+
+        expected = {(i, n) for i, numbers in report.accepted.items() for n in numbers}
+        maildir = tmp_path / "state" / "receipts"
+        deadline = time.monotonic() + plan.deadline
+        while True:
+            seen = {receipt_key(r)[0] for r in read_receipts(maildir)}
+            if expected <= seen:
+                break
+            if time.monotonic() > deadline:
+                missing = sorted(expected - seen)[:10]
+                raise AssertionError(f"no receipt for {len(expected - seen)} faxes, e.g. {missing}")
+            await asyncio.sleep(0.2)
+        # Stopped (gracefully) before counting: a duplicate in flight would be counted too.
+        for gateway in gateways:
+            assert await gateway.terminate(10) == 0
+        for entry in simulator.ledger():
+            if entry["status"] == "cancelled":
+                continue
+            mail = int(str(entry["comment"]).removeprefix("chaos-mail-"))
+            report.sends[(mail, str(entry["to"]))] += 1
+        for receipt in read_receipts(maildir):
+            key, action = receipt_key(receipt)
+            report.receipts[key] += 1
+            report.receipt_results[action] += 1
+        return report
+    finally:
+        for gateway in gateways:
+            if gateway.process is not None and gateway.process.returncode is None:
+                await gateway.kill()
+        await sim_server.stop()
+        await simulator.aclose()
+
+
+def check_invariants(report: ChaosReport) -> list[str]:
+    """The promises, as assertions; returns what was checked (for `make chaos`)."""
+    accepted = {(i, n) for i, numbers in report.accepted.items() for n in numbers}
+    unconfirmed = {(i, n) for i, numbers in report.unconfirmed.items() for n in numbers}
+    twice = {key: count for key, count in report.sends.items() if count > 1}
+    assert not twice, f"faxed more than once: {twice}"
+    not_sent = sorted(key for key in accepted if report.sends[key] == 0)
+    # An accepted fax is either sent or explained by a failure receipt (e.g. quarantine).
+    unexplained = [key for key in not_sent if report.receipts[key] == 0]
+    assert not unexplained, f"accepted but neither faxed nor reported: {unexplained[:10]}"
+    strangers = set(report.sends) - accepted - unconfirmed
+    assert not strangers, f"faxes nobody sent: {sorted(strangers)[:10]}"
+    for key in set(report.sends) | accepted:
+        assert report.receipts[key] == 1, f"{key}: {report.receipts[key]} receipts"
+    return [
+        f"every accepted fax ({len(accepted)}) was faxed exactly once or reported as failed",
+        f"no fax was sent twice ({sum(report.sends.values())} sends)",
+        f"unconfirmed mails ({len(unconfirmed)} faxes) were faxed at most once",
+        f"every faxed or accepted recipient has exactly one receipt "
+        f"({sum(report.receipts.values())})",
+    ]

@@ -1,0 +1,71 @@
+"""In-memory stand-ins for the I/O interfaces, for tests of the parts that use them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailfax.faxplus import FaxRecord, NotFoundApiError, OutboxRecord
+
+
+@dataclass
+class FakeFaxApi:
+    """FaxApi in memory: tests put outbox records and faxes in, and read the sends out."""
+
+    outbox: list[OutboxRecord] = field(default_factory=list)
+    faxes: dict[str, FaxRecord] = field(default_factory=dict)
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)
+
+    async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
+        self.uploads.append(name)
+        return f"/transient-{len(self.uploads)}"
+
+    async def send_fax(
+        self,
+        from_number: str,
+        to: Sequence[str],
+        files: Sequence[str],
+        comment: str,
+        tags: Sequence[str],
+        cover_page: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        self.sends.append(
+            {
+                "from": from_number,
+                "to": list(to),
+                "files": list(files),
+                "comment": comment,
+                "tags": list(tags),
+                "cover_page": cover_page,
+            }
+        )
+        return {number: f"fax{len(self.sends)}-{i}" for i, number in enumerate(to)}
+
+    async def get_fax(self, fax_id: str) -> FaxRecord:
+        if fax_id not in self.faxes:
+            raise NotFoundApiError("HTTP 404: not_found", 404)
+        return self.faxes[fax_id]
+
+    async def list_outbox(self) -> list[OutboxRecord]:
+        return list(self.outbox)
+
+    async def list_sent_faxes(self, after: float) -> list[FaxRecord]:
+        return list(self.faxes.values())
+
+    async def list_numbers(self) -> list[dict[str, Any]]:
+        return [{"number": "+15550000001", "status": "active", "is_canceled": False}]
+
+    async def create_hook(self, target: str, event: str = "fax_sent") -> str:
+        return "hook1"
+
+    async def list_hooks(self, event: str = "fax_sent") -> list[dict[str, Any]]:
+        return []
+
+    async def delete_hook(self, hook_id: str) -> None:
+        return None
+
+
+def fax_record(fax_id: str, to: str, status: str, submit_time: str, pages: int = 1) -> FaxRecord:
+    return FaxRecord(fax_id, status, to, pages, 1.0, submit_time, submit_time, 30.0, "")

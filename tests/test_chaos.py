@@ -1,0 +1,111 @@
+"""Nothing lost, nothing faxed twice: SIGKILL during load, every fault injected, two workers.
+
+CI runs small counts; `make chaos` sets MAILFAX_CHAOS_SCALE for larger runs and prints reports."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from mailfax._http import HttpServer
+from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.store import open_store
+from tests.chaos import ChaosPlan, check_invariants, run_chaos
+from tests.conftest import eventually, fresh_pg_database
+from tests.gateway import gateway_env, smtp_transaction, start_gateway
+from tests.pdfs import fax_mail
+
+SCALE = float(os.environ.get("MAILFAX_CHAOS_SCALE", "1"))
+
+ALL_FAULTS = {
+    "error_rate": 0.05,
+    "rate_limit_rate": 0.05,
+    "timeout_rate": 0.04,
+    "hang": 3.0,
+    "drop_rate": 0.05,
+    "latency": 0.05,
+    "webhook_duplicate_rate": 0.15,
+    "webhook_reorder_rate": 0.1,
+    "webhook_early_rate": 0.1,
+    "webhook_drop_rate": 0.1,
+    "webhook_wrong_path_rate": 0.05,
+}
+
+
+def job_of(ledger_entry: dict[str, object]) -> str:
+    tags = ledger_entry["tags"]
+    assert isinstance(tags, list)
+    return str(tags[-1]).removeprefix("mailfax-job:")
+
+
+def report(name: str, checked: list[str], summary: str) -> None:
+    print(f"\n[{name}] {summary}")
+    for line in checked:
+        print(f"[{name}] ok: {line}")
+
+
+async def test_crash_recovery_under_load(tmp_path: Path) -> None:
+    plan = ChaosPlan(mails=int(150 * SCALE), kills=max(3, int(3 * SCALE)), seed=7)
+    result = await run_chaos(tmp_path, plan)
+    assert result.kills == plan.kills
+    assert result.accepted, "some mail must have been accepted"
+    report("crash", check_invariants(result), result.summary())
+
+
+async def test_every_fault_injected(tmp_path: Path) -> None:
+    plan = ChaosPlan(mails=int(120 * SCALE), kills=1, seed=11, faults=ALL_FAULTS)
+    result = await run_chaos(tmp_path, plan)
+    report("faults", check_invariants(result), result.summary())
+
+
+async def test_two_workers_never_send_the_same_job(tmp_path: Path) -> None:
+    """Two gateways, one store: both dispatchers race for every job; each is sent once."""
+    simulator = Simulator(SimulatorSettings(delay=0.0))
+    server = HttpServer(simulator.app, "127.0.0.1", 0)
+    await server.start()
+    api = {"faxplus_api_url": f"{server.url}/v3", "faxplus_token": DEFAULT_TOKEN}
+    first = await start_gateway(tmp_path, gateway_env(tmp_path, **api))
+    second = await start_gateway(tmp_path, gateway_env(tmp_path, **api))
+    try:
+        assert first.endpoints is not None and second.endpoints is not None
+        mails = int(40 * SCALE)
+        for i in range(mails):
+            # Alternating: each gateway's dispatcher is woken, and claims whatever is due.
+            endpoints = (first, second)[i % 2].endpoints
+            assert endpoints is not None
+            mail = fax_mail(body=f"race-{i}", message_id=f"<race-{i}@example.com>")
+            outcome = await smtp_transaction(endpoints, mail, [f"+1555{i:07d}@fax.local"])
+            assert outcome.final[0] == 250
+
+        async def all_sent() -> bool:
+            return sum(1 for f in simulator.ledger() if f["status"] != "queued") >= mails
+
+        await eventually(all_sent, timeout=60, what="every fax sent")
+        per_job = Counter(str(f["tags"]) for f in simulator.ledger())
+        assert len(per_job) == mails and set(per_job.values()) == {1}
+        assert first.store is not None
+        claims = [
+            e[3]
+            for f in simulator.ledger()
+            for e in await first.store.job_events(job_of(f))
+            if e[2] == "uploading"
+        ]
+        # Both dispatchers really took part (claims carry the dispatcher's name).
+        assert len({claim.split(":")[0] for claim in claims}) == 2
+    finally:
+        await first.stop()
+        await second.stop()
+        await server.stop()
+        await simulator.aclose()
+
+
+async def test_three_instances_on_one_postgresql(tmp_path: Path) -> None:
+    """Round-robin SMTP to three gateways, webhooks to one of them, one SIGKILLed mid-run."""
+    async with fresh_pg_database() as url:
+        store = await open_store(url, tmp_path, check_schema=False)
+        await store.upgrade()
+        await store.close()
+        plan = ChaosPlan(mails=int(90 * SCALE), kills=1, seed=5, instances=3, store_url=url)
+        result = await run_chaos(tmp_path, plan)
+        report("instances", check_invariants(result), result.summary())

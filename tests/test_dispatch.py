@@ -1,0 +1,64 @@
+"""The dispatcher on a real store and an in-memory FAX.PLUS: what it sends, and how."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mailfax.config import QueueSettings
+from mailfax.dispatch import Dispatcher
+from mailfax.finish import JobFinisher
+from mailfax.jobs import JobState
+from mailfax.receipts.compose import ReceiptComposer
+from mailfax.store import open_store
+from mailfax.worker import Wakeup
+from tests.fakes import FakeFaxApi
+from tests.test_store import accepted
+
+
+async def dispatch_one(tmp_path: Path, cover_page: bool) -> FakeFaxApi:
+    store = await open_store("", tmp_path)
+    try:
+        message = dataclasses.replace(accepted(now=1000.0), sender_name="Alice Example")
+        await store.accept(message, [("j1", "+15551234567")])
+        api = FakeFaxApi()
+        finisher = JobFinisher(store, ReceiptComposer("gw@x.org", "gw", "fax.local"), Wakeup())
+        dispatcher = Dispatcher(
+            store,
+            api,
+            finisher,
+            "+15550000001",
+            QueueSettings(),
+            lambda: 1000.0,
+            Wakeup(),
+            cover_page,
+        )
+        await dispatcher.step()
+        await dispatcher.drain(10)
+        job = await store.get_job("j1")
+        assert job is not None and job.state is JobState.SUBMITTED and job.fax_id == "fax1-0"
+        assert job.uploaded == ("/transient-1", "/transient-2")
+        return api
+    finally:
+        await store.close()
+
+
+async def test_send_carries_documents_comment_and_job_tag(tmp_path: Path) -> None:
+    api = await dispatch_one(tmp_path, cover_page=False)
+    assert api.uploads == ["a.pdf", "b.pdf"]
+    [send] = api.sends
+    assert send["to"] == ["+15551234567"] and send["from"] == "+15550000001"
+    assert send["files"] == ["/transient-1", "/transient-2"]
+    assert send["comment"] == "hello"
+    assert send["tags"] == ["mailfax", "mailfax-job:j1"]
+    assert send["cover_page"] is None
+
+
+async def test_cover_page_when_configured(tmp_path: Path) -> None:
+    api = await dispatch_one(tmp_path, cover_page=True)
+    assert api.sends[0]["cover_page"] == {
+        "name_from": "Alice Example",
+        "name_to": "+1 555-123-4567",
+        "subject": "Invoice",
+        "message": "hello",
+    }

@@ -1,0 +1,133 @@
+"""`mailfax inspect`: the listener's extraction report for a mail file, without sending."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailfax.cli import main
+from tests.corpus_expectations import EXPECTED
+from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
+from tests.test_corpus import corpus_mail
+
+
+def inspect_json(
+    tmp_path: Path, raw: bytes, capsys: pytest.CaptureFixture[str], *options: str
+) -> tuple[int, dict[str, object]]:
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(raw)
+    code = main(["inspect", str(mail), "--json", *options])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_accepted_mail_prints_the_report_and_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = fax_mail(
+        attachments=[
+            ("invoice.pdf", pdf_with_pages(2), "application/pdf"),
+            ("notes.zip", b"PK\x03\x04", "application/zip"),
+        ]
+    )
+    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
+    assert code == 0
+    assert report == {
+        "outcome": "accept",
+        "smtp_reply": "250 2.0.0 Ok: would queue 1 document, 2 pages, as one fax per recipient",
+        "comment": "Please find the invoice attached.",
+        "parts": [
+            {
+                "name": "invoice.pdf",
+                "content_type": "application/pdf",
+                "size": len(pdf_with_pages(2)),
+                "pages": 2,
+                "action": "faxed",
+                "reason": "PDF",
+            },
+            {
+                "name": "notes.zip",
+                "content_type": "application/zip",
+                "size": 4,
+                "pages": None,
+                "action": "ignored",
+                "reason": "archives are not unpacked; attach the documents themselves",
+            },
+        ],
+    }
+
+
+def test_refused_mail_exits_non_zero_with_the_smtp_reply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = fax_mail(attachments=[("locked.pdf", encrypted_pdf(), "application/pdf")])
+    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
+    assert code == 1
+    assert report["outcome"] == "refuse"
+    assert report["smtp_reply"] == (
+        "550 5.6.0 The PDF 'locked.pdf' is password-protected; send it without a password."
+    )
+
+
+def test_inspect_obeys_the_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body_only = fax_mail(body="Please call me back.", attachments=[]).as_bytes()
+    code, report = inspect_json(tmp_path, body_only, capsys)
+    assert (code, report["outcome"]) == (1, "refuse")
+    config = tmp_path / "mailfax.toml"
+    config.write_text('[smtp]\nbody_only = "render"\n')
+    code, report = inspect_json(tmp_path, body_only, capsys, "--config", str(config))
+    assert (code, report["outcome"]) == (0, "accept")
+    assert report["parts"] == [
+        {
+            "name": "mail-text.pdf",
+            "content_type": "text/plain",
+            "size": len("Please call me back."),
+            "pages": 1,
+            "action": "converted",
+            "reason": "no document attached: the mail's text typeset as the fax ([smtp] body_only)",
+        }
+    ]
+
+
+def test_text_output_lists_every_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = "apache-poi/quick-winmail.dat"
+    assert EXPECTED[name].faxed
+    mail = tmp_path / "winmail.eml"
+    mail.write_bytes(corpus_mail(name))
+    assert main(["inspect", str(mail)]) == 0
+    out = capsys.readouterr().out
+    assert "Outcome:  accept" in out
+    assert "faxed      quick.pdf  (application/pdf, 18638 bytes, 1 p.)" in out
+    assert "ignored    quick.doc" in out
+
+
+def test_missing_file_and_bad_configuration_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", str(tmp_path / "nope.eml")]) == 2
+    assert "nope.eml" in capsys.readouterr().err
+    config = tmp_path / "bad.toml"
+    config.write_text('[convert]\noffice = "yes"\n')
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(fax_mail().as_bytes())
+    assert main(["inspect", str(mail), "--config", str(config)]) == 2
+    assert "[convert] office = 'yes'" in capsys.readouterr().err
+
+
+def test_inspect_reads_stdin_as_a_user_runs_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mailfax", "inspect", "-", "--json"],
+        input=fax_mail().as_bytes(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "accept"
+    assert report["parts"][0]["name"] == "invoice.pdf"

@@ -1,0 +1,169 @@
+"""The reconciler, on a real store and an in-memory FAX.PLUS: every unclear fate settled once."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from mailfax.config import FaxplusSettings, QueueSettings
+from mailfax.dispatch import job_tag
+from mailfax.faxplus import OutboxRecord, format_api_time
+from mailfax.finish import JobFinisher
+from mailfax.jobs import JobState
+from mailfax.receipts.compose import ReceiptComposer
+from mailfax.reconcile import Reconciler
+from mailfax.store import SqlStore, open_store
+from mailfax.worker import Wakeup
+from tests.fakes import FakeFaxApi, fax_record
+from tests.test_store import accepted
+
+S = JobState
+NOW = 1_800_000_000.0
+QUEUE = QueueSettings(reconcile_after=60, max_lifetime=5 * 86400, max_recoveries=3)
+FAXPLUS = FaxplusSettings(webhook_grace=600)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class World:
+    store: SqlStore
+    api: FakeFaxApi
+    clock: Clock
+    reconciler: Reconciler
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    store = await open_store("", tmp_path)
+    api = FakeFaxApi()
+    clock = Clock()
+    finisher = JobFinisher(store, ReceiptComposer("gw@example.com", "gw", "fax.local"), Wakeup())
+    reconciler = Reconciler(store, api, finisher, QUEUE, FAXPLUS, clock, Wakeup(), Wakeup())
+    yield World(store, api, clock, reconciler)
+    await store.close()
+
+
+async def accept(store: SqlStore, job_id: str = "j1", number: str = "+15551234567") -> None:
+    await store.accept(accepted(f"m-{job_id}", NOW), [(job_id, number)])
+
+
+async def make_unknown(world: World, job_id: str = "j1", number: str = "+15551234567") -> None:
+    """A job whose send was attempted at NOW and whose answer was lost."""
+    await accept(world.store, job_id, number)
+    claimed = await world.store.claim_job("w", NOW, NOW + 10)
+    assert claimed is not None
+    await world.store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW, {"submitted_at": NOW})
+    await world.store.transition(job_id, S.SUBMITTING, S.UNKNOWN, NOW)
+    world.clock.now = NOW + 61  # past reconcile_after
+
+
+async def receipt_text(world: World) -> str:
+    receipt = await world.store.claim_receipt(world.clock.now, world.clock.now + 60)
+    assert receipt is not None
+    parsed = email.message_from_bytes(receipt.content, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    text = next(parsed.iter_parts()).get_content()
+    assert isinstance(text, str)
+    return text
+
+
+async def state(world: World, job_id: str = "j1") -> JobState:
+    job = await world.store.get_job(job_id)
+    assert job is not None
+    return job.state
+
+
+async def test_a_lost_send_found_in_the_outbox_waits(world: World) -> None:
+    await make_unknown(world)
+    world.api.outbox.append(OutboxRecord("ob1", "submitted", ("+15551234567",), (job_tag("j1"),)))
+    await world.reconciler.step()
+    assert await state(world) is S.UNKNOWN
+    assert world.api.sends == []
+
+
+async def test_a_lost_send_found_among_sent_faxes_is_adopted(world: World) -> None:
+    await make_unknown(world)
+    # Another fax to the same number, before the attempt, must not be taken for ours.
+    world.api.faxes["old"] = fax_record(
+        "old", "+15551234567", "success", format_api_time(NOW - 3600)
+    )
+    world.api.faxes["f9"] = fax_record("f9", "+1 555-123-4567", "success", format_api_time(NOW + 1))
+    await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.SUBMITTED and job.fax_id == "f9"
+    # The confirmer is asked to fetch its status now.
+    assert [e.fax_id for e in await world.store.due_fax_events(world.clock.now, 10)] == ["f9"]
+
+
+async def test_a_fax_owned_by_another_job_is_not_adopted(world: World) -> None:
+    await accept(world.store, "j0")
+    await world.store.claim_job("w", NOW, NOW + 10)
+    await world.store.transition("j0", S.UPLOADING, S.SUBMITTING, NOW)
+    await world.store.transition("j0", S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": "f9"})
+    await make_unknown(world)
+    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    await world.reconciler.step()
+    assert await state(world) is S.QUEUED  # demonstrably not at FAX.PLUS: send again
+
+
+async def test_a_lost_send_that_never_arrived_is_sent_again(world: World) -> None:
+    await make_unknown(world)
+    await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.QUEUED and job.run_at <= world.clock.now
+
+
+async def test_not_reconciled_before_reconcile_after(world: World) -> None:
+    await make_unknown(world)
+    world.clock.now = NOW + 30
+    await world.reconciler.step()
+    assert await state(world) is S.UNKNOWN
+
+
+async def test_three_crashes_quarantine_the_job_and_tell_the_sender(world: World) -> None:
+    await accept(world.store)
+    for crash in range(3):
+        claimed = await world.store.claim_job("w", world.clock.now, world.clock.now + 10)
+        assert claimed is not None, crash
+        world.clock.now += 11  # the worker died; its lease runs out
+        await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.FAILED and job.fax_status == "quarantined"
+    assert "put it aside" in await receipt_text(world)
+
+
+async def test_jobs_expire_after_max_lifetime(world: World) -> None:
+    await accept(world.store)
+    world.clock.now = NOW + 5 * 86400 + 1
+    await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.FAILED and job.fax_status == "expired"
+    assert "not sent within 5 days" in await receipt_text(world)
+
+
+async def test_silent_faxes_are_polled_after_webhook_grace(world: World) -> None:
+    await accept(world.store)
+    await world.store.claim_job("w", NOW, NOW + 10)
+    await world.store.transition("j1", S.UPLOADING, S.SUBMITTING, NOW)
+    await world.store.transition("j1", S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": "f1"})
+    world.clock.now = NOW + 599
+    await world.reconciler.step()
+    assert await world.store.due_fax_events(world.clock.now, 10) == []
+    world.clock.now = NOW + 601
+    await world.reconciler.step()
+    await world.reconciler.step()  # not twice while the first poll is pending
+    events = await world.store.due_fax_events(world.clock.now, 10)
+    assert [(e.fax_id, e.hook_id) for e in events] == [("f1", "backstop")]

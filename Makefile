@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint chaos clean
+.PHONY: setup run test lint chaos bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: lint
 # Larger crash and fault runs than CI's (MAILFAX_CHAOS_SCALE=1); prints the invariants checked.
 chaos: $(STAMP)
 	MAILFAX_CHAOS_SCALE=$${MAILFAX_CHAOS_SCALE:-6} $(BIN)/pytest -s -q tests/test_chaos.py
+
+# Figures and ratios measured side by side (not part of `make test`); BENCH_ARGS=--quick for <2 min.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) mailfax-data .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,8 @@ log = logging.getLogger("mailfax.dispatch")
 
 Clock = Callable[[], float]
 
-MAX_CONCURRENT_JOBS = 4
+# Sends are I/O-bound waits on FAX.PLUS: enough in flight that a burst does not queue.
+MAX_CONCURRENT_JOBS = 16
 
 
 def job_tag(job_id: str) -> str:

@@ -42,7 +42,10 @@ def check_pdf(data: bytes) -> PdfCheck:
             if pdf.is_encrypted:
                 return PdfCheck(0, "is encrypted; send it without a password or restrictions")
             pages = len(pdf.pages)
-            repaired = _rewritten(pdf) if pdf.get_warnings() and pages else None
+            # Junk before the %PDF- header is legal for readers but not for every fax
+            # converter: such a file is rewritten like a damaged one.
+            needs_rewrite = pdf.get_warnings() or not data.startswith(b"%PDF-")
+            repaired = _rewritten(pdf) if needs_rewrite and pages else None
     except pikepdf.PasswordError:
         return PdfCheck(0, "is password-protected; send it without a password")
     except (pikepdf.PdfError, ValueError, RuntimeError, OverflowError, RecursionError):

@@ -473,3 +473,9 @@ def test_invalid_extraction_settings_name_key_and_fix(key: str, value: str, mess
         load_settings(environ={f"MAILFAX_{key}": value})
     assert str(error.value).startswith(message)
     assert "Fix:" in str(error.value)
+
+
+def test_leading_junk_before_the_pdf_header_is_rewritten_away() -> None:
+    mail = fax_mail(attachments=[("x.pdf", b"junk\r\n" + pdf_with_pages(2), "application/pdf")])
+    [document] = extract_documents(mail.as_bytes()).documents
+    assert document.data.startswith(b"%PDF-") and document.pages == 2

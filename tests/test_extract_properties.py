@@ -4,6 +4,7 @@ bounded time and memory."""
 from __future__ import annotations
 
 import base64
+import os
 import quopri
 import time
 import tracemalloc
@@ -154,6 +155,9 @@ def check_verdict(raw: bytes) -> None:
 
 PROPERTY_SETTINGS = settings(
     max_examples=400,
+    # The same examples on every run, so CI's verdict does not depend on luck;
+    # MAILFAX_PROPERTY_SEED=random explores new ones (what found the leading-junk PDF case).
+    derandomize=os.environ.get("MAILFAX_PROPERTY_SEED") != "random",
     deadline=None,  # time is asserted per example, with tracing on, in check_verdict
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -228,3 +228,13 @@ async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
         finally:
             await target.close()
             await source.close()
+
+
+async def test_concurrent_acceptances_share_commits_but_fail_alone(store: SqlStore) -> None:
+    good = [store.accept(accepted(f"m{i}"), [(f"j{i}", "+15551234567")]) for i in range(20)]
+    clash = store.accept(accepted("m3"), [("j-clash", "+15551234567")])  # a duplicate id
+    results = await asyncio.gather(*good, clash, return_exceptions=True)
+    assert results[:-1] == [None] * 20
+    assert isinstance(results[-1], StoreUnavailable)
+    assert all([await store.get_job(f"j{i}") for i in range(20)])
+    assert await store.get_job("j-clash") is None

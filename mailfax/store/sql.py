@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -29,6 +30,9 @@ from mailfax.store.migrations import Migration, check_version, current_version, 
 from mailfax.store.schema import documents, fax_events, job_events, jobs, messages, receipts
 from mailfax.worker import Wakeup
 
+_READ_ONLY = "mailfax_read_only"
+ACCEPT_BATCH = 64
+
 # NOTIFY channels: a hint to every instance that work of this kind may be due.
 CHANNEL_JOBS = "mailfax_jobs"
 CHANNEL_FAX_EVENTS = "mailfax_fax_events"
@@ -51,7 +55,9 @@ def _sqlite_durability(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers use a deferred BEGIN: in WAL mode they neither take nor wait for the lock.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _report_to_json(report: Sequence[PartReport]) -> str:
@@ -101,6 +107,10 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._accepting: list[
+            tuple[AcceptedMessage, Sequence[tuple[str, str]], asyncio.Future[None]]
+        ] = []
+        self._accept_writer: asyncio.Task[None] | None = None
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One transaction on this store's database (for whole-store tools such as db copy)."""
@@ -114,6 +124,17 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that only reads (on SQLite it does not serialise with writers)."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execution_options(**{_READ_ONLY: True})
+                async with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
@@ -124,7 +145,7 @@ class SqlStore:
             return await upgrade(conn)
 
     async def schema_version(self) -> int:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             return await current_version(conn)
 
     async def db_now(self) -> float:
@@ -156,70 +177,109 @@ class SqlStore:
         return stack
 
     async def accept(self, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
-                insert(messages).values(
-                    id=message.id,
-                    received_at=message.received_at,
-                    mail_from=message.mail_from,
-                    peer=message.peer,
-                    header_message_id=message.header_message_id,
-                    subject=message.subject,
-                    sender_name=message.sender_name,
-                    auto_submitted=message.auto_submitted,
-                    comment=message.comment,
-                    report=_report_to_json(message.report),
-                    raw=message.raw,
+        """Group commit: mails arriving together share one transaction and one fsync, and each
+        caller returns only once the commit holding its own mail is durable."""
+        done = asyncio.get_running_loop().create_future()
+        self._accepting.append((message, job_rows, done))
+        if self._accept_writer is None:
+            self._accept_writer = asyncio.create_task(self._write_accepted())
+        await asyncio.shield(done)
+
+    async def _write_accepted(self) -> None:
+        try:
+            while self._accepting:
+                batch, self._accepting = (
+                    self._accepting[:ACCEPT_BATCH],
+                    self._accepting[ACCEPT_BATCH:],
                 )
+                try:
+                    async with self._tx() as conn:
+                        for message, job_rows, _ in batch:
+                            await self._insert_accepted(conn, message, job_rows)
+                        await self._notify(conn, CHANNEL_JOBS)
+                except StoreUnavailable:
+                    # One bad mail must not fail the others: commit each on its own.
+                    for message, job_rows, done in batch:
+                        try:
+                            async with self._tx() as conn:
+                                await self._insert_accepted(conn, message, job_rows)
+                                await self._notify(conn, CHANNEL_JOBS)
+                        except StoreUnavailable as exc:
+                            done.set_exception(exc)
+                        else:
+                            done.set_result(None)
+                    continue
+                for _, _, done in batch:
+                    done.set_result(None)
+        finally:
+            self._accept_writer = None
+
+    @staticmethod
+    async def _insert_accepted(
+        conn: AsyncConnection, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]
+    ) -> None:
+        await conn.execute(
+            insert(messages).values(
+                id=message.id,
+                received_at=message.received_at,
+                mail_from=message.mail_from,
+                peer=message.peer,
+                header_message_id=message.header_message_id,
+                subject=message.subject,
+                sender_name=message.sender_name,
+                auto_submitted=message.auto_submitted,
+                comment=message.comment,
+                report=_report_to_json(message.report),
+                raw=message.raw,
             )
-            if message.documents:
-                await conn.execute(
-                    insert(documents),
-                    [
-                        {
-                            "message_id": message.id,
-                            "position": position,
-                            "name": doc.name,
-                            "pages": doc.pages,
-                            "data": doc.data,
-                        }
-                        for position, doc in enumerate(message.documents)
-                    ],
-                )
-            now = message.received_at
+        )
+        if message.documents:
             await conn.execute(
-                insert(jobs),
+                insert(documents),
                 [
                     {
-                        "id": job_id,
                         "message_id": message.id,
-                        "number": number,
-                        "state": JobState.QUEUED.value,
-                        "attempts": 0,
-                        "recoveries": 0,
-                        "redials": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                        "run_at": now,
-                        "uploaded": "[]",
+                        "position": position,
+                        "name": doc.name,
+                        "pages": doc.pages,
+                        "data": doc.data,
                     }
-                    for job_id, number in job_rows
+                    for position, doc in enumerate(message.documents)
                 ],
             )
-            await conn.execute(
-                insert(job_events),
-                [
-                    {
-                        "job_id": job_id,
-                        "at": now,
-                        "from_state": None,
-                        "to_state": "queued",
-                        "detail": "",
-                    }
-                    for job_id, _ in job_rows
-                ],
-            )
-            await self._notify(conn, CHANNEL_JOBS)
+        now = message.received_at
+        await conn.execute(
+            insert(jobs),
+            [
+                {
+                    "id": job_id,
+                    "message_id": message.id,
+                    "number": number,
+                    "state": JobState.QUEUED.value,
+                    "attempts": 0,
+                    "recoveries": 0,
+                    "redials": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "run_at": now,
+                    "uploaded": "[]",
+                }
+                for job_id, number in job_rows
+            ],
+        )
+        await conn.execute(
+            insert(job_events),
+            [
+                {
+                    "job_id": job_id,
+                    "at": now,
+                    "from_state": None,
+                    "to_state": "queued",
+                    "detail": "",
+                }
+                for job_id, _ in job_rows
+            ],
+        )
 
     async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
         due = _oldest_due(jobs, JobState.QUEUED.value, now)
@@ -345,17 +405,17 @@ class SqlStore:
         )
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
         return _job(row) if row else None
 
     async def job_by_fax_id(self, fax_id: str) -> Job | None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.fax_id == fax_id))).first()
         return _job(row) if row else None
 
     async def jobs_in_state(self, state: JobState, before: float, limit: int) -> list[Job]:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(jobs)
@@ -369,7 +429,7 @@ class SqlStore:
     async def jobs_created_before(
         self, states: Sequence[JobState], before: float, limit: int
     ) -> list[Job]:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(jobs)
@@ -381,7 +441,7 @@ class SqlStore:
         return [_job(row) for row in rows]
 
     async def fax_ids_in_use(self, fax_ids: Sequence[str]) -> set[str]:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(select(jobs.c.fax_id).where(jobs.c.fax_id.in_(fax_ids)))
             ).all()
@@ -389,7 +449,7 @@ class SqlStore:
 
     async def job_events(self, job_id: str) -> list[tuple[float, str | None, str, str]]:
         """The job's transition history, oldest first (for operators and tests)."""
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(
@@ -405,7 +465,7 @@ class SqlStore:
         return [(r.at, r.from_state, r.to_state, r.detail) for r in rows]
 
     async def documents(self, message_id: str) -> list[Document]:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(documents)
@@ -416,7 +476,7 @@ class SqlStore:
         return [Document(row.name, row.data, row.pages) for row in rows]
 
     async def message(self, message_id: str) -> MessageRecord | None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
         if row is None:
             return None
@@ -454,7 +514,7 @@ class SqlStore:
         return True
 
     async def due_fax_events(self, now: float, limit: int) -> list[FaxEvent]:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(fax_events)
@@ -486,7 +546,7 @@ class SqlStore:
             )
 
     async def next_fax_event(self) -> float | None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             due: float | None = (
                 await conn.execute(select(func.min(fax_events.c.next_at)))
             ).scalar()
@@ -535,7 +595,7 @@ class SqlStore:
             )
 
     async def next_due(self, now: float) -> float | None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             job_due = (
                 await conn.execute(
                     select(func.min(jobs.c.run_at)).where(
@@ -554,7 +614,7 @@ class SqlStore:
         return min(times) if times else None
 
     async def ping(self) -> None:
-        async with self._tx() as conn:
+        async with self._read() as conn:
             await conn.execute(select(1))
 
     async def close(self) -> None:

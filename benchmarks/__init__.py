@@ -1,0 +1,1 @@
+"""mailfax benchmarks (`make bench`)."""

@@ -1,0 +1,404 @@
+"""`make bench`: mailfax's figures measured side by side in one run, printed and saved as JSON.
+
+Every server and the load generator run as separate processes on loopback; every run is bounded
+in mails and time. See the README's "Benchmarks" section for what each figure means."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pikepdf
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailfax._http import HttpServer
+from mailfax.documents import text_pdf
+from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "latest.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pdf_of_size(pages: int, size: int) -> bytes:
+    """A valid PDF of `pages` pages padded (with an uncompressed stream) to about `size` bytes."""
+    pdf = pikepdf.new()
+    for number in range(pages):
+        pdf.pages.extend(pikepdf.open(io.BytesIO(text_pdf([f"benchmark page {number + 1}"]))).pages)
+    padding = max(0, size - 2000 * pages)
+    pdf.Root.BenchPadding = pdf.make_stream(os.urandom(padding))
+    out = io.BytesIO()
+    pdf.save(out, compress_streams=False)
+    return out.getvalue()
+
+
+def fax_mail(pdf: bytes) -> bytes:
+    """A realistic fax mail; BENCH-ID in the body is replaced per mail by the load generator."""
+    message = EmailMessage()
+    message["From"] = "bench@example.com"
+    message["To"] = "15551234567@fax.local"
+    message["Subject"] = "Invoice"
+    message.set_content("BENCH-ID\nPlease find the invoice attached.\n")
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    return message.as_bytes()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class OutboxClock:
+    """ASGI wrapper around the simulator: when each send (by its comment) reached FAX.PLUS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.arrivals: dict[str, float] = {}
+        self._arrived = asyncio.Condition()
+
+    async def wait_for(self, comments: set[str], timeout: float) -> None:
+        """Until every one of `comments` has been sent (or `timeout` seconds passed)."""
+        async with self._arrived:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: comments <= self.arrivals.keys()), timeout
+                )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].endswith("/outbox")
+        ):
+            await self._app(scope, receive, send)
+            return
+        arrived = time.time()
+        messages: list[Message] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages)
+        with contextlib.suppress(ValueError, AttributeError, KeyError):
+            self.arrivals[json.loads(body)["comment"]["text"].split("\n")[0]] = arrived
+        async with self._arrived:
+            self._arrived.notify_all()
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            return next(replay)
+
+        await self._app(scope, replayed, send)
+
+
+@dataclass(frozen=True)
+class GatewayRun:
+    smtp_port: int
+    pid: int
+    state: Path
+    webhook_url: str
+    startup_seconds: float
+
+
+class Bench:
+    def __init__(self, work: Path, quick: bool) -> None:
+        self.work = work
+        self.quick = quick
+        self.results: dict[str, Any] = {}
+        self.next_id = 0
+
+    async def process(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+
+    async def wait_port(self, port: int, process: asyncio.subprocess.Process) -> float:
+        started = time.monotonic()
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return time.monotonic() - started
+            except OSError:
+                if process.returncode is not None or time.monotonic() - started > 60:
+                    raise RuntimeError(f"server on port {port} did not start") from None
+                await asyncio.sleep(0.01)
+
+    async def load(
+        self, port: int, message: Path, count: int, rate: float = 0, sessions: int = 16
+    ) -> dict[str, Any]:
+        first, self.next_id = self.next_id, self.next_id + count
+        args = [sys.executable, "-m", "benchmarks.loadgen", "--server", f"127.0.0.1:{port}"]
+        args += ["--message", str(message), "--count", str(count), "--first", str(first)]
+        args += ["--sessions", str(sessions)] + (["--rate", str(rate)] if rate else [])
+        process = await self.process(*args)
+        out, _ = await asyncio.wait_for(process.communicate(), 600)
+        data: dict[str, Any] = json.loads(out)
+        data["accepted"] = sum(1 for r in data["results"] if r["code"] == 250)
+        data["first"] = first
+        return data
+
+    @contextlib.asynccontextmanager
+    async def gateway(self, roles: str, api_url: str = "") -> AsyncIterator[GatewayRun]:
+        """A `mailfax serve` process."""
+        state = Path(tempfile.mkdtemp(dir=self.work))
+        port, http = free_port(), free_port()
+        env = {
+            "MAILFAX_STATE_DIR": str(state),
+            "MAILFAX_SMTP_LISTEN": f"127.0.0.1:{port}",
+            "MAILFAX_HTTP_LISTEN": f"127.0.0.1:{http}",
+            "MAILFAX_HTTP_PUBLIC_URL": f"http://127.0.0.1:{http}",
+            "MAILFAX_HTTP_WEBHOOK_SECRET": "bench",
+            "MAILFAX_SANDBOX_LISTEN": "127.0.0.1:0",
+            "MAILFAX_SANDBOX_DELAY": "0",
+            "MAILFAX_LOG_LEVEL": "warning",
+        }
+        if api_url:
+            env |= {
+                "MAILFAX_FAXPLUS_API_URL": api_url,
+                "MAILFAX_FAXPLUS_TOKEN": DEFAULT_TOKEN,
+                "MAILFAX_FAXPLUS_FROM_NUMBER": "+15550000001",
+            }
+        process = await self.process(
+            sys.executable, "-m", "mailfax", "serve", "--role", roles, env=env
+        )
+        try:
+            startup = await self.wait_port(port, process)
+            webhook = f"http://127.0.0.1:{http}/webhooks/faxplus/bench"
+            yield GatewayRun(port, process.pid, state, webhook, startup)
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 60)
+
+    @contextlib.asynccontextmanager
+    async def sink(self) -> AsyncIterator[int]:
+        port = free_port()
+        process = await self.process(sys.executable, "-m", "benchmarks.sink", f"127.0.0.1:{port}")
+        try:
+            await self.wait_port(port, process)
+            yield port
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 60)
+
+    @contextlib.asynccontextmanager
+    async def simulator(self) -> AsyncIterator[tuple[str, OutboxClock]]:
+        simulator = Simulator(SimulatorSettings(delay=0.0))
+        clock = OutboxClock(simulator.app)
+        server = HttpServer(clock, "127.0.0.1", 0)
+        await server.start()
+        try:
+            yield f"{server.url}/v3", clock
+        finally:
+            await server.stop()
+            await simulator.aclose()
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def register_hook(api_url: str, target: str) -> None:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}) as http:
+        response = await http.post(f"{api_url}/hooks", json={"target": target, "event": "fax_sent"})
+        response.raise_for_status()
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bench = Bench(work, quick)
+        mail_100k = work / "100k.eml"
+        mail_100k.write_bytes(fax_mail(pdf_of_size(3, 72_000)))
+        mail_10k = work / "10k.eml"
+        mail_10k.write_bytes(fax_mail(pdf_of_size(1, 5_000)))
+        mail_25m = work / "25m.eml"
+        mail_25m.write_bytes(fax_mail(pdf_of_size(5, 18_500_000)))
+        count = 300 if quick else 2000
+        r = bench.results
+        r["machine"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        }
+        r["mail_bytes"] = {
+            "100k": mail_100k.stat().st_size,
+            "10k": mail_10k.stat().st_size,
+            "25m": mail_25m.stat().st_size,
+        }
+
+        # 1. Ingest: the same client and mails against a discarding aiosmtpd and the gateway.
+        async with bench.sink() as port:
+            sink = await bench.load(port, mail_100k, count)
+        async with bench.gateway("smtp") as gateway:
+            port = gateway.smtp_port
+            r["startup_seconds"] = round(gateway.startup_seconds, 3)
+            r["idle_rss_mib"] = round(rss_kib(gateway.pid) / 1024, 1)
+            ingest = await bench.load(port, mail_100k, count)
+            small = await bench.load(port, mail_10k, count)
+            ingest_rate = ingest["accepted"] / ingest["elapsed"]
+            # 2. Acceptance latency at half the maximum rate, open loop.
+            half = max(1.0, ingest_rate / 2)
+            seconds = 5 if quick else 15
+            open_loop = await bench.load(port, mail_100k, int(half * seconds), rate=half)
+        sink_rate = sink["accepted"] / sink["elapsed"]
+        r["ingest"] = {
+            "sink_mails_per_s": round(sink_rate, 1),
+            "gateway_mails_per_s": round(ingest_rate, 1),
+            "ratio_gateway_to_sink": round(ingest_rate / sink_rate, 3),
+            "gateway_10k_mails_per_s": round(small["accepted"] / small["elapsed"], 1),
+            "refused": count - ingest["accepted"],
+        }
+        latencies = [x["latency"] * 1000 for x in open_loop["results"] if x["code"] == 250]
+        r["acceptance_latency_ms"] = {
+            "rate_per_s": round(half, 1),
+            "p50": round(percentile(latencies, 0.5), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+        }
+
+        # 3 and 4. Dispatch latency and the whole pipeline, against the simulator.
+        async with (
+            bench.simulator() as (api_url, clock),
+            bench.gateway("smtp,web,worker", api_url) as gateway,
+        ):
+            port, state = gateway.smtp_port, gateway.state
+            await register_hook(api_url, gateway.webhook_url)
+            dispatch = await bench.load(
+                port, mail_100k, int(half * (5 if quick else 15)), rate=half
+            )
+            ids = {
+                f"bench-{x['i']}": x["replied_at"] for x in dispatch["results"] if x["code"] == 250
+            }
+            await clock.wait_for(set(ids), timeout=120)
+            waits = [(clock.arrivals[k] - v) * 1000 for k, v in ids.items() if k in clock.arrivals]
+            r["dispatch_latency_ms"] = {
+                "p50": round(percentile(waits, 0.5), 1),
+                "p99": round(percentile(waits, 0.99), 1),
+                "sent": len(waits),
+            }
+            pipeline_count = count // 2
+            before = (
+                len(list((state / "receipts" / "new").glob("*")))
+                if (state / "receipts" / "new").exists()
+                else 0
+            )
+            started = time.monotonic()
+            await bench.load(port, mail_100k, pipeline_count)
+            deadline = time.monotonic() + 300
+            receipts = state / "receipts" / "new"
+            # Receipts are files another process writes: polling the directory is the only way.
+            while time.monotonic() < deadline:
+                done = len(list(receipts.glob("*"))) - before if receipts.exists() else 0
+                if done >= pipeline_count:
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+            pipeline_rate = done / elapsed
+            r["pipeline"] = {
+                "mails_per_s": round(pipeline_rate, 1),
+                "ratio_to_ingest": round(pipeline_rate / ingest_rate, 3),
+                "receipts": done,
+            }
+
+        # 5. Large mails: 4 x 25 MB while small mails arrive at a fixed rate.
+        async with bench.gateway("smtp") as gateway:
+            rate = 10.0
+            port = gateway.smtp_port
+            large = asyncio.create_task(bench.load(port, mail_25m, 4, sessions=4))
+            small_during = await bench.load(
+                port, mail_10k, int(rate * (6 if quick else 12)), rate=rate
+            )
+            await large
+            peak = rss_kib(gateway.pid, "VmHWM")
+        small_latencies = [x["latency"] * 1000 for x in small_during["results"] if x["code"] == 250]
+        r["large_mails"] = {
+            "small_p99_ms": round(percentile(small_latencies, 0.99), 1),
+            "small_p50_ms": round(percentile(small_latencies, 0.5), 1),
+            "peak_rss_mib": round(peak / 1024, 1),
+            "bytes_in_flight_mib": round(4 * mail_25m.stat().st_size / 2**20, 1),
+        }
+        return r
+
+
+def table(results: dict[str, Any]) -> str:
+    i, a, d, p, lg = (
+        results[k]
+        for k in (
+            "ingest",
+            "acceptance_latency_ms",
+            "dispatch_latency_ms",
+            "pipeline",
+            "large_mails",
+        )
+    )
+    rows = [
+        (
+            "ingest: bare aiosmtpd sink (100 KB mails, 16 sessions)",
+            f"{i['sink_mails_per_s']} mails/s",
+        ),
+        ("ingest: mailfax, durable (100 KB)", f"{i['gateway_mails_per_s']} mails/s"),
+        ("  ratio mailfax / sink", f"{i['ratio_gateway_to_sink']}x"),
+        ("ingest: mailfax, durable (10 KB)", f"{i['gateway_10k_mails_per_s']} mails/s"),
+        (f"acceptance latency at {a['rate_per_s']}/s (p50 / p99)", f"{a['p50']} / {a['p99']} ms"),
+        ("dispatch latency, 250 to outbox POST (p50 / p99)", f"{d['p50']} / {d['p99']} ms"),
+        ("pipeline: accept to receipt written", f"{p['mails_per_s']} mails/s"),
+        ("  ratio pipeline / ingest", f"{p['ratio_to_ingest']}x"),
+        (
+            "small mails during 4 x 25 MB (p50 / p99)",
+            f"{lg['small_p50_ms']} / {lg['small_p99_ms']} ms",
+        ),
+        (
+            "peak RSS during 4 x 25 MB",
+            f"{lg['peak_rss_mib']} MiB ({lg['bytes_in_flight_mib']} MiB in flight)",
+        ),
+        ("idle RSS after start", f"{results['idle_rss_mib']} MiB"),
+        ("start-up to listening", f"{results['startup_seconds']} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts: under two minutes")
+    args = parser.parse_args()
+    results = asyncio.run(run(args.quick))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\n(saved to {RESULTS.relative_to(HERE.parent)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,26 +6,29 @@ import asyncio
 import logging
 import os
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mailfax._http import HttpServer, bind_listener, parse_hostport
-from mailfax.config import Settings
+from mailfax._http import HttpServer, parse_hostport
+from mailfax.config import Settings, without_password
 from mailfax.dispatch import Dispatcher
 from mailfax.faxplus import FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
+from mailfax.http_app import http_app
 from mailfax.logs import log_event
 from mailfax.mail.extract import extraction_options
-from mailfax.receipts.compose import ReceiptComposer
+from mailfax.networks import Networks
 from mailfax.receipts.deliver import MaildirSender, receipt_sender
+from mailfax.receipts.notices import DelayNotices
 from mailfax.receipts.queue import ReceiptWorker
+from mailfax.receipts.setup import receipt_composer as receipt_composer  # also for the CLI
 from mailfax.reconcile import Reconciler
 from mailfax.sandbox import Simulator, SimulatorSettings
-from mailfax.smtp.intake import FaxIntakeHandler, start_smtp_server
+from mailfax.smtp.server import SmtpServer
 from mailfax.store import SqlStore, open_store
 from mailfax.store.sql import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS
+from mailfax.webhook_guard import WebhookGuard
 from mailfax.webhooks import FaxStatusConfirmer, webhook_app
 from mailfax.worker import Wakeup, run_loop
 
@@ -34,21 +37,28 @@ log = logging.getLogger("mailfax.app")
 Clock = Callable[[], float]
 
 
-def webhook_secret(settings: Settings) -> str:
-    """The configured secret, or one generated on first start and kept in state_dir (0600)."""
+def webhook_secret(settings: Settings, create: bool = True) -> str:
+    """The configured secret, or one generated on first start and kept in state_dir (0600);
+    "" if there is none yet and `create` is false."""
     if settings.http.webhook_secret:
         return settings.http.webhook_secret
     path = settings.state_path / "webhook-secret"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        pass
+        if not create:
+            return ""
     settings.state_path.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     return secret
+
+
+def webhook_target(base_url: str, secret: str) -> str:
+    """The URL FAX.PLUS posts fax_sent webhooks to: <base>/webhooks/faxplus/<secret>."""
+    return f"{base_url.rstrip('/')}/webhooks/faxplus/{secret}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class Endpoints:
     webhook_url: str | None
     api_url: str
     receipts: str
+    smtp_tls: tuple[str, int] | None = None  # the implicit-TLS listener ([smtp] tls_listen)
 
 
 ROLES = frozenset({"smtp", "web", "worker"})
@@ -100,7 +111,7 @@ class Gateway:
         self._injected_clock = clock
         self._stack: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._smtp: asyncio.Server | None = None
+        self._smtp: SmtpServer | None = None
         self.store: SqlStore | None = None
         self.simulator: Simulator | None = None
         self.dispatcher: Dispatcher | None = None
@@ -156,25 +167,33 @@ class Gateway:
         http_url = webhook_url = None
         if "web" in self.roles:
             secret = webhook_secret(s)
-            http = HttpServer(
-                webhook_app(secret, store, webhook_wakeup, clock), *parse_hostport(s.http.listen)
+            app = http_app(
+                webhook_app(
+                    secret,
+                    store,
+                    webhook_wakeup,
+                    clock,
+                    WebhookGuard(
+                        Networks(s.http.webhook_allowed_networks), s.http.webhook_rate_limit
+                    ),
+                ),
+                store,
+                self._listeners_up,
+                s.http.admin_token,
             )
+            http = HttpServer(app, *parse_hostport(s.http.listen))
             await http.start()
             self._stack.append(http.stop)
             http_url = http.url
-            webhook_url = f"{(s.http.public_url or http.url).rstrip('/')}/webhooks/faxplus/{secret}"
+            webhook_url = webhook_target(s.http.public_url or http.url, secret)
             if s.uses_sandbox:
                 await register_webhook(api, webhook_url)
 
-        sender = receipt_sender(s.receipts.smarthost, s.state_path)
+        sender = receipt_sender(s.receipts, s.state_path)
         if "worker" in self.roles:
             from_number = await choose_from_number(api, s.faxplus.from_number)
-            composer = ReceiptComposer(
-                s.receipts.from_address or f"mailfax@{socket.getfqdn()}",
-                socket.getfqdn(),
-                s.smtp.domain,
-            )
-            finisher = JobFinisher(store, composer, receipts_wakeup)
+            composer = receipt_composer(s)
+            finisher = JobFinisher(store, composer, receipts_wakeup, api)
             self.dispatcher = Dispatcher(
                 store,
                 api,
@@ -187,25 +206,31 @@ class Gateway:
             )
             confirmer = FaxStatusConfirmer(store, api, finisher, clock, s.queue, s.faxplus.retries)
             reconciler = Reconciler(
-                store, api, finisher, s.queue, s.faxplus, clock, jobs_wakeup, webhook_wakeup
+                store,
+                api,
+                finisher,
+                s.queue,
+                s.faxplus,
+                clock,
+                jobs_wakeup,
+                webhook_wakeup,
+                delay_notices=DelayNotices(store, composer, receipts_wakeup),
             )
             self._spawn("dispatch", self.dispatcher.step, jobs_wakeup)
             self._spawn("webhooks", confirmer.step, webhook_wakeup)
             self._spawn("reconcile", reconciler.step, Wakeup())
             self._spawn("receipts", ReceiptWorker(store, sender, clock).step, receipts_wakeup)
 
-        smtp = None
+        smtp = smtp_tls = None
         if "smtp" in self.roles:
-            handler = FaxIntakeHandler(store, s.smtp, jobs_wakeup, clock, extraction_options(s))
-            smtp_sock = bind_listener(*parse_hostport(s.smtp.listen))
-            self._smtp = await start_smtp_server(handler, s.smtp, smtp_sock)
-            smtp = (str(smtp_sock.getsockname()[0]), int(smtp_sock.getsockname()[1]))
+            self._smtp = SmtpServer(s, store, jobs_wakeup, clock, extraction_options(s))
+            smtp, smtp_tls = await self._smtp.start()
         receipts = (
             str(sender.directory / "new")
             if isinstance(sender, MaildirSender)
-            else s.receipts.smarthost
+            else without_password(s.receipts.smarthost)
         )
-        self.endpoints = Endpoints(smtp, http_url, webhook_url, api_url, receipts)
+        self.endpoints = Endpoints(smtp, http_url, webhook_url, api_url, receipts, smtp_tls)
         log_event(
             log,
             "gateway.started",
@@ -216,11 +241,20 @@ class Gateway:
         )
         return self.endpoints
 
+    def _listeners_up(self) -> dict[str, bool]:
+        """For /readyz: the SMTP listener of an smtp role (HTTP is up: it is answering)."""
+        if "smtp" not in self.roles:
+            return {}
+        return {"smtp": self._smtp is not None and self._smtp.is_serving()}
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: the SMTP listeners load their certificate files again."""
+        return self._smtp.reload_tls() if self._smtp is not None else False
+
     async def stop(self) -> None:
         """Stop taking mail, let in-flight jobs finish (bounded), then close everything."""
         if self._smtp is not None:
-            self._smtp.close()
-            await self._smtp.wait_closed()
+            await self._smtp.close()
             self._smtp = None
         if self.dispatcher is not None:
             await self.dispatcher.drain(self.settings.queue.shutdown_grace)

@@ -1,4 +1,4 @@
-"""The `mailfax` command tree: serve, send, inspect, simulator, webhooks."""
+"""The `mailfax` command tree: serve, send, inspect, simulator, webhooks, doctor, jobs, users."""
 
 from __future__ import annotations
 
@@ -21,16 +21,26 @@ from typing import Any
 
 from mailfax import __version__
 from mailfax._http import HttpServer, parse_hostport
-from mailfax.app import ROLES, Endpoints, Gateway, register_webhook, webhook_secret
+from mailfax.app import (
+    ROLES,
+    Endpoints,
+    Gateway,
+    register_webhook,
+    webhook_secret,
+    webhook_target,
+)
 from mailfax.config import ConfigError, Settings, load_settings
 from mailfax.documents import text_pdf
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
 from mailfax.mail.extract import Extraction, extract_documents, extraction_options
+from mailfax.operator_cli import add_operator_commands
+from mailfax.receipts_cli import add_receipts_commands
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 from mailfax.store import open_store
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch
+from mailfax.users_cli import add_users_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     delete.set_defaults(func=_webhooks_delete)
     for sub in (register, listing, delete):
         _config_option(sub)
+    add_operator_commands(commands, _config_option)
+    add_users_commands(commands, _config_option)
+    add_receipts_commands(commands, _config_option)
     return parser
 
 
@@ -205,6 +218,8 @@ async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Renewed certificates (certbot, ...) are picked up without dropping connections.
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_tls)
     await stop.wait()
     await gateway.stop()
     return 0
@@ -481,9 +496,10 @@ def _webhooks_register(args: argparse.Namespace) -> int:
     async def run() -> int:
         api = _api(settings)
         async with contextlib.aclosing(api):
-            base = f"{settings.http.public_url.rstrip('/')}/webhooks/faxplus"
-            hook_id = await register_webhook(api, f"{base}/{webhook_secret(settings)}")
-        print(f"fax_sent webhook registered: id {hook_id}, target {base}/<secret>")
+            base = settings.http.public_url
+            hook_id = await register_webhook(api, webhook_target(base, webhook_secret(settings)))
+        shown = webhook_target(base, "<secret>")
+        print(f"fax_sent webhook registered: id {hook_id}, target {shown}")
         return 0
 
     return _api_call(run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -19,7 +20,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from mailfax._http import parse_hostport
+from mailfax.networks import Networks
+from mailfax.number_policy import normalise_prefix
 from mailfax.sandbox.faults import check_fault_settings
+from mailfax.sender_policy import SenderPatterns
 
 SANDBOX = "sandbox"
 
@@ -33,6 +37,29 @@ def _key(name: str) -> dict[str, str]:
     return {"key": name}
 
 
+def _secret(default: str = "") -> Any:
+    """A string setting that may be written `env:NAME` or `file:/path`, and is never shown."""
+    return field(default=default, repr=False, metadata={"secret": True})
+
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+# phonenumbers' number types, by the names the [policy] refused_types setting uses.
+NUMBER_TYPES = (
+    "premium-rate",
+    "shared-cost",
+    "toll-free",
+    "voip",
+    "personal",
+    "pager",
+    "uan",
+    "voicemail",
+    "mobile",
+    "emergency",
+    "short-code",
+)
+VERIFY_SENDER_CHOICES = ("none", "authentication-results", "dkim-spf")
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     listen: str = "127.0.0.1:2525"
@@ -44,10 +71,42 @@ class SmtpSettings:
     max_pages: int = 200
     # A mail with no document: "reject" (550 5.6.0) or "render" (its text typeset and faxed).
     body_only: str = "reject"
+    # A second listener speaking TLS from the first byte (port 465); "" = none.
+    tls_listen: str = ""
+    # PEM files; with both set, `listen` offers STARTTLS. Reloaded on SIGHUP.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # "" = <state_dir>/users.toml, managed by `mailfax users`.
+    users_file: str = ""
+    # Unset = true unless every listener is on a loopback address (the embedded default).
+    require_auth: bool | None = None
+    # Clients that may submit without AUTH: an MTA in front, a scanner; loopback by default.
+    trusted_networks: tuple[str, ...] = LOOPBACK_NETWORKS
+    # Senders (addresses or "@domain") trusted relays may submit for; empty = any.
+    allowed_senders: tuple[str, ...] = ()
+    # For trusted relays: "none", "authentication-results" (topmost header, authserv_id) or
+    # "dkim-spf" (mailfax verifies DKIM and SPF itself).
+    verify_sender: str = "none"
+    authserv_id: str = ""
+    # DNS servers ("IP" or "IP:PORT") for dkim-spf; empty = the system's resolver.
+    dns_resolvers: tuple[str, ...] = ()
+    dns_timeout: float = 5.0
 
     @property
     def max_message_bytes(self) -> int:
         return parse_size(self.max_message_size)
+
+    @property
+    def auth_required(self) -> bool:
+        """Clients outside trusted_networks must AUTH (default: unless only on loopback)."""
+        if self.require_auth is not None:
+            return self.require_auth
+        listeners = [self.listen, self.tls_listen] if self.tls_listen else [self.listen]
+        return not all(is_loopback_listener(listener) for listener in listeners)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
 
 
 @dataclass(frozen=True)
@@ -56,13 +115,19 @@ class HttpSettings:
     # "" derives the URL from the HTTP listener's actual address.
     public_url: str = "http://127.0.0.1:8080"
     # "" generates a secret on first start and keeps it in state_dir.
-    webhook_secret: str = ""
+    webhook_secret: str = _secret()
+    # Client networks (CIDR) allowed to post webhooks; empty = any (the secret path decides).
+    webhook_allowed_networks: tuple[str, ...] = ()
+    # Webhook requests per second from one client address; 0 = no limit.
+    webhook_rate_limit: float = 20.0
+    # Bearer token (or login) for the status page at /; "" = no status page.
+    admin_token: str = _secret()
 
 
 @dataclass(frozen=True)
 class FaxplusSettings:
     api_url: str = SANDBOX
-    token: str = dataclasses.field(default="", repr=False)
+    token: str = _secret()
     from_number: str = ""
     user_id: str = "self"
     request_timeout: float = 30.0
@@ -78,13 +143,62 @@ class FaxplusSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    url: str = ""
+    url: str = _secret()  # may carry a password
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Which fax numbers may be dialled; each key can be overridden per user (users file)."""
+
+    # ISO 3166 codes; empty = every country.
+    allowed_countries: tuple[str, ...] = ()
+    # E.164 prefixes such as "+1" or "+4930"; empty = every number.
+    allowed_prefixes: tuple[str, ...] = ()
+    blocked_prefixes: tuple[str, ...] = ()
+    refused_types: tuple[str, ...] = ("premium-rate", "shared-cost", "emergency", "short-code")
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Abuse limits: quotas kept in the store, and caps on SMTP connections."""
+
+    # Per sender (an authenticated user, or a relayed envelope sender); 0 = no limit.
+    faxes_per_hour: int = 100
+    pages_per_day: int = 2000
+    # All senders together; 0 = no limit.
+    global_faxes_per_hour: int = 0
+    global_pages_per_day: int = 0
+    max_connections: int = 100
+    # Clients in trusted_networks (an MTA in front) are exempt: they fan out on purpose.
+    max_connections_per_client: int = 10
+    # Seconds one SMTP connection may last, and one DATA upload may take.
+    session_deadline: float = 900.0
+    data_deadline: float = 300.0
+    # How often one connection may send each command.
+    command_call_limit: int = 100
 
 
 @dataclass(frozen=True)
 class ReceiptsSettings:
     from_address: str = field(default="", metadata=_key("from"))
-    smarthost: str = ""
+    # "" = Maildir in state_dir; smtp://[user:password@]host[:port] or smtps:// (TLS at once).
+    smarthost: str = _secret()
+    # STARTTLS toward smtp:// smarthosts: "auto" (when offered), "always" or "never".
+    smarthost_starttls: str = "auto"
+    # "final": one receipt with each result; "all": also "accepted" and delay notices.
+    notify: str = "final"
+    # Seconds after acceptance when a fax still not final gets a delay notice (notify = all).
+    delay_warning: float = 4 * 3600.0
+    # One summary receipt per mail once all its recipients are final, instead of one each.
+    group: bool = False
+    # Attach FAX.PLUS's confirmation report (PDF) to receipts of delivered faxes.
+    attach_report: bool = True
+    # Attach a PNG thumbnail of the first faxed page to result receipts.
+    attach_thumbnail: bool = False
+    # Senders (addresses or "@domain") who get no receipt for a delivered fax, only failures.
+    no_success_receipts: tuple[str, ...] = ()
+    # Jinja2 templates that replace the built-in texts (see the README); "" = built-in only.
+    templates_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +256,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     faxplus: FaxplusSettings = field(default_factory=FaxplusSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     receipts: ReceiptsSettings = field(default_factory=ReceiptsSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     convert: ConvertSettings = field(default_factory=ConvertSettings)
@@ -155,6 +271,21 @@ class Settings:
     @property
     def uses_sandbox(self) -> bool:
         return self.faxplus.api_url == SANDBOX
+
+    @property
+    def users_path(self) -> Path:
+        users_file = self.smtp.users_file
+        return Path(users_file) if users_file else self.state_path / "users.toml"
+
+
+def is_loopback_listener(listen: str) -> bool:
+    host, _ = parse_hostport(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?)B?\s*$", re.IGNORECASE)
@@ -223,7 +354,30 @@ def _build(
             values[fld.name] = _coerce(kind, env[env_name], f"{label} (from ${env_name})", True)
         elif key in data:
             values[fld.name] = _coerce(kind, data[key], f"{label} (in {source})", False)
+        if fld.metadata.get("secret") and fld.name in values:
+            values[fld.name] = _resolve_secret(values[fld.name], label, env)
     return cls(**values)
+
+
+def _resolve_secret(value: str, label: str, env: Mapping[str, str]) -> str:
+    """`env:NAME` and `file:/path` keep secrets out of the config file; errors never show them."""
+    if value.startswith("env:"):
+        name = value.removeprefix("env:")
+        if name not in env:
+            raise ConfigError(
+                f"{label} = {value!r}: ${name} is not set. Fix: export {name}, or set the key"
+            )
+        return env[name]
+    if value.startswith("file:"):
+        path = value.removeprefix("file:")
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{label} = {value!r}: cannot read {path}: {exc.strerror or exc}. "
+                "Fix: create the file, readable by mailfax"
+            ) from None
+    return value
 
 
 _ENV_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -232,6 +386,8 @@ _ENV_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "
 def _coerce(kind: Any, value: Any, label: str, from_env: bool) -> Any:
     if isinstance(kind, types.UnionType):
         kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    if typing.get_origin(kind) is tuple:
+        return _as_strings(value, label, from_env)
     parsers: dict[Any, Callable[[Any], Any]] = {
         str: _as_str,
         int: _as_int,
@@ -248,6 +404,15 @@ def _coerce(kind: Any, value: Any, label: str, from_env: bool) -> Any:
             bool: "true or false",
         }
         raise ConfigError(f"{label} must be {expected[kind]}, got {value!r}") from exc
+
+
+def _as_strings(value: Any, label: str, from_env: bool) -> tuple[str, ...]:
+    """A list of strings: a TOML array, or comma-separated in the environment."""
+    if from_env and isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f'{label} must be a list of strings, e.g. ["a", "b"], got {value!r}')
+    return tuple(value)
 
 
 def _as_str(value: Any) -> str:
@@ -351,17 +516,11 @@ def _validate(s: Settings) -> None:
             validate_email(s.receipts.from_address, check_deliverability=False)
         except EmailNotValidError as exc:
             _fail("[receipts] from", s.receipts.from_address, str(exc), 'e.g. "fax@example.com"')
-    if s.receipts.smarthost:
-        parts = urlsplit(s.receipts.smarthost)
-        if parts.scheme != "smtp" or not parts.hostname:
-            _fail(
-                "[receipts] smarthost",
-                s.receipts.smarthost,
-                "not smtp://HOST:PORT",
-                '"" or smtp://127.0.0.1:25',
-            )
+    _validate_receipts(s.receipts)
     if s.store.url and not s.store.url.startswith(("sqlite", "postgresql")):
-        _fail("[store] url", s.store.url, "unsupported database", '"" for SQLite in state_dir')
+        # Only the scheme: the rest may hold a password.
+        scheme = s.store.url.partition(":")[0]
+        _fail("[store] url", f"{scheme}:...", "unsupported database", '"" for SQLite in state_dir')
     if not 0 < s.queue.min_backoff <= s.queue.max_backoff:
         _fail(
             "[queue] min_backoff", s.queue.min_backoff, "must be > 0 and <= max_backoff", "e.g. 30"
@@ -395,3 +554,123 @@ def _validate(s: Settings) -> None:
         _fail("[log] level", s.log.level, "unknown level", "debug, info, warning or error")
     if s.log.format not in ("text", "json"):
         _fail("[log] format", s.log.format, "unknown format", '"text" or "json"')
+    _validate_access(s)
+
+
+def without_password(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def _validate_receipts(receipts: ReceiptsSettings) -> None:
+    if receipts.smarthost:
+        parts = urlsplit(receipts.smarthost)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname or not port_ok:
+            _fail(
+                "[receipts] smarthost",
+                without_password(receipts.smarthost),
+                "not smtp://[USER:PASSWORD@]HOST[:PORT] (or smtps://)",
+                '"" for the Maildir, or e.g. "smtp://fax:secret@mail.example.com:587"',
+            )
+    choices = {"smarthost_starttls": ("auto", "always", "never"), "notify": ("final", "all")}
+    for key, allowed in choices.items():
+        if getattr(receipts, key) not in allowed:
+            _fail(
+                f"[receipts] {key}",
+                getattr(receipts, key),
+                "unknown choice",
+                " or ".join(f'"{choice}"' for choice in allowed),
+            )
+    if receipts.delay_warning <= 0:
+        _fail("[receipts] delay_warning", receipts.delay_warning, "must be > 0", "e.g. 14400")
+    try:
+        SenderPatterns.parse(receipts.no_success_receipts)
+    except ValueError as exc:
+        _fail(
+            "[receipts] no_success_receipts",
+            list(receipts.no_success_receipts),
+            str(exc),
+            '"a@b.c" or "@b.c"',
+        )
+    if receipts.templates_dir and not Path(receipts.templates_dir).is_dir():
+        _fail(
+            "[receipts] templates_dir",
+            receipts.templates_dir,
+            "not a directory",
+            '"" for the built-in texts, or a directory of templates (see the README)',
+        )
+
+
+def _validate_access(s: Settings) -> None:
+    """The security settings: TLS, who may send, number policy, abuse limits, webhook access."""
+    smtp = s.smtp
+    if smtp.tls_listen:
+        _check_listen("[smtp] tls_listen", smtp.tls_listen)
+    if bool(smtp.tls_cert) != bool(smtp.tls_key) or (smtp.tls_listen and not smtp.tls_enabled):
+        _fail(
+            "[smtp] tls_cert",
+            smtp.tls_cert,
+            "tls_cert and tls_key go together (and tls_listen needs both)",
+            "set both to PEM files, e.g. /etc/mailfax/cert.pem and /etc/mailfax/key.pem",
+        )
+    for key, cidrs in (
+        ("[smtp] trusted_networks", smtp.trusted_networks),
+        ("[http] webhook_allowed_networks", s.http.webhook_allowed_networks),
+    ):
+        try:
+            Networks(cidrs)
+        except ValueError as exc:
+            _fail(key, list(cidrs), str(exc), 'write CIDR networks, e.g. ["10.0.0.0/8"]')
+    try:
+        SenderPatterns.parse(smtp.allowed_senders)
+    except ValueError as exc:
+        _fail("[smtp] allowed_senders", list(smtp.allowed_senders), str(exc), '"a@b.c" or "@b.c"')
+    if smtp.verify_sender not in VERIFY_SENDER_CHOICES:
+        _fail(
+            "[smtp] verify_sender",
+            smtp.verify_sender,
+            "unknown choice",
+            " or ".join(f'"{choice}"' for choice in VERIFY_SENDER_CHOICES),
+        )
+    if smtp.verify_sender == "authentication-results" and not smtp.authserv_id:
+        _fail(
+            "[smtp] authserv_id",
+            "",
+            'verify_sender = "authentication-results" trusts only your own server\'s header',
+            'set it to the authserv-id your MTA writes, e.g. "mx.example.com"',
+        )
+    if smtp.dns_timeout <= 0:
+        _fail("[smtp] dns_timeout", smtp.dns_timeout, "must be > 0", "e.g. 5")
+    for country in s.policy.allowed_countries:
+        if country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            _fail("[policy] allowed_countries", country, "not a country code", 'e.g. "US", "DE"')
+    for key in ("allowed_prefixes", "blocked_prefixes"):
+        for prefix in getattr(s.policy, key):
+            if normalise_prefix(prefix) is None:
+                _fail(f"[policy] {key}", prefix, "not an E.164 prefix", 'e.g. "+1900" or "+44 9"')
+    for number_type in s.policy.refused_types:
+        if number_type not in NUMBER_TYPES:
+            _fail("[policy] refused_types", number_type, "unknown type", ", ".join(NUMBER_TYPES))
+    limits = s.limits
+    for key in ("faxes_per_hour", "pages_per_day", "global_faxes_per_hour", "global_pages_per_day"):
+        if getattr(limits, key) < 0:
+            _fail(f"[limits] {key}", getattr(limits, key), "must be 0 (no limit) or more", "e.g. 1")
+    for key in (
+        "max_connections",
+        "max_connections_per_client",
+        "session_deadline",
+        "data_deadline",
+        "command_call_limit",
+    ):
+        if getattr(limits, key) <= 0:
+            _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see the README")
+    if s.http.webhook_rate_limit < 0:
+        _fail("[http] webhook_rate_limit", s.http.webhook_rate_limit, "negative", "0 = no limit")

@@ -1,28 +1,51 @@
-"""Ends a job: its final state and its receipt, queued together in one transaction."""
+"""Ends a job: its final state and its receipt (or its mail's group summary), queued together
+in one transaction, after fetching what the receipt attaches."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
 from typing import Any
 
-from mailfax.jobs import Job, JobState
+from mailfax.faxplus import ApiError, FaxApi
+from mailfax.jobs import TERMINAL, Job, JobState
 from mailfax.logs import log_event
-from mailfax.receipts.compose import FaxOutcome, ReceiptComposer, wants_receipt
-from mailfax.store.base import NewReceipt, Store
+from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
+from mailfax.receipts.fields import NO_ATTACHMENTS, Attachments, ConfirmationReport, outcome_of
+from mailfax.receipts.policy import why_no_receipt
+from mailfax.receipts.thumbnail import ThumbnailError, first_page_png
+from mailfax.store.base import GroupSummary, MessageRecord, NewReceipt, Store
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.jobs")
 
+# A slow FAX.PLUS must not hold the result back: the receipt then goes without the report.
+REPORT_TIMEOUT = 20.0
+
+
+def new_receipt(message: MessageRecord, receipt: EmailMessage, kind: str) -> NewReceipt:
+    return NewReceipt(secrets.token_hex(10), message.mail_from, receipt.as_bytes(), kind)
+
 
 class JobFinisher:
-    """Moves a job to DELIVERED or FAILED and queues the sender's receipt atomically."""
+    """Moves a job to DELIVERED or FAILED and queues the sender's receipt atomically.
 
-    def __init__(self, store: Store, composer: ReceiptComposer, receipts_wakeup: Wakeup) -> None:
+    `api` is where confirmation reports come from; without one none is attached."""
+
+    def __init__(
+        self,
+        store: Store,
+        composer: ReceiptComposer,
+        receipts_wakeup: Wakeup,
+        api: FaxApi | None = None,
+    ) -> None:
         self._store = store
         self._composer = composer
         self._receipts_wakeup = receipts_wakeup
+        self._api = api
 
     async def finish(
         self,
@@ -32,15 +55,24 @@ class JobFinisher:
         now: float,
         values: Mapping[str, Any] | None = None,
         owner: str | None = None,
+        final: JobState | None = None,
     ) -> bool:
-        """False when the job was no longer in `expected` (someone else finished it)."""
+        """False when the job was no longer in `expected` (someone else finished it).
+
+        `final` defaults to DELIVERED or FAILED by the outcome (CANCELLED: an operator's)."""
         message = await self._store.message(job.message_id)
-        receipt = None
-        if message is not None and wants_receipt(message):
-            content = self._composer.compose(job, message, outcome, now).as_bytes()
-            receipt = NewReceipt(secrets.token_hex(10), message.mail_from, content)
-        new = JobState.DELIVERED if outcome.delivered else JobState.FAILED
-        fields = {"fax_status": outcome.status, "pages_sent": outcome.pages_sent}
+        receipt: NewReceipt | None = None
+        group: GroupSummary | None = None
+        if message is not None and not why_no_receipt(message):
+            receipt, group = await self._receipts(job, message, outcome, now)
+        new = final or (JobState.DELIVERED if outcome.delivered else JobState.FAILED)
+        fields: dict[str, Any] = {
+            "fax_status": outcome.status,
+            "pages_sent": outcome.pages_sent,
+            "fax_start_time": outcome.start_time or None,
+            "fax_duration": outcome.duration,
+            "fax_cost": outcome.cost,
+        }
         if outcome.detail:
             fields["error"] = outcome.detail
         fields.update(values or {})
@@ -53,6 +85,7 @@ class JobFinisher:
             receipt,
             detail=outcome.detail or outcome.status,
             owner=owner,
+            group=group,
         )
         if done:
             log_event(
@@ -62,7 +95,95 @@ class JobFinisher:
                 state=new.value,
                 status=outcome.status,
                 fax_id=outcome.fax_id or "",
-                receipt=receipt.id if receipt else "none",
+                receipt="group" if group else receipt.id if receipt else "none",
             )
             self._receipts_wakeup.set()
         return done
+
+    async def _receipts(
+        self, job: Job, message: MessageRecord, outcome: FaxOutcome, now: float
+    ) -> tuple[NewReceipt | None, GroupSummary | None]:
+        """The job's own receipt, and with [receipts] group the maker of the mail's summary."""
+        policy = self._composer.policy
+        faxes = [(outcome.fax_id, outcome.delivered)]
+        if policy.group:
+            others = [j for j in await self._store.jobs_of_message(message.id) if j.id != job.id]
+            if any(other.state not in TERMINAL for other in others):
+                # Not the last recipient: no summary now, so nothing to fetch for one.
+                faxes = []
+            faxes += [(other.fax_id, other.state is JobState.DELIVERED) for other in others]
+        wanted = policy.wants_final(message, outcome.delivered)
+        attachments = await self.attachments(message, faxes) if faxes else NO_ATTACHMENTS
+        receipt = None
+        if wanted:
+            composed = self._composer.compose(job, message, outcome, now, attachments)
+            receipt = new_receipt(message, composed, "final")
+        if not policy.group:
+            return receipt, None
+
+        def summary(jobs: Sequence[Job]) -> NewReceipt | None:
+            if not policy.wants_group_summary(message, jobs):
+                return None
+            composed = self._composer.compose_group(jobs, message, now, attachments)
+            return new_receipt(message, composed, "group")
+
+        return receipt, summary
+
+    async def preview(
+        self, job: Job, message: MessageRecord, kind: str, now: float
+    ) -> EmailMessage:
+        """The receipt of `kind` the job would get now, made as `finish` makes it (reports
+        fetched, thumbnail rendered); nothing is queued. Raises ValueError when the job (or,
+        for a group summary, its mail) is not final yet."""
+        if kind == "accepted":
+            jobs = await self._store.jobs_of_message(message.id)
+            return self._composer.compose_accepted(message, [(j.id, j.number) for j in jobs], now)
+        if kind == "delayed":
+            return self._composer.compose_delayed(job, message, now)
+        jobs = await self._store.jobs_of_message(message.id) if kind == "group" else [job]
+        unfinished = [j.id for j in jobs if j.state not in TERMINAL]
+        if unfinished:
+            raise ValueError(f"job {', '.join(unfinished)} is not final yet: no {kind} receipt")
+        faxes = [(j.fax_id, j.state is JobState.DELIVERED) for j in jobs]
+        attachments = await self.attachments(message, faxes)
+        if kind == "group":
+            return self._composer.compose_group(jobs, message, now, attachments)
+        return self._composer.compose(job, message, outcome_of(job), now, attachments)
+
+    async def attachments(
+        self, message: MessageRecord, faxes: Sequence[tuple[str | None, bool]]
+    ) -> Attachments:
+        """The confirmation reports of the delivered faxes among (fax id, delivered), and the
+        first page's thumbnail, as the settings ask; what cannot be had is left out."""
+        policy = self._composer.policy
+        reports: dict[str, ConfirmationReport] = {}
+        if policy.attach_report and self._api is not None:
+            for fax_id, delivered in faxes:
+                if fax_id and delivered:
+                    reports[fax_id] = await self._report(fax_id)
+        thumbnail = None
+        if policy.attach_thumbnail:
+            thumbnail = await self._thumbnail(message)
+        return Attachments(reports, thumbnail)
+
+    async def _report(self, fax_id: str) -> ConfirmationReport:
+        assert self._api is not None
+        try:
+            async with asyncio.timeout(REPORT_TIMEOUT):
+                return ConfirmationReport(fax_id, await self._api.get_report(fax_id))
+        except (ApiError, TimeoutError) as exc:
+            problem = str(exc) or "no answer in time"
+            log_event(log, "receipt.no_report", logging.WARNING, fax_id=fax_id, error=problem)
+            return ConfirmationReport(fax_id, None, f"FAX.PLUS did not provide it ({problem})")
+
+    async def _thumbnail(self, message: MessageRecord) -> bytes | None:
+        documents = await self._store.documents(message.id)
+        if not documents:
+            return None
+        try:
+            return await asyncio.to_thread(first_page_png, documents[0].data)
+        except ThumbnailError as exc:
+            log_event(
+                log, "receipt.no_thumbnail", logging.WARNING, queue_id=message.id, error=str(exc)
+            )
+            return None

@@ -69,6 +69,10 @@ class Job:
     redials: int = 0
     updated_at: float = 0.0
     lease_owner: str | None = None  # the claim token of the worker holding the job
+    # From the final fax record (for receipts): FAX.PLUS's start time text, seconds, cost.
+    fax_start_time: str | None = None
+    fax_duration: float | None = None
+    fax_cost: float | None = None
 
 
 # FAX.PLUS statuses after which dialling again later may well succeed.

@@ -14,6 +14,7 @@ from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState
 from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
+from mailfax.receipts.notices import DelayNotices
 from mailfax.store.base import Store
 from mailfax.worker import Wakeup
 
@@ -44,7 +45,9 @@ class Reconciler:
         clock: Clock,
         jobs_wakeup: Wakeup,
         webhook_wakeup: Wakeup,
+        delay_notices: DelayNotices | None = None,
     ) -> None:
+        self._delay_notices = delay_notices
         self._store = store
         self._api = api
         self._finisher = finisher
@@ -59,6 +62,8 @@ class Reconciler:
         await self._expire()
         await self._reconcile_unknown()
         await self._poll_silent()
+        if self._delay_notices is not None:
+            await self._delay_notices.step(self._clock())
         return INTERVAL
 
     async def _recover(self) -> None:
@@ -95,22 +100,26 @@ class Reconciler:
             await self._finisher.finish(job, job.state, outcome, self._clock())
 
     async def _reconcile_unknown(self) -> None:
-        """A send whose answer was lost: adopt the fax FAX.PLUS has, resend only if it has none."""
         now = self._clock()
         unknown = await self._store.jobs_in_state(
             JobState.UNKNOWN, now - self._queue.reconcile_after, BATCH
         )
-        if not unknown:
-            return
         try:
-            # The outbox first: a fax leaving it between the two calls is then in the list of
-            # sent faxes; the other order could miss it in both.
-            outbox = await self._api.list_outbox()
-            since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
-            sent = await self._api.list_sent_faxes(since)
+            await self.settle_unknown(unknown)
         except ApiError as exc:
             log_event(log, "reconcile.api_error", logging.WARNING, error=str(exc))
+
+    async def settle_unknown(self, unknown: list[Job]) -> None:
+        """A send whose answer was lost: adopt the fax FAX.PLUS has, resend only if it has none.
+
+        Raises ApiError, having changed nothing, when FAX.PLUS cannot be asked."""
+        if not unknown:
             return
+        # The outbox first: a fax leaving it between the two calls is then in the list of
+        # sent faxes; the other order could miss it in both.
+        outbox = await self._api.list_outbox()
+        since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
+        sent = await self._api.list_sent_faxes(since)
         queued_tags = {tag for record in outbox for tag in record.tags}
         taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
         for job in unknown:

@@ -19,8 +19,10 @@ from mailfax.faxplus import ApiError, FaxApi, FaxRecord, NotFoundApiError
 from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState, retry_delay, should_redial
 from mailfax.logs import log_event
+from mailfax.metrics import WEBHOOK_EVENTS
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.store.base import FaxEvent, Store
+from mailfax.webhook_guard import WebhookGuard, content_type_refusal, read_body
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.webhooks")
@@ -48,15 +50,29 @@ def fax_ids_of(payload: Any) -> tuple[list[str], str]:
     return ids, str(data.get("status") or "")
 
 
-def webhook_app(secret: str, store: Store, wakeup: Wakeup, clock: Clock) -> Starlette:
+def webhook_app(
+    secret: str, store: Store, wakeup: Wakeup, clock: Clock, guard: WebhookGuard | None = None
+) -> Starlette:
     """The HTTP app serving POST /webhooks/faxplus/<secret>; every other path is 404."""
 
     async def receive(request: Request) -> Response:
+        response = await intake(request)
+        if response.status_code >= 400:
+            WEBHOOK_EVENTS.labels("refused").inc()
+        return response
+
+    async def intake(request: Request) -> Response:
+        refusal = guard.refusal(request) if guard is not None else None
+        if refusal is not None:
+            return refusal
         # Constant-time comparison: the secret path is the webhook's only credential.
         if not hmac.compare_digest(request.path_params["secret"].encode(), secret.encode()):
             return JSONResponse({"error": "not found"}, status_code=404)
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
+        refusal = content_type_refusal(request)
+        if refusal is not None:
+            return refusal
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
+        if body is None:
             return JSONResponse({"error": "payload too large"}, status_code=413)
         try:
             payload = json.loads(body)
@@ -71,6 +87,7 @@ def webhook_app(secret: str, store: Store, wakeup: Wakeup, clock: Clock) -> Star
             fax_id for fax_id in ids if await store.park_fax_event(fax_id, hook_id, status, now)
         ]
         log_event(log, "webhook.received", fax_id=ids[0], status=status, duplicate=not fresh)
+        WEBHOOK_EVENTS.labels("parked" if fresh else "duplicate").inc()
         wakeup.set()
         return JSONResponse({"ok": True})
 
@@ -92,6 +109,8 @@ def outcome_from_record(record: FaxRecord) -> FaxOutcome:
         fax_id=record.id,
         pages_sent=record.pages if record.status in ("success", "partially_sent") else 0,
         start_time=record.start_time,
+        duration=record.duration,
+        cost=record.cost,
     )
 
 
@@ -125,6 +144,7 @@ class FaxStatusConfirmer:
         now = self._clock()
         if now - event.received_at > PARK_LIMIT:
             log_event(log, "webhook.dropped", logging.WARNING, fax_id=event.fax_id, reason=why)
+            WEBHOOK_EVENTS.labels("dropped").inc()
             await self._store.fax_event_done(event.id)
             return
         delay = min(2.0**event.attempts, MAX_EVENT_BACKOFF)
@@ -151,7 +171,8 @@ class FaxStatusConfirmer:
         if not record.is_final:
             await self._later(event, f"fax still {record.status or 'in progress'}")
             return
-        if event.status and event.status != record.status:
+        contradicted = bool(event.status) and event.status != record.status
+        if contradicted:
             log_event(
                 log,
                 "webhook.contradicted",
@@ -160,6 +181,7 @@ class FaxStatusConfirmer:
                 claimed=event.status,
                 actual=record.status,
             )
+        WEBHOOK_EVENTS.labels("contradicted" if contradicted else "confirmed").inc()
         if should_redial(record.status, job.redials, self._retries):
             await self._redial(job, record)
         else:

@@ -17,6 +17,7 @@ class FakeFaxApi:
     faxes: dict[str, FaxRecord] = field(default_factory=dict)
     sends: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+    reports: dict[str, bytes] = field(default_factory=dict)  # confirmation reports by fax id
 
     async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
         self.uploads.append(name)
@@ -65,6 +66,16 @@ class FakeFaxApi:
 
     async def delete_hook(self, hook_id: str) -> None:
         return None
+
+    async def delete_outbox(self, outbox_id: str) -> None:
+        if not any(record.id == outbox_id for record in self.outbox):
+            raise NotFoundApiError("HTTP 404: not_found", 404)
+        self.outbox = [record for record in self.outbox if record.id != outbox_id]
+
+    async def get_report(self, fax_id: str) -> bytes:
+        if fax_id not in self.reports:
+            raise NotFoundApiError("HTTP 404: not_found", 404)
+        return self.reports[fax_id]
 
 
 def fax_record(fax_id: str, to: str, status: str, submit_time: str, pages: int = 1) -> FaxRecord:

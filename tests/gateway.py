@@ -66,28 +66,43 @@ async def smtp_transaction(
     await client.connect()
     try:
         await client.ehlo()
-        mail = await client.mail(sender)
-        rcpts: list[tuple[int, str]] = []
-        for rcpt in recipients:
-            try:
-                response = await client.rcpt(rcpt)
-                rcpts.append((response.code, response.message))
-            except aiosmtplib.SMTPResponseException as exc:
-                rcpts.append((exc.code, exc.message))
-        data: tuple[int, str] | None = None
-        if any(code < 400 for code, _ in rcpts):
-            payload = message if isinstance(message, bytes) else message.as_bytes()
-            try:
-                response = await client.data(payload)
-                data = (response.code, response.message)
-            except aiosmtplib.SMTPResponseException as exc:
-                data = (exc.code, exc.message)
-        return SmtpOutcome((mail.code, mail.message), rcpts, data)
+        return await transaction(client, message, recipients, sender)
     finally:
         try:
             await client.quit()
         except aiosmtplib.SMTPException:
             client.close()
+
+
+async def transaction(
+    client: aiosmtplib.SMTP,
+    message: EmailMessage | bytes,
+    recipients: list[str],
+    sender: str = "alice@example.com",
+) -> SmtpOutcome:
+    """MAIL, RCPT..., DATA on a connected (and greeted) client, recording each reply."""
+    try:
+        mail = await client.mail(sender)
+    except aiosmtplib.SMTPResponseException as exc:
+        return SmtpOutcome((exc.code, exc.message), [], None)
+    rcpts: list[tuple[int, str]] = []
+    for rcpt in recipients:
+        try:
+            response = await client.rcpt(rcpt)
+            rcpts.append((response.code, response.message))
+        except aiosmtplib.SMTPResponseException as exc:
+            rcpts.append((exc.code, exc.message))
+    data: tuple[int, str] | None = None
+    if any(code < 400 for code, _ in rcpts):
+        payload = message if isinstance(message, bytes) else message.as_bytes()
+        try:
+            response = await client.data(payload)
+            data = (response.code, response.message)
+        except aiosmtplib.SMTPResponseException as exc:
+            data = (exc.code, exc.message)
+    else:
+        await client.rset()
+    return SmtpOutcome((mail.code, mail.message), rcpts, data)
 
 
 def receipts_in(state_dir: Path) -> list[EmailMessage]:
@@ -96,3 +111,10 @@ def receipts_in(state_dir: Path) -> list[EmailMessage]:
     files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime) if new.exists() else []
     parsed = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
     return [m for m in parsed if isinstance(m, EmailMessage)]
+
+
+def text_part(receipt: EmailMessage) -> str:
+    """The plain-text part a person reads (inside the report's multipart/alternative)."""
+    body = receipt.get_body(preferencelist=("plain",))
+    assert body is not None, "the receipt has no text/plain part"
+    return str(body.get_content())

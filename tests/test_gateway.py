@@ -14,7 +14,7 @@ import pytest
 from mailfax.app import Gateway
 from mailfax.jobs import JobState
 from tests.conftest import eventually
-from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway
+from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
 
 
@@ -71,7 +71,7 @@ async def test_pdf_mail_is_faxed_and_a_receipt_comes_back(gateway: Gateway, tmp_
     assert receipt["Auto-Submitted"] == "auto-replied"
     assert receipt["In-Reply-To"] == "<invoice-42@example.com>"
     assert receipt.get_content_type() == "multipart/report"
-    text = next(receipt.iter_parts()).get_content()
+    text = text_part(receipt)
     assert f"Fax id:   {sent['id']}" in text
 
     assert gateway.store is not None
@@ -87,7 +87,7 @@ async def test_failing_number_gets_a_failure_receipt(gateway: Gateway, tmp_path:
     queue_id(outcome.final)
     [receipt] = await wait_receipts(tmp_path, 1)
     assert receipt["Subject"] == "Fax to +1 555-000-0015 failed (2 pages)"
-    text = next(receipt.iter_parts()).get_content()
+    text = text_part(receipt)
     assert "The number does not exist" in text
     assert "Action: failed" in list(receipt.iter_parts())[1].as_string()
     assert [f["status"] for f in ledger(gateway)] == ["failed_unallocated_number"]
@@ -103,7 +103,7 @@ async def test_busy_number_is_redialled_then_reported(gateway: Gateway, tmp_path
     sends = ledger(gateway)
     assert [f["status"] for f in sends] == ["failed_user_busy"] * 3
     assert len({tuple(f["tags"]) for f in sends}) == 1  # one job
-    text = next(receipt.iter_parts()).get_content()
+    text = text_part(receipt)
     assert "busy" in text and "Attempts: 3" in text
 
 

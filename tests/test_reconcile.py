@@ -21,6 +21,7 @@ from mailfax.reconcile import Reconciler
 from mailfax.store import SqlStore, open_store
 from mailfax.worker import Wakeup
 from tests.fakes import FakeFaxApi, fax_record
+from tests.gateway import text_part
 from tests.test_store import accepted
 
 S = JobState
@@ -75,7 +76,7 @@ async def receipt_text(world: World) -> str:
     assert receipt is not None
     parsed = email.message_from_bytes(receipt.content, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
-    text = next(parsed.iter_parts()).get_content()
+    text = text_part(parsed)
     assert isinstance(text, str)
     return text
 

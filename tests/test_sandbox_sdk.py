@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import faxplus
 import pikepdf
@@ -18,8 +20,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailfax._http import HttpServer
+from mailfax.faxplus import FaxPlusClient, NotFoundApiError
+from mailfax.metrics import api_endpoint
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 
 FROM = "+15550000001"
@@ -202,3 +207,92 @@ async def test_sdk_surfaces_api_errors(harness: Harness) -> None:
 
     assert raised.value.status == 404
     assert json.loads(raised.value.body)["error"] == "not_found"
+
+
+class _Recorder:
+    """ASGI middleware noting each API call as (endpoint with ids taken out, query keys)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.calls: set[tuple[str, frozenset[str]]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+            endpoint = api_endpoint(scope["method"], scope["path"].removeprefix("/v3"))
+            keys = frozenset(key for key, _ in parse_qsl(scope["query_string"].decode()))
+            self.calls.add((endpoint, keys))
+        await self.app(scope, receive, send)
+
+
+async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> None:
+    """Every request mailfax's client makes (method, path, query keys) is one the official SDK
+    makes too, against the same simulator: a new client call needs a new SDK check here."""
+    document = tmp_path / "one.pdf"
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    pdf.save(document)
+    sim = Simulator(SimulatorSettings(delay=0))
+    gateway_calls, sdk_calls = _Recorder(sim.app), _Recorder(sim.app)
+    gateway_server = HttpServer(gateway_calls, "127.0.0.1", 0)
+    sdk_server = HttpServer(sdk_calls, "127.0.0.1", 0)
+    await gateway_server.start()
+    await sdk_server.start()
+    try:
+        # mailfax's client, every method, the way the gateway uses them.
+        client = FaxPlusClient(f"{gateway_server.url}/v3", DEFAULT_TOKEN)
+        async with contextlib.aclosing(client):
+            await client.get_account()
+            await client.list_numbers()
+            path = await client.upload_file("one.pdf", document.read_bytes())
+            ids = await client.send_fax(FROM, ["+15551110001"], [path], "c", ["mailfax"])
+            await client.list_outbox()
+            with contextlib.suppress(NotFoundApiError):
+                await client.delete_outbox("0" * 32)
+            await client.get_fax(next(iter(ids.values())))
+            # A full first page makes the client ask for the next one ("before").
+            for _ in range(50):
+                await client.send_fax(FROM, ["+15551110002"], [path], "c", ["mailfax"])
+            await client.list_sent_faxes(0.0)
+            hook = await client.create_hook("http://127.0.0.1:9/hook")
+            await client.list_hooks()
+            await client.delete_hook(hook)
+
+        # The SDK, the same requests.
+        apis = sdk_apis(f"{sdk_server.url}/v3", tmp_path)
+        await asyncio.to_thread(apis.accounts.get_user, "self")
+        await asyncio.to_thread(apis.numbers.list_numbers, "self")
+        upload = await asyncio.to_thread(
+            apis.files.upload_file, "self", fax_file=str(document), format="pdf"
+        )
+        body = faxplus.PayloadOutbox(
+            from_number=FROM, to=["+15551110001"], files=[upload.path], return_ids=True
+        )
+        sent = await asyncio.to_thread(apis.outbox.send_fax, "self", body=body)
+        await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")
+        with pytest.raises(ApiException):
+            await asyncio.to_thread(apis.outbox.delete_outbox_fax, "self", "0" * 32)
+        await asyncio.to_thread(apis.faxes.get_fax, "self", sent.ids["+15551110001"])
+        window = {"after": send_time(timedelta(hours=-1))[:19], "before": send_time(timedelta())}
+        listed = await asyncio.to_thread(
+            apis.faxes.list_faxes, "self", category="sent", limit=50, **window
+        )
+        assert sent.ids["+15551110001"] in [record.id for record in listed.data.records]
+        created = await asyncio.to_thread(
+            apis.hooks.create_webhook,
+            body=faxplus.Webhook(target="http://127.0.0.1:9/hook", event="fax_sent"),
+        )
+        await asyncio.to_thread(apis.hooks.get_webhooks, "fax_sent")
+        await asyncio.to_thread(apis.hooks.delete_webhook, created.id)
+    finally:
+        await sim.aclose()
+        await asyncio.gather(gateway_server.stop(), sdk_server.stop())
+
+    uncovered = {
+        (endpoint, keys)
+        for endpoint, keys in gateway_calls.calls
+        if not any(e == endpoint and keys <= k for e, k in sdk_calls.calls)
+    }
+    assert uncovered == set()
+    assert ("GET /accounts/{id}/faxes", frozenset({"category", "after", "before", "limit"})) in (
+        gateway_calls.calls
+    )

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import httpx
 
 from mailfax import __version__
+from mailfax.metrics import API_ERRORS, API_LATENCY, api_endpoint
 
 # Statuses after which FAX.PLUS will not change a fax record any more.
 IN_PROGRESS_STATUSES = frozenset(
@@ -165,6 +166,8 @@ class FaxApi(Protocol):
 
     async def delete_hook(self, hook_id: str) -> None: ...
 
+    async def get_report(self, fax_id: str) -> bytes: ...
+
 
 def _retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds, from either of its forms (delta or HTTP date)."""
@@ -214,14 +217,18 @@ class FaxPlusClient:
     async def _request(
         self, method: str, path: str, *, idempotent: bool, **kwargs: Any
     ) -> httpx.Response:
+        endpoint = api_endpoint(method, path)
         try:
-            response = await self._http.request(method, path, **kwargs)
+            with API_LATENCY.labels(endpoint).time():
+                response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            API_ERRORS.labels(endpoint, exc.__class__.__name__).inc()
             # Nothing reached FAX.PLUS.
             raise TransientApiError(
                 f"cannot connect to FAX.PLUS: {exc.__class__.__name__}"
             ) from exc
         except httpx.TransportError as exc:
+            API_ERRORS.labels(endpoint, exc.__class__.__name__).inc()
             message = f"{method} {path}: connection failed mid-request ({exc.__class__.__name__})"
             if idempotent:
                 raise TransientApiError(message) from exc
@@ -229,6 +236,7 @@ class FaxPlusClient:
         status = response.status_code
         if status < 400:
             return response
+        API_ERRORS.labels(endpoint, str(status)).inc()
         if status == 429:
             raise TransientApiError(_error_text(response), _retry_after(response))
         if status >= 500:
@@ -305,6 +313,10 @@ class FaxPlusClient:
         records = body.get("records") if isinstance(body, dict) else None
         return [OutboxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
 
+    async def delete_outbox(self, outbox_id: str) -> None:
+        """Take a fax out of the outbox before it is sent (404 once it has left)."""
+        await self._json("DELETE", f"/accounts/{self._user}/outbox/{outbox_id}")
+
     async def list_sent_faxes(self, after: float) -> list[FaxRecord]:
         """Every sent fax submitted since `after`, newest first.
 
@@ -349,6 +361,18 @@ class FaxPlusClient:
 
     async def delete_hook(self, hook_id: str) -> None:
         await self._json("DELETE", f"/hooks/{hook_id}")
+
+    async def get_report(self, fax_id: str) -> bytes:
+        """FAX.PLUS's confirmation report of a sent fax (PDF)."""
+        response = await self._request(
+            "GET",
+            f"/accounts/{self._user}/report/{fax_id}",
+            idempotent=True,
+            headers={"Accept": "application/pdf"},
+        )
+        if not response.content.startswith(b"%PDF-"):
+            raise TransientApiError("the confirmation report is not a PDF")
+        return response.content
 
 
 async def choose_from_number(api: FaxApi, configured: str) -> str:

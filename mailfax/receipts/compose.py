@@ -1,69 +1,138 @@
-"""Pure receipt composition: an RFC 3464 delivery report a person can read at a glance."""
+"""Pure receipt composition: RFC 3464 delivery reports a person can read at a glance."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from mailfax.jobs import Job
+from mailfax.jobs import Job, JobState
 from mailfax.mail.extract import original_headers
-from mailfax.policy import format_for_humans
-from mailfax.receipts.reasons import reason_for
+from mailfax.receipts.fields import (
+    NO_ATTACHMENTS,
+    Attachments,
+    FaxFields,
+    FaxOutcome,
+    ReceiptFields,
+    fax_fields,
+    outcome_of,
+    receipt_fields,
+)
+from mailfax.receipts.policy import ReceiptPolicy
+from mailfax.receipts.templates import ReceiptTemplates
 from mailfax.store.base import MessageRecord
 
+__all__ = ["FaxOutcome", "ReceiptComposer"]
 
-@dataclass(frozen=True)
-class FaxOutcome:
-    """How a job ended, as far as the receipt is concerned."""
-
-    delivered: bool
-    status: str  # a FAX.PLUS status, or mailfax's own e.g. "rejected"
-    fax_id: str | None
-    pages_sent: int | None
-    start_time: str = ""
-    detail: str = ""  # FAX.PLUS's error text when the API refused the fax
+MAX_SUBJECT_CHARS = 200
+THUMBNAIL_NAME = "first-page.png"
+# Status codes of the notices sent before a result (RFC 3463): not delivered yet, no failure
+# (accepted), and delivery taking longer than it should (delayed, as MTAs' delay warnings).
+ACCEPTED_STATUS = "4.0.0"
+DELAYED_STATUS = "4.4.7"
 
 
-def wants_receipt(message: MessageRecord) -> bool:
-    """RFC 3834/5321: never answer a null sender or automatically submitted mail."""
-    return bool(message.mail_from) and message.auto_submitted in ("", "no")
-
-
-def pages_submitted(message: MessageRecord) -> int:
-    return sum(part.pages or 0 for part in message.report if part.is_faxed)
-
-
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def report_name(fax_id: str) -> str:
+    return f"fax-report-{fax_id}.pdf"
 
 
 class ReceiptComposer:
-    """Builds receipts From one configured address, reported by one host."""
+    """Builds every kind of receipt From one configured address, reported by one host."""
 
-    def __init__(self, from_address: str, reporting_host: str, fax_domain: str) -> None:
+    def __init__(
+        self,
+        from_address: str,
+        reporting_host: str,
+        fax_domain: str,
+        templates: ReceiptTemplates | None = None,
+        policy: ReceiptPolicy | None = None,
+        max_lifetime: float = 5 * 86400.0,
+    ) -> None:
         self._from = from_address
         self._host = reporting_host
         self._domain = fax_domain
+        self._templates = templates or ReceiptTemplates()
+        self.policy = policy or ReceiptPolicy()
+        self._max_lifetime = max_lifetime
 
     def compose(
-        self, job: Job, message: MessageRecord, outcome: FaxOutcome, now: float | None = None
+        self,
+        job: Job,
+        message: MessageRecord,
+        outcome: FaxOutcome,
+        now: float | None = None,
+        attachments: Attachments = NO_ATTACHMENTS,
+    ) -> EmailMessage:
+        """The receipt telling one recipient's result."""
+        fax = fax_fields(job, message, outcome, attachments)
+        fields = receipt_fields(
+            "final", message, [fax], self._host, attachments.thumbnail is not None
+        )
+        return self._receipt(fields, message, now, attachments, job.id)
+
+    def compose_group(
+        self,
+        jobs: Sequence[Job],
+        message: MessageRecord,
+        now: float | None = None,
+        attachments: Attachments = NO_ATTACHMENTS,
+    ) -> EmailMessage:
+        """One summary of a mail whose jobs are all final ([receipts] group = true)."""
+        faxes = [fax_fields(job, message, outcome_of(job), attachments) for job in jobs]
+        fields = receipt_fields(
+            "group", message, faxes, self._host, attachments.thumbnail is not None
+        )
+        return self._receipt(fields, message, now, attachments, None)
+
+    def compose_accepted(
+        self, message: MessageRecord, jobs: Sequence[tuple[str, str]], now: float | None = None
+    ) -> EmailMessage:
+        """The "accepted, queued" notice for a mail and its (job id, number) pairs."""
+        queued = [
+            Job(job_id, message.id, number, JobState.QUEUED, 0, message.received_at, 0.0)
+            for job_id, number in jobs
+        ]
+        faxes = [fax_fields(job, message, None) for job in queued]
+        gives_up = message.received_at + self._max_lifetime
+        fields = receipt_fields("accepted", message, faxes, self._host, gives_up=gives_up)
+        return self._receipt(fields, message, now, NO_ATTACHMENTS, None, gives_up)
+
+    def compose_delayed(
+        self, job: Job, message: MessageRecord, now: float | None = None
+    ) -> EmailMessage:
+        """The notice that a fax is still not final after [receipts] delay_warning."""
+        now = time.time() if now is None else now
+        gives_up = job.created_at + self._max_lifetime
+        fields = receipt_fields(
+            "delayed",
+            message,
+            [fax_fields(job, message, None)],
+            self._host,
+            waited=now - job.created_at,
+            gives_up=gives_up,
+        )
+        return self._receipt(fields, message, now, NO_ATTACHMENTS, job.id, gives_up)
+
+    def _receipt(
+        self,
+        fields: ReceiptFields,
+        message: MessageRecord,
+        now: float | None,
+        attachments: Attachments,
+        job_id: str | None,
+        gives_up: float | None = None,
     ) -> EmailMessage:
         now = time.time() if now is None else now
-        number = format_for_humans(job.number)
-        pages = pages_submitted(message)
-        if outcome.delivered:
-            subject = f"Fax delivered to {number} ({pages} page{'s' if pages != 1 else ''})"
-        else:
-            subject = f"Fax to {number} failed ({pages} page{'s' if pages != 1 else ''})"
+        subject = " ".join(self._templates.render("subject.txt", fields).split())
         receipt = EmailMessage()
         receipt["From"] = self._from
         receipt["To"] = message.mail_from
-        receipt["Subject"] = subject
+        receipt["Subject"] = subject[:MAX_SUBJECT_CHARS] or fields.title
         receipt["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
         receipt["Message-ID"] = make_msgid("receipt", domain=self._host)
+        # RFC 3834: an automatic reply, which nothing automatic should answer.
         receipt["Auto-Submitted"] = "auto-replied"
         if message.header_message_id:
             headers = original_headers(message.raw)
@@ -72,58 +141,37 @@ class ReceiptComposer:
             )
             receipt["In-Reply-To"] = message.header_message_id
             receipt["References"] = references
-        receipt["X-Mailfax-Job"] = job.id
-        receipt.set_content(self._text(job, message, outcome, number))
-        receipt.make_mixed()
-        # multipart/report (RFC 3464): human part, delivery-status, original headers.
-        receipt.set_type("multipart/report")
-        receipt.set_param("report-type", "delivery-status")
-        receipt.attach(self._delivery_status(job, message, outcome))
+        receipt["X-Mailfax-Receipt"] = fields.kind
+        receipt["X-Mailfax-Queue-ID"] = message.id
+        if job_id is not None:
+            receipt["X-Mailfax-Job"] = job_id
+        receipt["MIME-Version"] = "1.0"
+        receipt.add_header("Content-Type", "multipart/report", report_type="delivery-status")
+        receipt.attach(self._human_part(fields, attachments))
+        receipt.attach(self._delivery_status(fields, message, gives_up))
         receipt.attach(self._headers_part(message))
         return receipt
 
-    def _text(self, job: Job, message: MessageRecord, outcome: FaxOutcome, number: str) -> str:
-        reason = reason_for(outcome.status)
-        if outcome.delivered:
-            headline = f"Your fax to {number} was delivered."
-        else:
-            headline = f"Your fax to {number} was not delivered. {reason.what_happened}"
-        sent = "?" if outcome.pages_sent is None else str(outcome.pages_sent)
-        submitted = pages_submitted(message)
-        result = "delivered" if outcome.delivered else "failed"
-        lines = [
-            headline,
-            "",
-            f"  Number:   {number} ({job.number})",
-            f"  Result:   {result} (FAX.PLUS status: {outcome.status})",
-            f"  Pages:    {sent} of {submitted} sent",
-            f"  Fax id:   {outcome.fax_id or '-'}",
+    def _human_part(self, fields: ReceiptFields, attachments: Attachments) -> EmailMessage:
+        """Plain text and HTML as alternatives; any attachments beside them (multipart/mixed)."""
+        part = EmailMessage()
+        part.set_content(self._templates.render(f"{fields.kind}.txt", fields))
+        part.add_alternative(self._templates.render(f"{fields.kind}.html", fields), subtype="html")
+        files = [
+            (report.pdf, "application", "pdf", report_name(report.fax_id))
+            for fax in fields.faxes
+            if fax.report_attached
+            and (report := attachments.reports.get(fax.fax_id)) is not None
+            and report.pdf is not None
         ]
-        if outcome.start_time:
-            lines.append(f"  Started:  {outcome.start_time} UTC")
-        lines += [
-            f"  Subject:  {message.subject or '(no subject)'}",
-            f"  Received: {_when(message.received_at)}",
-            f"  Attempts: {job.attempts}",
-            f"  Job:      {job.id}",
-        ]
-        if not outcome.delivered:
-            lines += ["", "What happened:", f"  {outcome.detail or reason.what_happened}"]
-            lines += ["What you can do:", f"  {reason.what_to_do}"]
-        lines += ["", "Documents in your mail:"]
-        for part in message.report:
-            if part.is_faxed:
-                how = "faxed" if part.action == "faxed" else "converted to PDF and faxed"
-                lines.append(
-                    f"  - {part.name}: {how}, {part.pages} page{'s' if part.pages != 1 else ''}"
-                )
-            else:
-                lines.append(f"  - {part.name}: not faxed ({part.reason})")
-        lines += ["", "-- ", "mailfax email-to-fax gateway"]
-        return "\n".join(lines) + "\n"
+        if fields.thumbnail_attached and attachments.thumbnail is not None:
+            files.append((attachments.thumbnail, "image", "png", THUMBNAIL_NAME))
+        for data, maintype, subtype, name in files:
+            part.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        return part
 
     def _delivery_status(
-        self, job: Job, message: MessageRecord, outcome: FaxOutcome
+        self, fields: ReceiptFields, message: MessageRecord, gives_up: float | None
     ) -> EmailMessage:
         per_message = EmailMessage()
         per_message["Reporting-MTA"] = f"dns; {self._host}"
@@ -131,15 +179,28 @@ class ReceiptComposer:
         per_message["Arrival-Date"] = format_datetime(
             datetime.fromtimestamp(message.received_at, UTC)
         )
-        per_recipient = EmailMessage()
-        per_recipient["Final-Recipient"] = f"rfc822; {job.number}@{self._domain}"
-        per_recipient["Action"] = "delivered" if outcome.delivered else "failed"
-        per_recipient["Status"] = "2.0.0" if outcome.delivered else "5.0.0"
-        per_recipient["Diagnostic-Code"] = f"x-faxplus; {outcome.status}"
+        per_recipient = [self._per_recipient(fields.kind, fax, gives_up) for fax in fields.faxes]
         part = EmailMessage()
         part.set_type("message/delivery-status")
-        part.set_payload([per_message, per_recipient])
+        part.set_payload([per_message, *per_recipient])
         return part
+
+    def _per_recipient(self, kind: str, fax: FaxFields, gives_up: float | None) -> EmailMessage:
+        block = EmailMessage()
+        block["Final-Recipient"] = f"rfc822; {fax.number_e164}@{self._domain}"
+        if fax.final:
+            block["Action"] = "delivered" if fax.delivered else "failed"
+            block["Status"] = fax.status_code
+        else:
+            block["Action"] = "delayed"
+            block["Status"] = DELAYED_STATUS if kind == "delayed" else ACCEPTED_STATUS
+        if fax.status:
+            block["Diagnostic-Code"] = f"x-faxplus; {fax.status}"
+        if gives_up is not None and not fax.final:
+            block["Will-Retry-Until"] = format_datetime(datetime.fromtimestamp(gives_up, UTC))
+        if fax.fax_id:
+            block["X-Mailfax-Fax-ID"] = fax.fax_id
+        return block
 
     @staticmethod
     def _headers_part(message: MessageRecord) -> EmailMessage:

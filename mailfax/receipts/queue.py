@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from mailfax.logs import log_event
+from mailfax.metrics import RECEIPTS
 from mailfax.receipts.deliver import DeliveryError, ReceiptSender
 from mailfax.store.base import Store
 
@@ -39,17 +40,36 @@ class ReceiptWorker:
                 age = self._clock() - receipt.created_at
                 if exc.permanent or age > RECEIPT_LIFETIME:
                     await self._store.receipt_dropped(receipt.id, str(exc))
+                    RECEIPTS.labels("dropped").inc()
                     log_event(
-                        log, "receipt.dropped", logging.ERROR, job=receipt.job_id, error=str(exc)
+                        log,
+                        "receipt.dropped",
+                        logging.ERROR,
+                        job=receipt.job_id or "-",
+                        kind=receipt.kind,
+                        error=str(exc),
                     )
                 else:
                     delay = min(30.0 * 2 ** (receipt.attempts - 1), MAX_RECEIPT_BACKOFF)
                     await self._store.receipt_later(receipt.id, self._clock() + delay, str(exc))
+                    RECEIPTS.labels("retry").inc()
                     log_event(
-                        log, "receipt.retry", logging.WARNING, job=receipt.job_id, error=str(exc)
+                        log,
+                        "receipt.retry",
+                        logging.WARNING,
+                        job=receipt.job_id or "-",
+                        kind=receipt.kind,
+                        error=str(exc),
                     )
                 continue
             await self._store.receipt_sent(receipt.id, self._clock())
-            log_event(log, "receipt.sent", job=receipt.job_id, receipt=receipt.id)
+            RECEIPTS.labels("sent").inc()
+            log_event(
+                log,
+                "receipt.sent",
+                job=receipt.job_id or "-",
+                kind=receipt.kind,
+                receipt=receipt.id,
+            )
         due = await self._store.next_due(self._clock())
         return None if due is None else max(0.0, due - self._clock())

@@ -1,4 +1,5 @@
-"""Pure table: every FAX.PLUS fax status in plain words, and what the sender can do about it."""
+"""Pure table: every FAX.PLUS fax status in plain words: what happened, whether mailfax
+retried, what the sender can do, and the RFC 3463 status code the receipt reports."""
 
 from __future__ import annotations
 
@@ -8,74 +9,121 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Reason:
     what_happened: str
+    retried: str  # whether mailfax tried again, and why (not)
     what_to_do: str
+    status_code: str  # RFC 3463 enhanced status code for the delivery-status part
 
+
+_NO_RESEND = "mailfax does not resend after this result on its own."
+_SAME_NUMBER = "mailfax did not try again: the same number would fail the same way."
+_SAME_FILE = "mailfax did not try again: the same document would fail the same way."
 
 _BAD_FILE = Reason(
     "FAX.PLUS could not convert the document for faxing.",
+    _SAME_FILE,
     "Check that the PDF opens, is not password-protected, and send it again.",
+    "5.6.0",
 )
 _RETRY_LATER = Reason(
     "The fax network reported a temporary problem.",
+    _NO_RESEND,
     "Send the fax again later; if it keeps failing, contact your fax administrator.",
+    "5.4.0",
 )
+_PARTIAL = Reason(
+    "The call ended before every page was sent.",
+    "mailfax did not send it again, so that the pages that arrived are not faxed twice.",
+    "Check with the recipient which pages arrived, and send the rest again.",
+    "5.4.0",
+)
+_REDIALLED = "mailfax dialled again later, as often as the gateway allows ([faxplus] retries)."
 
 REASONS: dict[str, Reason] = {
-    "success": Reason("The receiving fax machine confirmed every page.", "Nothing."),
-    "partially_sent": Reason(
-        "The call ended before every page was sent.",
-        "Check with the recipient which pages arrived, and send the rest again.",
+    "success": Reason(
+        "The receiving fax machine confirmed every page.",
+        "No retry was needed.",
+        "Nothing.",
+        "2.0.0",
     ),
-    "partially_received": Reason(
-        "The call ended before every page was transferred.",
-        "Check with the recipient which pages arrived, and send the rest again.",
-    ),
+    "partially_sent": _PARTIAL,
+    "partially_received": _PARTIAL,
     "insufficient_credit": Reason(
         "The fax account has run out of credit.",
+        "mailfax did not try again: it would fail the same way until the account has credit.",
         "Ask your fax administrator to top up the FAX.PLUS account, then send again.",
+        "5.7.0",
     ),
-    "failed": Reason("The fax could not be delivered.", "Check the number and send it again."),
+    "failed": Reason(
+        "The fax could not be delivered.",
+        _NO_RESEND,
+        "Check the number and send it again.",
+        "5.0.0",
+    ),
     "failed_internal_process_error": Reason(
-        "FAX.PLUS had an internal error while sending.", "Send the fax again later."
+        "FAX.PLUS had an internal error while sending.",
+        _NO_RESEND,
+        "Send the fax again later.",
+        "5.3.0",
     ),
     "failed_user_busy": Reason(
         "The receiving line was busy every time it was called.",
+        _REDIALLED,
         "Send the fax again later, or ask the recipient to free the line.",
+        "5.4.0",
     ),
     "failed_no_answer": Reason(
         "Nobody answered: the receiving fax machine did not pick up.",
+        _REDIALLED,
         "Check that the number is a fax line and that the machine is on, then send again.",
+        "5.4.1",
     ),
     "failed_unallocated_number": Reason(
         "The number does not exist (it is not allocated to any line).",
+        _SAME_NUMBER,
         "Check the number, including country and area code.",
+        "5.1.1",
     ),
     "failed_office_converter_issue": _BAD_FILE,
     "failed_separate_file_pages_issue": _BAD_FILE,
     "failed_render_header_issue": Reason(
-        "FAX.PLUS could not print the fax header on the pages.", "Send the fax again later."
+        "FAX.PLUS could not print the fax header on the pages.",
+        _NO_RESEND,
+        "Send the fax again later.",
+        "5.3.0",
     ),
     "failed_invalid_number_format": Reason(
         "The number is not written in a form the fax network accepts.",
+        _SAME_NUMBER,
         "Write the number with its country code, e.g. +15551234567@fax.local.",
+        "5.1.1",
     ),
     "failed_mimetype_not_supported": Reason(
-        "FAX.PLUS does not accept this kind of document.", "Send the document as a PDF."
+        "FAX.PLUS does not accept this kind of document.",
+        _SAME_FILE,
+        "Send the document as a PDF.",
+        "5.6.1",
     ),
     "failed_destination_not_supported": Reason(
         "This destination cannot be faxed from this account (a special-service number, "
         "or a country the plan does not cover).",
+        _SAME_NUMBER,
         "Check the number, or ask your fax administrator which destinations are allowed.",
+        "5.7.1",
     ),
     "failed_image_preparation": _BAD_FILE,
     "failed_to_send": Reason(
-        "The fax system was too busy to send the fax.", "Send the fax again later."
+        "The fax system was too busy to send the fax.",
+        _NO_RESEND,
+        "Send the fax again later.",
+        "5.3.0",
     ),
     "failed_normal_temporary_failure": _RETRY_LATER,
     "failed_unknown_converter_issue": _BAD_FILE,
     "failed_normal_clearing": Reason(
         "The receiving side hung up before the fax was complete.",
+        "mailfax did not try again: a line that is not a fax machine would hang up again.",
         "Check that the number is a fax line (not a phone), then send again.",
+        "5.4.0",
     ),
     "failed_convert_to_tiff_issue": _BAD_FILE,
     "failed_fs_49": _RETRY_LATER,
@@ -83,22 +131,39 @@ REASONS: dict[str, Reason] = {
 }
 
 # mailfax's own outcomes, beside FAX.PLUS's statuses.
-REASONS["rejected"] = Reason(
-    "FAX.PLUS refused to take the fax.",
-    "Contact your fax administrator and quote the job id below.",
-)
-REASONS["expired"] = Reason(
-    "The fax could not be sent in time: FAX.PLUS was unreachable or gave no result.",
-    "Send the fax again; if this keeps happening, contact your fax administrator.",
-)
-REASONS["quarantined"] = Reason(
-    "mailfax failed repeatedly while handling this fax and put it aside.",
-    "Contact your fax administrator and quote the job id below; do not resend blindly.",
-)
+MAILFAX_REASONS: dict[str, Reason] = {
+    "rejected": Reason(
+        "FAX.PLUS refused to take the fax.",
+        "mailfax did not try again: FAX.PLUS refused the request itself.",
+        "Contact your fax administrator and quote the job id below.",
+        "5.0.0",
+    ),
+    "expired": Reason(
+        "The fax could not be sent in time: FAX.PLUS was unreachable or gave no result.",
+        "mailfax kept trying until the fax's time limit ran out.",
+        "Send the fax again; if this keeps happening, contact your fax administrator.",
+        "5.4.7",
+    ),
+    "quarantined": Reason(
+        "mailfax failed repeatedly while handling this fax and put it aside.",
+        "mailfax stopped trying, so that this fax cannot stop the gateway again.",
+        "Contact your fax administrator and quote the job id below; do not resend blindly.",
+        "5.3.0",
+    ),
+    "cancelled": Reason(
+        "The gateway's administrator cancelled the fax before it was sent.",
+        "mailfax did not try again: the fax was cancelled.",
+        "Ask your fax administrator why; send the fax again if it is still needed.",
+        "5.0.0",
+    ),
+}
+REASONS.update(MAILFAX_REASONS)
 
 UNKNOWN = Reason(
     "FAX.PLUS reported a result mailfax does not know.",
+    _NO_RESEND,
     "Contact your fax administrator with the fax id below.",
+    "5.0.0",
 )
 
 

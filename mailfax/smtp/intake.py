@@ -1,24 +1,30 @@
-"""SMTP intake: answers RCPT and DATA, and stores accepted mail durably before the 250."""
+"""SMTP intake: answers MAIL, RCPT and DATA, and stores accepted mail durably before the 250."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailfax.config import SmtpSettings
+from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
 from mailfax.mail.extract import Extraction, ExtractionOptions, extract_documents
+from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
+from mailfax.quotas import QuotaCharge, QuotaExceeded, never_fits, quota_charges
+from mailfax.receipts.notices import with_acceptance_receipt
+from mailfax.receipts.setup import receipt_composer
+from mailfax.smtp.admission import Admission, AdmissionPolicy
+from mailfax.smtp.protocol import FaxEnvelope, peer_address
+from mailfax.smtp.verify import SenderVerifier, header_block
 from mailfax.store.base import AcceptedMessage, Store
+from mailfax.users import User
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.smtp")
@@ -27,62 +33,28 @@ Clock = Callable[[], float]
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
 
-_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
-
-
-class FaxSMTP(SMTP):
-    """aiosmtpd's SMTP with an enhanced status code on every reply a sender acts on."""
-
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        limit = kwargs.get("data_size_limit") or 0
-        # aiosmtpd's own replies carry no enhanced codes (RFC 3463); rewrite them here,
-        # the one place every reply passes through.
-        self._rewrites = {
-            "552 Error: message size exceeds fixed maximum message size": (
-                f"552 5.3.4 Message too big: this gateway accepts at most {limit} bytes"
-            ),
-            "552 Error: Too much mail data": (
-                f"552 5.3.4 Message too big: this gateway accepts at most {limit} bytes"
-            ),
-            "503 Error: need MAIL command": "503 5.5.1 Send MAIL FROM first",
-            "503 Error: need RCPT command": "503 5.5.1 Send RCPT TO first",
-            "503 Error: nested MAIL command": "503 5.5.1 MAIL FROM already given",
-        }
-
-    async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str):
-            await super().push(self._with_enhanced_code(status))
-        else:
-            await super().push(status)
-
-    def _with_enhanced_code(self, status: str) -> str:
-        if status in self._rewrites:
-            return self._rewrites[status]
-        code, _, text = status.partition(" ")
-        if not (code.isdigit() and code[0] in "45") or _ENHANCED.match(text):
-            return status
-        generic = {"4": "4.0.0", "5": "5.5.0"}[code[0]]
-        return f"{code} {generic} {text.removeprefix('Error: ')}"
-
 
 class FaxIntakeHandler:
-    """aiosmtpd handler: recipient policy at RCPT, extraction and durable acceptance at DATA."""
+    """aiosmtpd handler: sender policy at MAIL, number policy at RCPT, headers, extraction,
+    quotas and durable acceptance at DATA."""
 
     def __init__(
         self,
         store: Store,
-        settings: SmtpSettings,
+        settings: Settings,
         wakeup: Wakeup,
         clock: Clock,
         extraction: ExtractionOptions | None = None,
     ) -> None:
         self._store = store
-        self._settings = settings
+        self._settings = settings.smtp
         self._extraction = extraction or ExtractionOptions()
         self._wakeup = wakeup
         self._clock = clock
         self._hostname = socket.getfqdn()
+        self.admission = AdmissionPolicy(settings.smtp, settings.policy, settings.limits)
+        self._verifier = SenderVerifier(settings.smtp)
+        self._receipts = receipt_composer(settings)
 
     async def handle_EHLO(
         self,
@@ -98,6 +70,25 @@ class FaxIntakeHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        user = session.auth_data if session.authenticated else None
+        # aiosmtpd records the null reverse-path as "<>".
+        mail_from = "" if address == "<>" else address
+        verdict = self.admission.admit(
+            _peer(session), user if isinstance(user, User) else None, mail_from
+        )
+        if isinstance(verdict, Refusal):
+            log_event(
+                log,
+                "smtp.sender_refused",
+                logging.WARNING,
+                peer=_peer(session),
+                user=getattr(user, "name", "-"),
+                sender=address,
+                reply=verdict.smtp_reply,
+            )
+            return verdict.smtp_reply
+        assert isinstance(envelope, FaxEnvelope)
+        envelope.admission = verdict
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender ok"
@@ -105,10 +96,13 @@ class FaxIntakeHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        assert isinstance(envelope, FaxEnvelope) and envelope.admission is not None
         limit = self._settings.max_recipients
         if len(envelope.rcpt_tos) >= limit:
             return f"452 4.5.3 Too many recipients: at most {limit} per message"
         verdict = parse_fax_recipient(address, self._settings.domain, self._settings.default_region)
+        if isinstance(verdict, str):
+            verdict = envelope.admission.numbers.refusal(verdict) or verdict
         if isinstance(verdict, Refusal):
             log_event(
                 log,
@@ -122,7 +116,13 @@ class FaxIntakeHandler:
         return f"250 2.1.5 Recipient ok: fax to {verdict}"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope, FaxEnvelope) and envelope.admission is not None
+        admission = envelope.admission
         raw: bytes = envelope.original_content or b""
+        refusal = await self._check_sender_headers(session, envelope, admission, raw)
+        if refusal is not None:
+            log_event(log, "smtp.refused", peer=_peer(session), reply=refusal.smtp_reply)
+            return refusal.smtp_reply
         # pikepdf parsing is CPU work: keep the event loop free for other sessions.
         extraction = await asyncio.to_thread(extract_documents, raw, self._extraction)
         if extraction.refusal is not None:
@@ -136,11 +136,31 @@ class FaxIntakeHandler:
             if isinstance(number, str) and number not in numbers:
                 numbers.append(number)
         now = self._clock()
+        charges = quota_charges(
+            admission.sender_key, len(numbers), extraction.pages, admission.quotas, now
+        )
+        too_big = never_fits(charges)
+        if too_big is not None:
+            reply = f"552 5.3.4 The mail alone exceeds the quota: {too_big.describe()}"
+            log_event(log, "smtp.refused", peer=_peer(session), reply=reply)
+            return reply
         message_id = new_id(now)
-        jobs = [(new_id(now), number) for number in numbers]
-        accepted = self._accepted(message_id, now, session, envelope, extraction, raw)
+        # Sorted, so a mail's jobs (same millisecond) list in recipient order wherever ids sort.
+        jobs = list(zip(sorted(new_id(now) for _ in numbers), numbers, strict=True))
+        accepted = self._accepted(message_id, now, session, envelope, extraction, raw, charges)
+        accepted = with_acceptance_receipt(self._receipts, accepted, jobs)
         try:
             await self._store.accept(accepted, jobs)
+        except QuotaExceeded as exc:
+            log_event(
+                log,
+                "smtp.quota_exceeded",
+                logging.WARNING,
+                peer=_peer(session),
+                sender=admission.sender_key,
+                reply=exc.smtp_reply,
+            )
+            return exc.smtp_reply
         except Exception:
             log.exception("smtp.store_failed", extra={"queue_id": message_id})
             return TEMPORARY_FAILURE
@@ -152,19 +172,37 @@ class FaxIntakeHandler:
                 queue_id=message_id,
                 number=number,
                 pages=extraction.pages,
+                admitted_by=admission.record,
             )
         self._wakeup.set()
+        MAILS_ACCEPTED.inc()
         return f"250 2.0.0 Ok: queued as {message_id}"
+
+    async def _check_sender_headers(
+        self, session: Session, envelope: FaxEnvelope, admission: Admission, raw: bytes
+    ) -> Refusal | None:
+        """Before the (costly) extraction: the From header, and for relays verify_sender."""
+        headers = header_block(raw)
+        addresses = [a.addr_spec for a in getattr(headers["From"], "addresses", ())]
+        refusal = self.admission.check_from_header(admission, addresses)
+        if refusal is not None or admission.user is not None or not self._verifier.enabled:
+            return refusal
+        mail_from = "" if envelope.mail_from == "<>" else str(envelope.mail_from or "")
+        return await self._verifier.verify(
+            headers, raw, mail_from, session.host_name or "", _peer(session)
+        )
 
     def _accepted(
         self,
         message_id: str,
         now: float,
         session: Session,
-        envelope: Envelope,
+        envelope: FaxEnvelope,
         extraction: Extraction,
         raw: bytes,
+        charges: tuple[QuotaCharge, ...],
     ) -> AcceptedMessage:
+        assert envelope.admission is not None
         received = (
             f"Received: from {session.host_name or 'unknown'} ({_peer(session)})\r\n"
             f"\tby {self._hostname} (mailfax) with ESMTP id {message_id};\r\n"
@@ -185,6 +223,8 @@ class FaxIntakeHandler:
             report=extraction.parts,
             documents=extraction.documents,
             raw=received + raw,
+            admitted_by=envelope.admission.record,
+            quota_charges=charges,
         )
 
     async def handle_exception(self, error: Exception) -> str:
@@ -194,26 +234,4 @@ class FaxIntakeHandler:
 
 
 def _peer(session: Session) -> str:
-    peer = session.peer
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "unknown")
-
-
-async def start_smtp_server(
-    handler: FaxIntakeHandler, settings: SmtpSettings, sock: socket.socket
-) -> asyncio.Server:
-    """Serve SMTP on an already-bound socket in the running loop."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: FaxSMTP(
-            handler,
-            data_size_limit=settings.max_message_bytes,
-            enable_SMTPUTF8=True,
-            ident="mailfax ESMTP",
-            hostname=socket.getfqdn(),
-            timeout=300,
-            loop=loop,
-        ),
-        sock=sock,
-    )
+    return peer_address(session.peer)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mailfax.jobs import Job, JobState
 from mailfax.mail.extract import Document, PartReport
+from mailfax.quotas import QuotaCharge
 
 
 class StoreUnavailable(Exception):
@@ -30,6 +31,28 @@ class AcceptedMessage:
     documents: tuple[Document, ...]
     raw: bytes
     sender_name: str = ""
+    # How the sender got in: "user:<name>", "relay:<address>" or "open:<address>".
+    admitted_by: str = ""
+    # Quota counters charged in the same transaction; over a limit, nothing is written.
+    quota_charges: tuple[QuotaCharge, ...] = ()
+    # The "accepted, queued" receipt ([receipts] notify = "all"), queued with the mail.
+    receipt: NewReceipt | None = None
+
+    def as_record(self) -> MessageRecord:
+        """The message as later stages (and receipts) will read it back."""
+        return MessageRecord(
+            id=self.id,
+            received_at=self.received_at,
+            mail_from=self.mail_from,
+            header_message_id=self.header_message_id,
+            subject=self.subject,
+            auto_submitted=self.auto_submitted,
+            comment=self.comment,
+            report=self.report,
+            raw=self.raw,
+            sender_name=self.sender_name,
+            admitted_by=self.admitted_by,
+        )
 
 
 @dataclass(frozen=True)
@@ -46,25 +69,39 @@ class MessageRecord:
     report: tuple[PartReport, ...]
     raw: bytes
     sender_name: str = ""
+    admitted_by: str = ""
+
+    @property
+    def sender_verified(self) -> bool:
+        """The sender authenticated or came through a trusted relay: only they get receipts
+        (an "open" sender's address is unverified, so a receipt could be backscatter)."""
+        return not self.admitted_by.startswith("open:")
 
 
 @dataclass(frozen=True)
 class NewReceipt:
-    """A receipt to queue in the same transaction as a job's final state."""
+    """A receipt to queue in the same transaction as the state change it reports."""
 
     id: str
     recipient: str
     content: bytes
+    kind: str = "final"  # accepted | delayed | final | group
+
+
+# Makes a mail's group summary from all its jobs, final, as the store holds them in the
+# transaction that made the last one final; None when no summary is wanted.
+GroupSummary = Callable[[Sequence[Job]], NewReceipt | None]
 
 
 @dataclass(frozen=True)
 class PendingReceipt:
     id: str
-    job_id: str
+    job_id: str | None  # None for receipts about the whole mail
     recipient: str
     content: bytes
     attempts: int
     created_at: float
+    kind: str = "final"
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,38 @@ class FaxEvent:
     status: str
     received_at: float
     attempts: int
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job with what an operator needs to recognise it in a list."""
+
+    job: Job
+    mail_from: str
+    subject: str
+    pages: int
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """How many jobs are in each state, and when the oldest unfinished one was accepted."""
+
+    counts: Mapping[JobState, int]
+    oldest_unfinished: float | None
+
+
+@dataclass(frozen=True)
+class ReceiptRecord:
+    """A job's receipt and how its delivery went."""
+
+    id: str
+    state: str  # pending | sent | dropped
+    recipient: str
+    attempts: int
+    created_at: float
+    sent_at: float | None
+    error: str | None
+    kind: str = "final"  # final, or group: the mail's summary that covers this job
 
 
 class Store(Protocol):
@@ -101,9 +170,15 @@ class Store(Protocol):
         receipt: NewReceipt | None = None,
         detail: str = "",
         owner: str | None = None,
+        group: GroupSummary | None = None,
     ) -> bool:
         """Conditionally move a job (and queue its receipt); False if it was not in `expected`
-        (or, with `owner`, no longer leased by that claim)."""
+        (or, with `owner`, no longer leased by that claim).
+
+        With `group` the mail's receipts are grouped: when this move leaves every job of the
+        mail final, `group(jobs)` makes the one summary, queued in this transaction (once per
+        mail); `receipt` is queued only if the summary was queued before (a job retried
+        after it)."""
 
     async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
         """Extend a claim's lease; False if the claim was lost."""
@@ -157,3 +232,42 @@ class Store(Protocol):
         """Raise StoreUnavailable if the store cannot be reached."""
 
     async def close(self) -> None: ...
+
+    async def job_events(self, job_id: str) -> list[tuple[float, str | None, str, str]]:
+        """The job's history as (at, from state, to state, detail), oldest first."""
+
+    async def job_stats(self) -> JobStats: ...
+
+    async def list_jobs(
+        self, state: JobState | None, since: float | None, sender: str, limit: int
+    ) -> list[JobSummary]:
+        """Newest first; `sender` matches part of the envelope sender, ignoring case."""
+
+    async def receipt_of(self, job_id: str) -> ReceiptRecord | None: ...
+
+    async def expedite_job(self, job_id: str, now: float, detail: str) -> bool:
+        """Make a queued job due now; False if it is not queued."""
+
+    async def requeue_as_new_job(
+        self, job_id: str, new_job_id: str, now: float, detail: str
+    ) -> Job | None:
+        """A new queued job for a final job's message and number (None if it is not final);
+        both jobs' histories record the link."""
+
+    async def jobs_of_message(self, message_id: str) -> list[Job]:
+        """Every job of one mail (one per recipient, and any retries), oldest first."""
+
+    async def jobs_awaiting_delay_notice(self, created_before: float, limit: int) -> list[Job]:
+        """Jobs not final yet, accepted before `created_before`, with no delay notice decided
+        (queued or skipped), oldest first."""
+
+    async def queue_receipt(
+        self, message_id: str, job_id: str | None, receipt: NewReceipt, now: float
+    ) -> bool:
+        """Queue a receipt on its own (a delay notice); False when the job (or, with no job,
+        the mail) already has a receipt of this kind."""
+
+    async def skip_receipt(
+        self, message_id: str, job_id: str | None, kind: str, reason: str, now: float
+    ) -> bool:
+        """Record that a receipt of this kind is not sent, and why; False if one was decided."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -34,6 +35,8 @@ messages = Table(
     Column("comment", Text, nullable=False),
     Column("report", Text, nullable=False),  # JSON list of PartReport
     Column("raw", LargeBinary, nullable=False),
+    # How the sender was admitted: "user:<name>", "relay:<address>" or "open:<address>".
+    Column("admitted_by", Text, nullable=False, default=""),
 )
 
 documents = Table(
@@ -67,6 +70,10 @@ jobs = Table(
     Column("pages_sent", Integer),
     Column("error", Text),
     Column("submitted_at", Double),  # when the last send was attempted
+    # From the final fax record, for receipts: FAX.PLUS's start time, seconds, cost.
+    Column("fax_start_time", Text),
+    Column("fax_duration", Double),
+    Column("fax_cost", Double),
     Index("jobs_due", "state", "run_at"),
     Index("jobs_fax_id", "fax_id"),
     Index("jobs_message", "message_id"),
@@ -103,8 +110,12 @@ receipts = Table(
     "receipts",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, unique=True),
-    Column("state", String(16), nullable=False),  # pending | sent | dropped
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+    # The job the receipt is about; NULL for receipts about the whole mail (accepted, group).
+    Column("job_id", String(32), ForeignKey("jobs.id")),
+    Column("kind", String(16), nullable=False),  # accepted | delayed | final | group
+    # pending | sent | dropped; skipped = decided not to send (the reason is in `error`).
+    Column("state", String(16), nullable=False),
     Column("recipient", Text, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -114,4 +125,32 @@ receipts = Table(
     Column("sent_at", Double),
     Column("error", Text),
     Index("receipts_due", "state", "run_at"),
+    # Each kind of receipt at most once per job, or per mail for the mail-wide kinds.
+    Index(
+        "receipts_once_per_job",
+        "job_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("job_id IS NOT NULL"),
+        postgresql_where=text("job_id IS NOT NULL"),
+    ),
+    Index(
+        "receipts_once_per_message",
+        "message_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("job_id IS NULL"),
+        postgresql_where=text("job_id IS NULL"),
+    ),
+)
+
+# Quota counters (mailfax/quotas.py): one row per counter, key and fixed window, so every
+# instance sharing the store counts together and the counts survive restarts.
+quota_counters = Table(
+    "quota_counters",
+    metadata,
+    Column("counter", String(16), primary_key=True),  # faxes-per-hour | pages-per-day
+    Column("key", Text, primary_key=True),  # user:<name> | sender:<address> | *
+    Column("window_start", Double, primary_key=True),
+    Column("used", Integer, nullable=False),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -12,22 +13,37 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, ScalarSelect, Table, event, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mailfax.jobs import Job, JobState, check_transition
+from mailfax.jobs import TERMINAL, Job, JobState, check_transition
 from mailfax.mail.extract import Document, PartReport
+from mailfax.quotas import KEEP_COUNTERS, QuotaCharge, QuotaExceeded
 from mailfax.store.base import (
     AcceptedMessage,
     FaxEvent,
+    GroupSummary,
+    JobStats,
+    JobSummary,
     MessageRecord,
     NewReceipt,
     PendingReceipt,
+    ReceiptRecord,
     StoreUnavailable,
 )
 from mailfax.store.migrations import Migration, check_version, current_version, upgrade
-from mailfax.store.schema import documents, fax_events, job_events, jobs, messages, receipts
+from mailfax.store.schema import (
+    documents,
+    fax_events,
+    job_events,
+    jobs,
+    messages,
+    quota_counters,
+    receipts,
+)
 from mailfax.worker import Wakeup
 
 _READ_ONLY = "mailfax_read_only"
@@ -99,7 +115,99 @@ def _job(row: Row[Any]) -> Job:
         redials=row.redials,
         updated_at=row.updated_at,
         lease_owner=row.lease_owner,
+        fax_start_time=row.fax_start_time,
+        fax_duration=row.fax_duration,
+        fax_cost=row.fax_cost,
     )
+
+
+def _message_of(job_id: str) -> ScalarSelect[Any]:
+    return select(jobs.c.message_id).where(jobs.c.id == job_id).scalar_subquery()
+
+
+async def _insert_receipt(
+    conn: AsyncConnection,
+    message_id: str,
+    job_id: str | None,
+    receipt: NewReceipt,
+    now: float,
+) -> None:
+    await conn.execute(
+        insert(receipts).values(
+            id=receipt.id,
+            message_id=message_id,
+            job_id=job_id,
+            kind=receipt.kind,
+            state="pending",
+            recipient=receipt.recipient,
+            content=receipt.content,
+            attempts=0,
+            created_at=now,
+            run_at=now,
+        )
+    )
+
+
+async def _grouped_receipt(
+    conn: AsyncConnection, message_id: str, group: GroupSummary, receipt: NewReceipt | None
+) -> NewReceipt | None:
+    """What a grouped mail's job queues as it becomes final: the summary once every job of
+    the mail is final; its own receipt only if the summary went before (a retried job)."""
+    summarised = (
+        await conn.execute(
+            select(receipts.c.id).where(
+                receipts.c.message_id == message_id,
+                receipts.c.job_id.is_(None),
+                receipts.c.kind == "group",
+            )
+        )
+    ).first()
+    if summarised is not None:
+        return receipt
+    rows = (
+        await conn.execute(select(jobs).where(jobs.c.message_id == message_id).order_by(jobs.c.id))
+    ).all()
+    siblings = [_job(row) for row in rows]
+    if any(job.state not in TERMINAL for job in siblings):
+        return None
+    return group(siblings)
+
+
+def _settle(done: asyncio.Future[None], over_quota: QuotaExceeded | None) -> None:
+    if over_quota is None:
+        done.set_result(None)
+    else:
+        done.set_exception(over_quota)
+
+
+async def _charge_quotas(
+    conn: AsyncConnection, charges: Sequence[QuotaCharge], now: float
+) -> QuotaCharge | None:
+    """Add each charge to its counter with one conditional upsert; the first that would go
+    over its limit is returned (the caller rolls the others back)."""
+    upsert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    for charge in charges:
+        statement = upsert(quota_counters).values(
+            counter=charge.counter,
+            key=charge.key,
+            window_start=charge.window_start,
+            used=charge.amount,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                quota_counters.c.counter,
+                quota_counters.c.key,
+                quota_counters.c.window_start,
+            ],
+            set_={"used": quota_counters.c.used + charge.amount},
+            where=quota_counters.c.used + charge.amount <= charge.limit,
+        )
+        if (await conn.execute(statement.returning(quota_counters.c.used))).first() is None:
+            return charge
+    await conn.execute(
+        quota_counters.delete().where(quota_counters.c.window_start < now - KEEP_COUNTERS)
+    )
+    return None
 
 
 class SqlStore:
@@ -194,30 +302,41 @@ class SqlStore:
                 )
                 try:
                     async with self._tx() as conn:
-                        for message, job_rows, _ in batch:
+                        outcomes = [
                             await self._insert_accepted(conn, message, job_rows)
+                            for message, job_rows, _ in batch
+                        ]
                         await self._notify(conn, CHANNEL_JOBS)
                 except StoreUnavailable:
                     # One bad mail must not fail the others: commit each on its own.
                     for message, job_rows, done in batch:
                         try:
                             async with self._tx() as conn:
-                                await self._insert_accepted(conn, message, job_rows)
+                                over_quota = await self._insert_accepted(conn, message, job_rows)
                                 await self._notify(conn, CHANNEL_JOBS)
                         except StoreUnavailable as exc:
                             done.set_exception(exc)
                         else:
-                            done.set_result(None)
+                            _settle(done, over_quota)
                     continue
-                for _, _, done in batch:
-                    done.set_result(None)
+                for (_, _, done), over_quota in zip(batch, outcomes, strict=True):
+                    _settle(done, over_quota)
         finally:
             self._accept_writer = None
 
     @staticmethod
     async def _insert_accepted(
         conn: AsyncConnection, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]
-    ) -> None:
+    ) -> QuotaExceeded | None:
+        """Charge the mail's quotas, then store it; over a quota, store nothing."""
+        if message.quota_charges:
+            # A savepoint: counters charged before the one that is full are given back.
+            savepoint = await conn.begin_nested()
+            over = await _charge_quotas(conn, message.quota_charges, message.received_at)
+            if over is not None:
+                await savepoint.rollback()
+                return QuotaExceeded(over)
+            await savepoint.commit()
         await conn.execute(
             insert(messages).values(
                 id=message.id,
@@ -231,6 +350,7 @@ class SqlStore:
                 comment=message.comment,
                 report=_report_to_json(message.report),
                 raw=message.raw,
+                admitted_by=message.admitted_by,
             )
         )
         if message.documents:
@@ -280,6 +400,9 @@ class SqlStore:
                 for job_id, _ in job_rows
             ],
         )
+        if message.receipt is not None:
+            await _insert_receipt(conn, message.id, None, message.receipt, now)
+        return None
 
     async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
         due = _oldest_due(jobs, JobState.QUEUED.value, now)
@@ -339,6 +462,7 @@ class SqlStore:
         receipt: NewReceipt | None = None,
         detail: str = "",
         owner: str | None = None,
+        group: GroupSummary | None = None,
     ) -> bool:
         check_transition(expected, new)
         fields = dict(values or {})
@@ -348,32 +472,37 @@ class SqlStore:
             fields.setdefault("lease_owner", None)
             fields.setdefault("lease_until", None)
         async with self._tx() as conn:
+            if group is not None:
+                # The mail's jobs finish one at a time: with the mail locked, the last one to
+                # finish sees every other one final, so exactly one of them queues the summary.
+                await conn.execute(
+                    select(messages.c.id)
+                    .where(messages.c.id == _message_of(job_id))
+                    .with_for_update()
+                )
             condition = [jobs.c.id == job_id, jobs.c.state == expected.value]
             if owner is not None:
                 # A worker whose lease expired and was taken over must not act on the job.
                 condition.append(jobs.c.lease_owner == owner)
-            result = await conn.execute(
-                update(jobs).where(*condition).values(state=new.value, updated_at=now, **fields)
-            )
-            if result.rowcount != 1:
+            moved = (
+                await conn.execute(
+                    update(jobs)
+                    .where(*condition)
+                    .values(state=new.value, updated_at=now, **fields)
+                    .returning(jobs.c.message_id)
+                )
+            ).first()
+            if moved is None:
                 return False
             await self._event(conn, job_id, expected, new, now, detail)
             if new is JobState.QUEUED:
                 await self._notify(conn, CHANNEL_JOBS)
+            if group is not None and new in TERMINAL:
+                receipt = await _grouped_receipt(conn, moved.message_id, group, receipt)
             if receipt is not None:
                 await self._notify(conn, CHANNEL_RECEIPTS)
-                await conn.execute(
-                    insert(receipts).values(
-                        id=receipt.id,
-                        job_id=job_id,
-                        state="pending",
-                        recipient=receipt.recipient,
-                        content=receipt.content,
-                        attempts=0,
-                        created_at=now,
-                        run_at=now,
-                    )
-                )
+                about_job = None if receipt.kind == "group" else job_id
+                await _insert_receipt(conn, moved.message_id, about_job, receipt, now)
             return True
 
     async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
@@ -491,6 +620,7 @@ class SqlStore:
             report=_report_from_json(row.report),
             raw=row.raw,
             sender_name=row.sender_name,
+            admitted_by=row.admitted_by,
         )
 
     async def park_fax_event(self, fax_id: str, hook_id: str, status: str, now: float) -> bool:
@@ -567,7 +697,7 @@ class SqlStore:
         if row is None:
             return None
         return PendingReceipt(
-            row.id, row.job_id, row.recipient, row.content, row.attempts, row.created_at
+            row.id, row.job_id, row.recipient, row.content, row.attempts, row.created_at, row.kind
         )
 
     async def receipt_sent(self, receipt_id: str, now: float) -> None:
@@ -619,6 +749,189 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+    async def job_stats(self) -> JobStats:
+        unfinished = [state.value for state in JobState if state not in TERMINAL]
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            ).all()
+            oldest = (
+                await conn.execute(
+                    select(func.min(jobs.c.created_at)).where(jobs.c.state.in_(unfinished))
+                )
+            ).scalar()
+        return JobStats({JobState(state): int(count) for state, count in rows}, oldest)
+
+    async def list_jobs(
+        self, state: JobState | None, since: float | None, sender: str, limit: int
+    ) -> list[JobSummary]:
+        pages = (
+            select(func.coalesce(func.sum(documents.c.pages), 0))
+            .where(documents.c.message_id == jobs.c.message_id)
+            .scalar_subquery()
+        )
+        query = select(jobs, messages.c.mail_from, messages.c.subject, pages.label("pages")).join(
+            messages, messages.c.id == jobs.c.message_id
+        )
+        if state is not None:
+            query = query.where(jobs.c.state == state.value)
+        if since is not None:
+            query = query.where(jobs.c.created_at >= since)
+        if sender:
+            query = query.where(
+                func.lower(messages.c.mail_from).contains(sender.lower(), autoescape=True)
+            )
+        # Job ids begin with their creation time (jobs.new_id): the primary key is the
+        # creation order, so the newest come first without another index.
+        query = query.order_by(jobs.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [JobSummary(_job(row), row.mail_from, row.subject, int(row.pages)) for row in rows]
+
+    async def receipt_of(self, job_id: str) -> ReceiptRecord | None:
+        """The receipt telling the job's result: its own, or its mail's group summary."""
+        own = (receipts.c.job_id == job_id) & (receipts.c.kind == "final")
+        summary = (
+            receipts.c.job_id.is_(None)
+            & (receipts.c.kind == "group")
+            & (receipts.c.message_id == _message_of(job_id))
+        )
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    # Its own ("final" sorts before "group"): a job retried after the summary.
+                    select(receipts).where(own | summary).order_by(receipts.c.kind)
+                )
+            ).first()
+        if row is None:
+            return None
+        return ReceiptRecord(
+            row.id,
+            row.state,
+            row.recipient,
+            row.attempts,
+            row.created_at,
+            row.sent_at,
+            row.error,
+            row.kind,
+        )
+
+    async def expedite_job(self, job_id: str, now: float, detail: str) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value)
+                .values(run_at=now, updated_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._event(conn, job_id, JobState.QUEUED, JobState.QUEUED, now, detail)
+            await self._notify(conn, CHANNEL_JOBS)
+        return True
+
+    async def requeue_as_new_job(
+        self, job_id: str, new_job_id: str, now: float, detail: str
+    ) -> Job | None:
+        async with self._tx() as conn:
+            old = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+            if old is None or JobState(old.state) not in TERMINAL:
+                return None
+            row = (
+                await conn.execute(
+                    insert(jobs)
+                    .values(
+                        id=new_job_id,
+                        message_id=old.message_id,
+                        number=old.number,
+                        state=JobState.QUEUED.value,
+                        attempts=0,
+                        recoveries=0,
+                        redials=0,
+                        created_at=now,
+                        updated_at=now,
+                        run_at=now,
+                        uploaded="[]",
+                    )
+                    .returning(*jobs.c)
+                )
+            ).one()
+            note = f"retry of job {job_id}: {detail}"
+            await self._event(conn, new_job_id, None, JobState.QUEUED, now, note)
+            # A note in the old job's history, not a move: its final state stays final.
+            state = JobState(old.state)
+            note = f"retried as job {new_job_id}: {detail}"
+            await self._event(conn, job_id, state, state, now, note)
+            await self._notify(conn, CHANNEL_JOBS)
+        return _job(row)
+
+    async def jobs_of_message(self, message_id: str) -> list[Job]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(jobs).where(jobs.c.message_id == message_id).order_by(jobs.c.id)
+                )
+            ).all()
+        return [_job(row) for row in rows]
+
+    async def jobs_awaiting_delay_notice(self, created_before: float, limit: int) -> list[Job]:
+        unfinished = [state.value for state in JobState if state not in TERMINAL]
+        decided = (
+            select(receipts.c.id)
+            .where(receipts.c.job_id == jobs.c.id, receipts.c.kind == "delayed")
+            .exists()
+        )
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(jobs)
+                    .where(
+                        jobs.c.state.in_(unfinished), jobs.c.created_at < created_before, ~decided
+                    )
+                    .order_by(jobs.c.created_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_job(row) for row in rows]
+
+    async def queue_receipt(
+        self, message_id: str, job_id: str | None, receipt: NewReceipt, now: float
+    ) -> bool:
+        try:
+            async with self._tx() as conn:
+                await _insert_receipt(conn, message_id, job_id, receipt, now)
+                await self._notify(conn, CHANNEL_RECEIPTS)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
+        return True
+
+    async def skip_receipt(
+        self, message_id: str, job_id: str | None, kind: str, reason: str, now: float
+    ) -> bool:
+        try:
+            async with self._tx() as conn:
+                await conn.execute(
+                    insert(receipts).values(
+                        id=secrets.token_hex(10),
+                        message_id=message_id,
+                        job_id=job_id,
+                        kind=kind,
+                        state="skipped",
+                        recipient="",
+                        content=b"",
+                        attempts=0,
+                        created_at=now,
+                        run_at=now,
+                        error=reason[:2000],
+                    )
+                )
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
+        return True
 
 
 def engine_url(url: str, state_dir: Path) -> str:

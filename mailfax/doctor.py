@@ -1,0 +1,285 @@
+"""`mailfax doctor`: checks the FAX.PLUS account, webhook, store and smarthost, each with a fix."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+from sqlalchemy.engine import make_url
+
+from mailfax.app import webhook_secret, webhook_target
+from mailfax.config import Settings
+from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError
+from mailfax.store import open_store
+from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
+
+OK, FAIL, SKIP = "ok", "FAIL", "skip"
+SMTP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: str  # ok | FAIL | skip
+    detail: str
+    fix: str = ""
+
+    def line(self, width: int = 12) -> str:
+        fix = f"{'' if self.detail.endswith('.') else '.'} Fix: {self.fix}" if self.fix else ""
+        return f"{self.status:<4}  {self.check:<{width}} {self.detail}{fix}"
+
+
+class CheckFailed(Exception):
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.fix = fix
+
+
+class CheckSkipped(Exception):
+    """The check does not apply, or needs another check that failed."""
+
+
+@dataclass
+class Context:
+    """What the checks share: the settings, the API client, and what earlier checks learnt."""
+
+    settings: Settings
+    api: FaxPlusClient | None  # None: the embedded simulator, nothing to check
+    token_works: bool = False
+    learnt: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    what: str  # what it checks, for --help and the README
+    run: Callable[[Context], Awaitable[str]]  # the detail when it passes; raises otherwise
+
+
+def config_result(source: str | None, error: Exception | None) -> CheckResult:
+    """The first line: whether the configuration loaded, as a check result."""
+    if error is None:
+        where = source or "the embedded default (no --config, no $MAILFAX_CONFIG)"
+        return CheckResult("config", OK, f"{where} is valid")
+    problem, _, fix = str(error).partition(". Fix: ")
+    return CheckResult("config", FAIL, problem, fix or "correct the configuration file")
+
+
+async def run_checks(context: Context) -> list[CheckResult]:
+    results = []
+    for check in CHECKS:
+        try:
+            detail = await check.run(context)
+        except CheckFailed as failure:
+            results.append(CheckResult(check.name, FAIL, str(failure), failure.fix))
+        except CheckSkipped as skipped:
+            results.append(CheckResult(check.name, SKIP, str(skipped)))
+        else:
+            results.append(CheckResult(check.name, OK, detail))
+    return results
+
+
+def _api(context: Context) -> FaxPlusClient:
+    if context.api is None:
+        raise CheckSkipped('api_url = "sandbox": the embedded simulator, nothing to check')
+    return context.api
+
+
+def _needs_token(context: Context) -> FaxPlusClient:
+    api = _api(context)
+    if not context.token_works:
+        raise CheckSkipped("needs a working token (see the token check)")
+    return api
+
+
+def _api_failure(context: Context, exc: ApiError) -> CheckFailed:
+    url = context.settings.faxplus.api_url
+    if isinstance(exc, PermanentApiError) and exc.status_code in (401, 403):
+        return CheckFailed(
+            f"FAX.PLUS refused the token ({exc})",
+            "create a Personal Access Token with the fax:all:read and fax:all:edit scopes and "
+            "set [faxplus] token (or MAILFAX_FAXPLUS_TOKEN)",
+        )
+    if isinstance(exc, PermanentApiError):
+        return CheckFailed(f"FAX.PLUS answered {exc}", "check [faxplus] api_url and user_id")
+    return CheckFailed(
+        f"cannot reach {url}: {exc}",
+        "check [faxplus] api_url and that this host can reach it (DNS, proxy, firewall)",
+    )
+
+
+async def _check_token(context: Context) -> str:
+    api = _api(context)
+    try:
+        account = await api.get_account()
+    except ApiError as exc:
+        raise _api_failure(context, exc) from exc
+    status = str(account.get("status") or "")
+    who = account.get("email") or account.get("uid") or "?"
+    if status and status != "active":
+        raise CheckFailed(
+            f"the FAX.PLUS account {who} is {status}", "see the account's status in FAX.PLUS"
+        )
+    context.token_works = True
+    return f"FAX.PLUS account {who} is active ({context.settings.faxplus.api_url})"
+
+
+def _digits(number: str) -> str:
+    return re.sub(r"\D", "", number)
+
+
+async def _check_from_number(context: Context) -> str:
+    api = _needs_token(context)
+    try:
+        numbers = await api.list_numbers()
+    except ApiError as exc:
+        raise _api_failure(context, exc) from exc
+    active = [
+        str(n.get("number"))
+        for n in numbers
+        if n.get("status") == "active" and not n.get("is_canceled")
+    ]
+    configured = context.settings.faxplus.from_number
+    if not configured:
+        if not active:
+            raise CheckFailed(
+                "the account has no active fax number", "buy or renew a number in FAX.PLUS"
+            )
+        return f"{active[0]} (the account's first active number; [faxplus] from_number is empty)"
+    match = next((n for n in numbers if _digits(str(n.get("number"))) == _digits(configured)), None)
+    others = ", ".join(active) or "none"
+    if match is None:
+        raise CheckFailed(
+            f"{configured} is not a number of this account (active: {others})",
+            'set [faxplus] from_number to an active number, or "" for the first one',
+        )
+    if str(match.get("number")) not in active:
+        raise CheckFailed(
+            f"{configured} is {match.get('status') or 'not active'}"
+            f"{' (cancelled)' if match.get('is_canceled') else ''}",
+            f"renew it in FAX.PLUS, or set [faxplus] from_number to another (active: {others})",
+        )
+    return f"{configured} is active on the account"
+
+
+async def _check_webhook(context: Context) -> str:
+    api = _needs_token(context)
+    settings = context.settings
+    base = settings.http.public_url or f"http://{settings.http.listen}"
+    shown = webhook_target(base, "<secret>")
+    secret = webhook_secret(settings, create=False)
+    if not secret:
+        raise CheckFailed(
+            f"no webhook secret yet in {settings.state_path / 'webhook-secret'}",
+            "run `mailfax webhooks register` (it creates the secret and registers the webhook)",
+        )
+    try:
+        hooks = await api.list_hooks("fax_sent")
+    except ApiError as exc:
+        raise _api_failure(context, exc) from exc
+    expected = webhook_target(base, secret)
+    for hook in hooks:
+        if hook.get("target") == expected:
+            return f"fax_sent webhook {hook.get('id')} targets {shown}"
+    stale = [h for h in hooks if str(h.get("target", "")).startswith(webhook_target(base, ""))]
+    problem = (
+        f"the fax_sent webhook for {base} has another secret"
+        if stale
+        else f"no fax_sent webhook targets {shown} ({len(hooks)} other fax_sent webhooks)"
+    )
+    fix = "run `mailfax webhooks register`" + (
+        "; then delete the old one with `mailfax webhooks delete ID`" if stale else ""
+    )
+    raise CheckFailed(problem, fix)
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+async def _check_store(context: Context) -> str:
+    settings = context.settings
+    url = settings.store.url
+    if not url:
+        path = settings.state_path / "mailfax.sqlite3"
+        if not path.exists():
+            _check_writable(settings.state_path, "[state_dir]")
+            return f"no database yet: {path} is created on first start"
+        shown = str(path)
+    else:
+        shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        store = await open_store(url, settings.state_path, check_schema=False)
+    except Exception as exc:  # a bad URL or a missing driver fails here already
+        raise CheckFailed(f"cannot open {shown}: {_root_cause(exc)}", "check [store] url") from exc
+    try:
+        await store.ping()
+        version = await store.schema_version()
+        check_version(version)
+    except SchemaMismatch as exc:
+        problem, _, fix = str(exc).partition(". Fix: ")
+        raise CheckFailed(f"{shown}: {problem}", fix) from exc
+    except Exception as exc:  # how a database fails to answer varies by driver
+        raise CheckFailed(
+            f"cannot reach {shown}: {_root_cause(exc)}",
+            "check [store] url, and that the database server runs and accepts this host",
+        ) from exc
+    finally:
+        await store.close()
+    return f"{shown} answers; schema version {version} (current: {LATEST})"
+
+
+def _check_writable(directory: Path, key: str) -> None:
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckFailed(
+            f"{directory} cannot be created or written by this user",
+            f"make {existing} writable for the user mailfax runs as, or change {key}",
+        )
+
+
+async def _check_smarthost(context: Context) -> str:
+    settings = context.settings
+    if not settings.receipts.smarthost:
+        maildir = settings.state_path / "receipts"
+        _check_writable(maildir, "[state_dir]")
+        return f"receipts go to the Maildir {maildir} ([receipts] smarthost is empty)"
+    parts = urlsplit(settings.receipts.smarthost)
+    # As receipts are delivered: smtps:// speaks TLS from the first byte (port 465).
+    implicit_tls = parts.scheme == "smtps"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (465 if implicit_tls else 25)
+    client = aiosmtplib.SMTP(
+        hostname=host, port=port, timeout=SMTP_TIMEOUT, use_tls=implicit_tls, start_tls=False
+    )
+    try:
+        greeting = await client.connect()
+        await client.ehlo()
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        client.close()
+        raise CheckFailed(
+            f"{parts.scheme}://{host}:{port} did not take a connection: {exc}",
+            "check [receipts] smarthost, and that the mail server accepts SMTP from this host",
+        ) from exc
+    first_line = greeting.message.splitlines()[0] if greeting.message else ""
+    return f"{parts.scheme}://{host}:{port} answered: {greeting.code} {first_line}"
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("token", "the token works: GET /accounts/self", _check_token),
+    Check("from-number", "the sending number is active on the account", _check_from_number),
+    Check("webhook", "the fax_sent webhook is registered to <public_url>", _check_webhook),
+    Check("store", "the store answers and its schema is current", _check_store),
+    Check("smarthost", "the receipts smarthost accepts a connection", _check_smarthost),
+)

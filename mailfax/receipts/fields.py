@@ -1,0 +1,330 @@
+"""Pure: what a receipt says, as the fields its templates are given (documented in the README)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mailfax.faxplus import parse_api_time
+from mailfax.jobs import REDIAL_STATUSES, Job, JobState
+from mailfax.mail.extract import PartReport
+from mailfax.policy import format_for_humans
+from mailfax.receipts.reasons import reason_for
+from mailfax.store.base import MessageRecord
+
+KINDS = ("accepted", "delayed", "final", "group")
+# The mail's text, shown so the sender recognises the fax; longer is cut.
+MAX_COMMENT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class FaxOutcome:
+    """How a job ended, as far as the receipt is concerned."""
+
+    delivered: bool
+    status: str  # a FAX.PLUS status, or mailfax's own e.g. "rejected"
+    fax_id: str | None
+    pages_sent: int | None
+    start_time: str = ""  # FAX.PLUS's "YYYY-MM-DD HH:MM:SS" (UTC)
+    detail: str = ""  # FAX.PLUS's error text when the API refused the fax
+    duration: float | None = None  # seconds on the line
+    cost: float | None = None  # as FAX.PLUS counts it
+
+
+def outcome_of(job: Job) -> FaxOutcome:
+    """The outcome a final job recorded (the store keeps what the receipt needs)."""
+    return FaxOutcome(
+        delivered=job.state is JobState.DELIVERED,
+        status=job.fax_status or "",
+        fax_id=job.fax_id,
+        pages_sent=job.pages_sent,
+        start_time=job.fax_start_time or "",
+        detail=job.error or "",
+        duration=job.fax_duration,
+        cost=job.fax_cost,
+    )
+
+
+@dataclass(frozen=True)
+class ConfirmationReport:
+    """FAX.PLUS's confirmation report of one fax, or why it could not be had."""
+
+    fax_id: str
+    pdf: bytes | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """What the I/O layer fetched or rendered before composing: never the mail's documents."""
+
+    reports: Mapping[str, ConfirmationReport] = field(default_factory=dict)  # by fax id
+    thumbnail: bytes | None = None  # PNG of the first faxed page
+
+
+NO_ATTACHMENTS = Attachments()
+
+
+@dataclass(frozen=True)
+class FaxFields:
+    """One recipient's fax."""
+
+    job_id: str
+    number: str  # for people: +1 555-123-4567
+    number_e164: str  # +15551234567
+    # queued | waiting to dial again | sending | delivered | partly delivered | failed | cancelled
+    state: str
+    final: bool
+    delivered: bool
+    headline: str  # the result in one sentence
+    status: str  # FAX.PLUS status, or mailfax's own (rejected, expired, ...); "" for none yet
+    status_code: str  # RFC 3463, as in the delivery-status part
+    what_happened: str
+    retried: str  # whether mailfax tried again
+    what_to_do: str
+    detail: str  # FAX.PLUS's (or mailfax's) own words, when there are some
+    pages_sent: int | None
+    pages_submitted: int
+    fax_id: str
+    started: str  # "2026-11-26 10:00:00 UTC", or ""
+    duration: str  # "1 min 30 s", or ""
+    cost: str  # "2 FAX.PLUS credits", or "" when not known
+    attempts: int
+    report_attached: bool
+    report_problem: str  # why a wanted confirmation report is not attached, else ""
+
+
+@dataclass(frozen=True)
+class MailFields:
+    """The sender's mail."""
+
+    queue_id: str
+    sender: str
+    subject: str
+    received: str
+    comment: str  # the mail's text (the fax comment), cut to MAX_COMMENT_CHARS
+    parts: tuple[PartReport, ...]  # every part: name, content_type, size, pages, action, reason
+    faxed_parts: tuple[PartReport, ...]
+    ignored_parts: tuple[PartReport, ...]
+    pages_submitted: int
+
+
+@dataclass(frozen=True)
+class ReceiptFields:
+    """Everything one receipt says; its templates get each field as a variable."""
+
+    kind: str  # accepted | delayed | final | group
+    tone: str  # good | bad | waiting (the HTML's colour)
+    title: str  # the receipt's Subject
+    headline: str  # the receipt's news in one sentence
+    mail: MailFields
+    faxes: tuple[FaxFields, ...]  # every recipient this receipt is about
+    fax: FaxFields | None  # the one fax of a delayed or final receipt
+    thumbnail_attached: bool
+    delay: str  # how long a delayed fax has waited, e.g. "4 hours"
+    gives_up: str  # when mailfax stops trying (accepted, delayed)
+    gateway: str  # the reporting host
+
+    def variables(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def pages_submitted(message: MessageRecord) -> int:
+    return sum(part.pages or 0 for part in message.report if part.is_faxed)
+
+
+def plural(count: int | None, noun: str) -> str:
+    """3 pages, 1 page, ? pages."""
+    return f"{'?' if count is None else count} {noun}{'' if count == 1 else 's'}"
+
+
+def when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def span(seconds: float) -> str:
+    """4 hours, 1 hour 30 minutes, 45 seconds: the two largest units."""
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    left = round(seconds)
+    words = []
+    for name, size in units:
+        count, left = divmod(left, size)
+        if count:
+            words.append(plural(count, name))
+    return " ".join(words[:2]) or "0 seconds"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _cost(cost: float | None) -> str:
+    return "" if cost is None else f"{cost:g} FAX.PLUS credit{'' if cost == 1 else 's'}"
+
+
+def _started(start_time: str) -> str:
+    moment = parse_api_time(start_time) if start_time else None
+    return when(moment) if moment is not None else start_time
+
+
+def _headline(number: str, state: str, pages: str) -> str:
+    sentences = {
+        "delivered": f"Your fax to {number} was delivered: {pages} sent.",
+        "partly delivered": f"Your fax to {number} was only partly delivered: {pages} sent.",
+        "failed": f"Your fax to {number} was not delivered.",
+        "cancelled": f"Your fax to {number} was cancelled before it was sent.",
+        "queued": f"Your fax to {number} is queued and will be sent shortly.",
+        "waiting to dial again": f"Your fax to {number} is waiting to be dialled again.",
+        "sending": f"Your fax to {number} is being sent; mailfax is waiting for the result.",
+    }
+    return sentences[state]
+
+
+def _state(job: Job, outcome: FaxOutcome | None) -> str:
+    if outcome is None:
+        if job.state is not JobState.QUEUED:
+            return "sending"
+        # A queued job with a fax status was busy or unanswered: it waits for its redial.
+        return "waiting to dial again" if job.fax_status else "queued"
+    if outcome.delivered:
+        return "delivered"
+    if outcome.status == "cancelled" or job.state is JobState.CANCELLED:
+        return "cancelled"
+    return "partly delivered" if outcome.pages_sent else "failed"
+
+
+def fax_fields(
+    job: Job,
+    message: MessageRecord,
+    outcome: FaxOutcome | None,
+    attachments: Attachments = NO_ATTACHMENTS,
+) -> FaxFields:
+    """One recipient's fax: final when `outcome` is given, else as it stands."""
+    number = format_for_humans(job.number)
+    submitted = pages_submitted(message)
+    state = _state(job, outcome)
+    status = outcome.status if outcome else (job.fax_status or "")
+    reason = reason_for(status)
+    retried = reason.retried
+    if status in REDIAL_STATUSES and outcome is not None:
+        retried = f"mailfax dialled {plural(job.redials + 1, 'time')} in all before giving up."
+    pages_sent = outcome.pages_sent if outcome else None
+    pages = f"{'?' if pages_sent is None else pages_sent} of {plural(submitted, 'page')}"
+    detail = outcome.detail if outcome else (job.error or "")
+    fax_id = (outcome.fax_id if outcome else job.fax_id) or ""
+    report = attachments.reports.get(fax_id)
+    # Only a report the I/O layer tried to fetch is mentioned: attached, or why not.
+    report_attached = report is not None and report.pdf is not None
+    report_problem = report.problem if report is not None and report.pdf is None else ""
+    return FaxFields(
+        job_id=job.id,
+        number=number,
+        number_e164=job.number,
+        state=state,
+        final=outcome is not None,
+        delivered=state == "delivered",
+        headline=_headline(number, state, pages),
+        status=status,
+        status_code=reason.status_code if outcome else "",
+        what_happened=reason.what_happened if outcome else "",
+        retried=retried if outcome else "",
+        what_to_do=reason.what_to_do if outcome else "",
+        detail=detail,
+        pages_sent=pages_sent,
+        pages_submitted=submitted,
+        fax_id=fax_id,
+        started=_started(outcome.start_time) if outcome else "",
+        duration=_duration(outcome.duration) if outcome else "",
+        cost=_cost(outcome.cost) if outcome else "",
+        attempts=job.attempts,
+        report_attached=report_attached,
+        report_problem=report_problem,
+    )
+
+
+def mail_fields(message: MessageRecord) -> MailFields:
+    comment = " ".join(message.comment.split())
+    if len(comment) > MAX_COMMENT_CHARS:
+        comment = comment[: MAX_COMMENT_CHARS - 3] + "..."
+    return MailFields(
+        queue_id=message.id,
+        sender=message.mail_from,
+        subject=message.subject,
+        received=when(message.received_at),
+        comment=comment,
+        parts=message.report,
+        faxed_parts=tuple(part for part in message.report if part.is_faxed),
+        ignored_parts=tuple(part for part in message.report if not part.is_faxed),
+        pages_submitted=pages_submitted(message),
+    )
+
+
+def _tone(faxes: Sequence[FaxFields]) -> str:
+    if not all(fax.final for fax in faxes):
+        return "waiting"
+    return "good" if all(fax.delivered for fax in faxes) else "bad"
+
+
+def _recipients(faxes: Sequence[FaxFields]) -> str:
+    return faxes[0].number if len(faxes) == 1 else plural(len(faxes), "number")
+
+
+def _title(kind: str, faxes: Sequence[FaxFields], pages: int) -> str:
+    to = _recipients(faxes)
+    counted = plural(pages, "page")
+    if kind == "accepted":
+        return f"Fax to {to} accepted ({counted})"
+    if kind == "delayed":
+        return f"Fax to {to} delayed: not sent yet ({counted})"
+    if all(fax.delivered for fax in faxes):
+        return f"Fax delivered to {to} ({counted})"
+    if kind == "group":
+        delivered = sum(fax.delivered for fax in faxes)
+        return f"Fax to {to}: {delivered} delivered, {len(faxes) - delivered} not ({counted})"
+    if faxes[0].state == "cancelled":
+        return f"Fax to {to} cancelled ({counted})"
+    return f"Fax to {to} failed ({counted})"
+
+
+def _mail_headline(kind: str, faxes: Sequence[FaxFields], delay: str) -> str:
+    to = _recipients(faxes)
+    if kind == "accepted":
+        return f"mailfax has accepted your fax to {to} and queued it for sending."
+    if kind == "delayed":
+        return f"Your fax to {to} has not been sent after {delay}; mailfax is still trying."
+    if kind == "group":
+        delivered = sum(fax.delivered for fax in faxes)
+        if delivered == len(faxes):
+            return f"Your fax was delivered to all {to}."
+        return f"Your fax was delivered to {delivered} of {to}."
+    return faxes[0].headline
+
+
+def receipt_fields(
+    kind: str,
+    message: MessageRecord,
+    faxes: Sequence[FaxFields],
+    gateway: str,
+    thumbnail_attached: bool = False,
+    waited: float = 0.0,
+    gives_up: float | None = None,
+) -> ReceiptFields:
+    mail = mail_fields(message)
+    delay = span(waited) if kind == "delayed" else ""
+    return ReceiptFields(
+        kind=kind,
+        tone=_tone(faxes),
+        title=_title(kind, faxes, mail.pages_submitted),
+        headline=_mail_headline(kind, faxes, delay),
+        mail=mail,
+        faxes=tuple(faxes),
+        fax=faxes[0] if kind in ("delayed", "final") else None,
+        thumbnail_attached=thumbnail_attached,
+        delay=delay,
+        gives_up=when(gives_up) if gives_up is not None else "",
+        gateway=gateway,
+    )

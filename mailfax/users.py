@@ -38,6 +38,8 @@ class User:
     password_hash: str = field(repr=False)
     policy: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     limits: Mapping[str, int] = field(default_factory=dict)
+    # False: this user hears only of failures (no "delivered" or "accepted" receipts).
+    success_receipts: bool = True
 
     @property
     def senders(self) -> SenderPatterns:
@@ -87,7 +89,7 @@ def _user(path: Path, name: str, entry: Any) -> User:
     where = f"users file {path}, [users.{name}]"
     if not isinstance(entry, dict):
         raise UsersFileError(f"{where} must be a table")
-    known = {"addresses", "password", *POLICY_OVERRIDES, *LIMIT_OVERRIDES}
+    known = {"addresses", "password", "success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES}
     for key in entry:
         if key not in known:
             raise UsersFileError(f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
@@ -99,6 +101,8 @@ def _user(path: Path, name: str, entry: Any) -> User:
     for key in LIMIT_OVERRIDES:
         if key in entry and (not isinstance(entry[key], int) or entry[key] < 0):
             raise UsersFileError(f"{where}: {key} must be a whole number >= 0")
+    if not isinstance(entry.get("success_receipts", True), bool):
+        raise UsersFileError(f"{where}: success_receipts must be true or false")
     try:
         SenderPatterns.parse(addresses)
     except ValueError as exc:
@@ -109,6 +113,7 @@ def _user(path: Path, name: str, entry: Any) -> User:
         password_hash=str(entry.get("password", "")),
         policy={key: tuple(entry[key]) for key in POLICY_OVERRIDES if key in entry},
         limits={key: int(entry[key]) for key in LIMIT_OVERRIDES if key in entry},
+        success_receipts=entry.get("success_receipts", True),
     )
 
 
@@ -119,8 +124,10 @@ def save_users(path: Path, users: Mapping[str, User]) -> None:
         entry: dict[str, Any] = {"addresses": list(user.addresses), "password": user.password_hash}
         entry.update({key: list(value) for key, value in user.policy.items()})
         entry.update(user.limits)
+        if not user.success_receipts:
+            entry["success_receipts"] = False
         document["users"][name] = entry
-    header = "# mailfax users: `mailfax users add|remove|list|passwd` edit this file.\n"
+    header = "# mailfax users: `mailfax users add|remove|list|passwd|set` edit this file.\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -152,6 +159,15 @@ class UserDirectory:
                 self._users = load_users(self._path)
                 self._stamp = stamp
             return self._users
+
+    def without_success_receipts(self) -> frozenset[str]:
+        """Names of the users who opted out of success receipts (none while the file is broken:
+        an unwanted success receipt is better than a lost decision)."""
+        try:
+            users = self._current()
+        except UsersFileError:
+            return frozenset()
+        return frozenset(user.name for user in users.values() if not user.success_receipts)
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the password is theirs. Blocking (argon2): call in a thread."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 from mailfax.config import load_settings
 from mailfax.sender_policy import SenderPatterns
 from mailfax.users import (
+    LIMIT_OVERRIDES,
+    POLICY_OVERRIDES,
     User,
     UsersFileError,
     check_user_name,
@@ -42,7 +46,18 @@ def add_users_commands(
     remove.add_argument("name")
     remove.set_defaults(func=_remove)
     listing = actions.add_parser("list", help="list users, their addresses and overrides")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
     listing.set_defaults(func=_list)
+    settable = ", ".join(("success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES))
+    setting = actions.add_parser(
+        "set",
+        help="change a user's settings",
+        description=f"Set KEY=VALUE for a user; keys: {settable}. "
+        "Lists are comma-separated; an empty value removes the override.",
+    )
+    setting.add_argument("name")
+    setting.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    setting.set_defaults(func=_set)
     passwd = actions.add_parser("passwd", help="set a user's password")
     passwd.add_argument("name")
     passwd.set_defaults(func=_passwd)
@@ -50,7 +65,7 @@ def add_users_commands(
         sub.add_argument(
             "--password-stdin", action="store_true", help="read the password from standard input"
         )
-    for sub in (add, remove, listing, passwd):
+    for sub in (add, remove, listing, passwd, setting):
         config_option(sub)
 
 
@@ -118,11 +133,15 @@ def _list(args: argparse.Namespace) -> int:
         users = load_users(path)
     except UsersFileError as exc:
         return _fail(str(exc))
+    if args.json:
+        print(json.dumps([_user_json(user) for user in users.values()], indent=2))
+        return 0
     if not users:
         print(f"no users in {path}")
     for user in users.values():
         overrides = [f"{k}={','.join(v)}" for k, v in user.policy.items()]
         overrides += [f"{k}={v}" for k, v in user.limits.items()]
+        overrides += [] if user.success_receipts else ["success_receipts=no"]
         extra = f"  ({'; '.join(overrides)})" if overrides else ""
         print(f"{user.name}  {', '.join(user.addresses)}{extra}")
     return 0
@@ -145,4 +164,68 @@ def _passwd(args: argparse.Namespace) -> int:
     )
     save_users(path, users)
     print(f"password of {args.name} changed")
+    return 0
+
+
+def _user_json(user: User) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "addresses": list(user.addresses),
+        "policy": {key: list(value) for key, value in user.policy.items()},
+        "limits": dict(user.limits),
+        "success_receipts": user.success_receipts,
+    }
+
+
+_YES, _NO = ("yes", "true", "on", "1"), ("no", "false", "off", "0")
+
+
+def _apply_setting(user: User, assignment: str) -> User:
+    """`user` with one KEY=VALUE applied; ValueError names what is wrong and how to write it."""
+    key, equals, value = assignment.partition("=")
+    key, value = key.strip(), value.strip()
+    if not equals:
+        raise ValueError(f"{assignment!r} is not KEY=VALUE")
+    if key == "success_receipts":
+        if value.lower() not in (*_YES, *_NO):
+            raise ValueError("success_receipts takes yes or no")
+        return dataclasses.replace(user, success_receipts=value.lower() in _YES)
+    if key in POLICY_OVERRIDES:
+        policy = dict(user.policy)
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        if items:
+            policy[key] = items
+        else:
+            policy.pop(key, None)
+        return dataclasses.replace(user, policy=policy)
+    if key in LIMIT_OVERRIDES:
+        limits = dict(user.limits)
+        if not value:
+            limits.pop(key, None)
+        elif value.isdigit():
+            limits[key] = int(value)
+        else:
+            raise ValueError(f"{key} takes a whole number >= 0 (or nothing to remove it)")
+        return dataclasses.replace(user, limits=limits)
+    known = ", ".join(("success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES))
+    raise ValueError(f"unknown setting {key!r}; known: {known}")
+
+
+def _set(args: argparse.Namespace) -> int:
+    path = _users_path(args)
+    try:
+        users = load_users(path)
+    except UsersFileError as exc:
+        return _fail(str(exc))
+    user = users.get(args.name)
+    if user is None:
+        return _fail(f"no user {args.name} in {path}")
+    try:
+        for assignment in args.settings:
+            user = _apply_setting(user, assignment)
+    except ValueError as exc:
+        return _fail(str(exc))
+    users[args.name] = user
+    save_users(path, users)
+    print(f"updated {args.name} in {path}")
     return 0

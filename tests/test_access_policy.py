@@ -4,6 +4,7 @@ and `mailfax users`, secrets in the configuration, and quota counters in both st
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -226,6 +227,36 @@ async def test_users_commands(tmp_path: Path) -> None:
     assert load_users(path)["alice"].limits == {"faxes_per_hour": 3}
     code, out, _ = await run_users(tmp_path, "list")
     assert out.strip() == "alice  alice@example.com, @office.example  (faxes_per_hour=3)"
+
+    code, out, _ = await run_users(tmp_path, "set", "alice", "success_receipts=no",
+                                   "allowed_countries=US, CA", "faxes_per_hour=")  # fmt: skip
+    assert code == 0 and "updated alice" in out
+    alice = load_users(path)["alice"]
+    assert not alice.success_receipts and alice.limits == {}
+    assert alice.policy == {"allowed_countries": ("US", "CA")}
+    assert directory.without_success_receipts() == {"alice"}
+    assert directory.authenticate("alice", "new-password") is not None  # password kept
+    code, out, _ = await run_users(tmp_path, "list", "--json")
+    assert json.loads(out) == [
+        {
+            "name": "alice",
+            "addresses": ["alice@example.com", "@office.example"],
+            "policy": {"allowed_countries": ["US", "CA"]},
+            "limits": {},
+            "success_receipts": False,
+        }
+    ]
+    for bad, complaint in [
+        ("success_receipts=maybe", "takes yes or no"),
+        ("pages_per_day=-1", "whole number"),
+        ("colour=blue", "unknown setting 'colour'"),
+        ("faxes_per_hour", "is not KEY=VALUE"),
+    ]:
+        code, _, err = await run_users(tmp_path, "set", "alice", bad)
+        assert code == 1 and complaint in err, err
+    code, _, err = await run_users(tmp_path, "set", "nobody", "success_receipts=no")
+    assert code == 1 and "no user nobody" in err
+
     code, out, _ = await run_users(tmp_path, "remove", "alice")
     assert code == 0 and load_users(path) == {}
 

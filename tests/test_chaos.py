@@ -8,6 +8,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from mailfax._http import HttpServer
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 from mailfax.store import open_store
@@ -17,6 +19,9 @@ from tests.gateway import gateway_env, smtp_transaction, start_gateway
 from tests.pdfs import fax_mail
 
 SCALE = float(os.environ.get("MAILFAX_CHAOS_SCALE", "1"))
+
+# These runs are long by design (two minutes at scale 1 on two cores); bounded all the same.
+pytestmark = pytest.mark.timeout(600 * max(SCALE, 1.0))
 
 ALL_FAULTS = {
     "error_rate": 0.05,

@@ -382,6 +382,16 @@ def test_success_receipts_can_be_opted_out_of() -> None:
     assert not ReceiptPolicy().wants_accepted(other)  # notify = "final"
 
 
+def test_users_can_opt_out_of_success_receipts() -> None:
+    policy = ReceiptPolicy(notify="all", quiet_users=lambda: frozenset({"carol"}))
+    carol = message("carol@example.com", admitted_by="user:carol")
+    relayed = message("carol@example.com", admitted_by="relay:127.0.0.1")
+    assert not policy.wants_final(carol, delivered=True) and not policy.wants_accepted(carol)
+    assert policy.wants_final(carol, delivered=False)
+    # The setting is the user's: the same address relayed by a trusted MTA is not opted out.
+    assert policy.wants_final(relayed, delivered=True)
+
+
 def test_every_faxplus_status_has_a_reason() -> None:
     sdk = {re.sub(r"[(),\s\"]", "", str(s.value)) for s in FaxStatus}
     assert sdk == set(REFERENCE_STATUSES), "the SDK and the reference list the same statuses"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailfax.config import ReceiptsSettings
@@ -48,9 +48,14 @@ class ReceiptPolicy:
     no_success_receipts: SenderPatterns = field(
         default_factory=lambda: SenderPatterns(frozenset(), frozenset())
     )
+    # The users who set success_receipts = false (`mailfax users set`); asked at each decision,
+    # so a change to the users file applies without a restart.
+    quiet_users: Callable[[], frozenset[str]] = frozenset
 
     @classmethod
-    def from_settings(cls, settings: ReceiptsSettings) -> ReceiptPolicy:
+    def from_settings(
+        cls, settings: ReceiptsSettings, quiet_users: Callable[[], frozenset[str]] = frozenset
+    ) -> ReceiptPolicy:
         return cls(
             notify=settings.notify,
             group=settings.group,
@@ -58,14 +63,16 @@ class ReceiptPolicy:
             attach_thumbnail=settings.attach_thumbnail,
             delay_warning=settings.delay_warning,
             no_success_receipts=SenderPatterns.parse(settings.no_success_receipts),
+            quiet_users=quiet_users,
         )
 
     def wants_success_receipts(self, message: MessageRecord) -> bool:
-        """The per-sender opt-out: False for senders who only want to hear about failures.
-
-        The one place to look it up: a per-user setting of `mailfax users` belongs here too
-        (by `message.admitted_by`, "user:<name>")."""
-        return not self.no_success_receipts.allows(message.mail_from)
+        """The per-sender opt-out: False for senders who only want to hear about failures,
+        by [receipts] no_success_receipts (any sender) or the users file (who authenticated)."""
+        if self.no_success_receipts.allows(message.mail_from):
+            return False
+        kind, _, user = message.admitted_by.partition(":")
+        return not (kind == "user" and user in self.quiet_users())
 
     def wants_final(self, message: MessageRecord, delivered: bool) -> bool:
         return wants_receipt(message) and (not delivered or self.wants_success_receipts(message))

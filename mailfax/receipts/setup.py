@@ -12,6 +12,7 @@ from mailfax.logs import log_event
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.receipts.policy import ReceiptPolicy
 from mailfax.receipts.templates import ReceiptTemplates, load_templates
+from mailfax.users import UserDirectory
 
 log = logging.getLogger("mailfax.receipts")
 
@@ -42,6 +43,8 @@ def receipt_composer(settings: Settings) -> ReceiptComposer:
         host,
         settings.smtp.domain,
         receipt_templates(settings.receipts.templates_dir),
-        ReceiptPolicy.from_settings(settings.receipts),
+        ReceiptPolicy.from_settings(
+            settings.receipts, UserDirectory(settings.users_path).without_success_receipts
+        ),
         settings.queue.max_lifetime,
     )

@@ -219,7 +219,8 @@ class Gateway:
             self._spawn("dispatch", self.dispatcher.step, jobs_wakeup)
             self._spawn("webhooks", confirmer.step, webhook_wakeup)
             self._spawn("reconcile", reconciler.step, Wakeup())
-            self._spawn("receipts", ReceiptWorker(store, sender, clock).step, receipts_wakeup)
+            receipt_worker = ReceiptWorker(store, sender, clock, s.queue.lease)
+            self._spawn("receipts", receipt_worker.step, receipts_wakeup)
 
         smtp = smtp_tls = None
         if "smtp" in self.roles:

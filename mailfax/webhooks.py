@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,6 +35,8 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 # after a day it is taken as forged or foreign and dropped.
 PARK_LIMIT = 24 * 3600.0
 MAX_EVENT_BACKOFF = 600.0
+# Webhook confirmations in flight at once (each a GET /faxes/{id}, then the receipt).
+CONCURRENT_CONFIRMATIONS = 16
 
 
 def fax_ids_of(payload: Any) -> tuple[list[str], str]:
@@ -135,8 +138,22 @@ class FaxStatusConfirmer:
         self._rng = random.Random()
 
     async def step(self) -> float | None:
+        # Each confirmation waits on FAX.PLUS (the fax, then its report for the receipt): one
+        # at a time, a burst of results would queue for seconds. Events of one fax stay in
+        # order, so a duplicate sees the job its first copy finished.
+        by_fax: dict[str, list[FaxEvent]] = {}
         for event in await self._store.due_fax_events(self._clock(), limit=50):
-            await self._handle(event)
+            by_fax.setdefault(event.fax_id, []).append(event)
+        slots = asyncio.Semaphore(CONCURRENT_CONFIRMATIONS)
+
+        async def confirm(events: list[FaxEvent]) -> None:
+            async with slots:
+                for event in events:
+                    await self._handle(event)
+
+        async with asyncio.TaskGroup() as group:
+            for events in by_fax.values():
+                group.create_task(confirm(events))
         due = await self._store.next_fax_event()
         return None if due is None else max(0.0, due - self._clock())
 

@@ -17,7 +17,9 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
+from mailfax.jobs import Job
 from mailfax.store import SqlStore, open_store
+from mailfax.store.base import Store
 
 T = TypeVar("T")
 
@@ -75,3 +77,9 @@ def _dump_tasks(signum: int, frame: object) -> None:
 
 
 signal.signal(signal.SIGUSR1, _dump_tasks)
+
+
+async def claim_one(store: Store, owner: str, now: float, lease_until: float) -> Job | None:
+    """One claim, as a dispatcher with one free slot makes it."""
+    claimed = await store.claim_jobs([owner], now, lease_until)
+    return claimed[0] if claimed else None

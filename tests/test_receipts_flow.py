@@ -20,6 +20,7 @@ from mailfax.receipts.policy import ReceiptPolicy
 from mailfax.sender_policy import SenderPatterns
 from mailfax.store import NewReceipt, PendingReceipt, SqlStore
 from mailfax.worker import Wakeup
+from tests.conftest import claim_one
 from tests.fakes import FakeFaxApi
 from tests.gateway import text_part
 from tests.pdfs import pdf_with_pages
@@ -55,7 +56,7 @@ async def accept(store: SqlStore, receipts: ReceiptComposer, numbers: tuple[str,
 
 
 async def submit(store: SqlStore, job_id: str, fax_id: str) -> None:
-    assert await store.claim_job("w", NOW, NOW + 60) is not None
+    assert await claim_one(store, "w", NOW, NOW + 60) is not None
     assert await store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW)
     assert await store.transition(job_id, S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": fax_id})
 

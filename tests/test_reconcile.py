@@ -20,6 +20,7 @@ from mailfax.receipts.compose import ReceiptComposer
 from mailfax.reconcile import Reconciler
 from mailfax.store import SqlStore, open_store
 from mailfax.worker import Wakeup
+from tests.conftest import claim_one
 from tests.fakes import FakeFaxApi, fax_record
 from tests.gateway import text_part
 from tests.test_store import accepted
@@ -64,7 +65,7 @@ async def accept(store: SqlStore, job_id: str = "j1", number: str = "+1555123456
 async def make_unknown(world: World, job_id: str = "j1", number: str = "+15551234567") -> None:
     """A job whose send was attempted at NOW and whose answer was lost."""
     await accept(world.store, job_id, number)
-    claimed = await world.store.claim_job("w", NOW, NOW + 10)
+    claimed = await claim_one(world.store, "w", NOW, NOW + 10)
     assert claimed is not None
     await world.store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW, {"submitted_at": NOW})
     await world.store.transition(job_id, S.SUBMITTING, S.UNKNOWN, NOW)
@@ -111,7 +112,7 @@ async def test_a_lost_send_found_among_sent_faxes_is_adopted(world: World) -> No
 
 async def test_a_fax_owned_by_another_job_is_not_adopted(world: World) -> None:
     await accept(world.store, "j0")
-    await world.store.claim_job("w", NOW, NOW + 10)
+    await claim_one(world.store, "w", NOW, NOW + 10)
     await world.store.transition("j0", S.UPLOADING, S.SUBMITTING, NOW)
     await world.store.transition("j0", S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": "f9"})
     await make_unknown(world)
@@ -137,7 +138,7 @@ async def test_not_reconciled_before_reconcile_after(world: World) -> None:
 async def test_three_crashes_quarantine_the_job_and_tell_the_sender(world: World) -> None:
     await accept(world.store)
     for crash in range(3):
-        claimed = await world.store.claim_job("w", world.clock.now, world.clock.now + 10)
+        claimed = await claim_one(world.store, "w", world.clock.now, world.clock.now + 10)
         assert claimed is not None, crash
         world.clock.now += 11  # the worker died; its lease runs out
         await world.reconciler.step()
@@ -157,7 +158,7 @@ async def test_jobs_expire_after_max_lifetime(world: World) -> None:
 
 async def test_silent_faxes_are_polled_after_webhook_grace(world: World) -> None:
     await accept(world.store)
-    await world.store.claim_job("w", NOW, NOW + 10)
+    await claim_one(world.store, "w", NOW, NOW + 10)
     await world.store.transition("j1", S.UPLOADING, S.SUBMITTING, NOW)
     await world.store.transition("j1", S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": "f1"})
     world.clock.now = NOW + 599

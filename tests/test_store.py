@@ -16,7 +16,7 @@ from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailabl
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch
 from mailfax.worker import Wakeup
-from tests.conftest import fresh_pg_database
+from tests.conftest import claim_one, fresh_pg_database
 
 S = JobState
 
@@ -73,23 +73,31 @@ async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> 
 
 async def test_claim_takes_due_jobs_once(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
-    first = await store.claim_job("w1", 1000.0, 1100.0)
-    second = await store.claim_job("w2", 1000.0, 1100.0)
+    first = await claim_one(store, "w1", 1000.0, 1100.0)
+    second = await claim_one(store, "w2", 1000.0, 1100.0)
     assert first is not None and second is not None
     assert {first.id, second.id} == {"j1", "j2"}
     assert first.state is S.UPLOADING and first.attempts == 1
-    assert await store.claim_job("w3", 1000.0, 1100.0) is None
+    assert await claim_one(store, "w3", 1000.0, 1100.0) is None
+
+
+async def test_one_claim_fills_several_slots_oldest_first(store: SqlStore) -> None:
+    await store.accept(accepted("m1", now=990.0), [("j1", "+15551234567")])
+    await store.accept(accepted("m2", now=995.0), [("j2", "+15557654321")])
+    claimed = await store.claim_jobs(["a", "b", "c"], 1000.0, 1100.0)
+    assert [(job.id, job.lease_owner) for job in claimed] == [("j1", "a"), ("j2", "b")]
+    assert await store.claim_jobs(["d"], 1000.0, 1100.0) == []
 
 
 async def test_claim_respects_run_at(store: SqlStore) -> None:
     await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
-    assert await store.claim_job("w", 999.0, 1100.0) is None
+    assert await claim_one(store, "w", 999.0, 1100.0) is None
     assert await store.next_due(999.0) == 1000.0
 
 
 async def test_transitions_are_conditional(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567")])
-    await store.claim_job("w", 1000.0, 1100.0)
+    await claim_one(store, "w", 1000.0, 1100.0)
     assert await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0, {"uploaded": ["/p1"]})
     # A second worker (or a duplicate) expecting the old state changes nothing.
     assert not await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1002.0)
@@ -101,7 +109,7 @@ async def test_transitions_are_conditional(store: SqlStore) -> None:
 
 async def test_final_state_and_receipt_in_one_transaction(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567")])
-    await store.claim_job("w", 1000.0, 1100.0)
+    await claim_one(store, "w", 1000.0, 1100.0)
     await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0)
     await store.transition("j1", S.SUBMITTING, S.SUBMITTED, 1002.0, {"fax_id": "f1"})
     receipt = NewReceipt("r1", "alice@example.com", b"receipt")
@@ -118,7 +126,7 @@ async def test_final_state_and_receipt_in_one_transaction(store: SqlStore) -> No
 
 async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567")])
-    await store.claim_job("w", 1000.0, 1100.0)
+    await claim_one(store, "w", 1000.0, 1100.0)
     await store.transition(
         "j1", S.UPLOADING, S.FAILED, 1001.0, receipt=NewReceipt("r1", "a@b.c", b"x")
     )
@@ -133,8 +141,8 @@ async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
 
 async def test_expired_leases_are_recovered(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
-    a = await store.claim_job("w", 1000.0, 1100.0)
-    b = await store.claim_job("w", 1000.0, 1100.0)
+    a = await claim_one(store, "w", 1000.0, 1100.0)
+    b = await claim_one(store, "w", 1000.0, 1100.0)
     assert a and b
     await store.transition(b.id, S.UPLOADING, S.SUBMITTING, 1001.0)
     assert await store.recover_expired(1050.0) == []
@@ -146,11 +154,11 @@ async def test_expired_leases_are_recovered(store: SqlStore) -> None:
 
 async def test_a_claim_that_lost_its_lease_cannot_act(store: SqlStore) -> None:
     await store.accept(accepted(), [("j1", "+15551234567")])
-    first = await store.claim_job("claim-1", 1000.0, 1100.0)
+    first = await claim_one(store, "claim-1", 1000.0, 1100.0)
     assert first is not None
     assert await store.renew_lease("j1", "claim-1", 1150.0)
     await store.recover_expired(1151.0)  # claim-1's worker is presumed dead
-    second = await store.claim_job("claim-2", 1152.0, 1300.0)
+    second = await claim_one(store, "claim-2", 1152.0, 1300.0)
     assert second is not None and second.attempts == 2
     # The first worker wakes up: its lease is gone, so it can neither renew nor move the job.
     assert not await store.renew_lease("j1", "claim-1", 1400.0)
@@ -210,7 +218,7 @@ async def test_database_clock(store: SqlStore) -> None:
 async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
     source = await open_store("", tmp_path)
     await source.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
-    await source.claim_job("w", 1000.0, 1100.0)
+    await claim_one(source, "w", 1000.0, 1100.0)
     async with fresh_pg_database() as url:
         target = await open_store(url, tmp_path, check_schema=False)
         await target.upgrade()
@@ -221,7 +229,7 @@ async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
             assert job is not None and job.number == "+15557654321"
             assert [d.data for d in await target.documents("m1")] == [b"%PDF-a", b"%PDF-b"]
             # Sequences moved past the copied ids: new history rows still insert.
-            claimed = await target.claim_job("w2", 1000.0, 1100.0)
+            claimed = await claim_one(target, "w2", 1000.0, 1100.0)
             assert claimed is not None
             with pytest.raises(StoreNotEmpty):
                 await copy_store(source, target)

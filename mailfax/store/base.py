@@ -154,8 +154,9 @@ class Store(Protocol):
     async def accept(self, message: AcceptedMessage, jobs: Sequence[tuple[str, str]]) -> None:
         """Store the message, its documents and one queued job per (job id, number)."""
 
-    async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
-        """Move the oldest due queued job to UPLOADING under a lease, or return None."""
+    async def claim_jobs(self, owners: Sequence[str], now: float, lease_until: float) -> list[Job]:
+        """Move up to one due queued job per owner token, oldest first, to UPLOADING under a
+        lease held by that token, in one transaction; fewer (or none) when fewer are due."""
 
     async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
         """Take back jobs whose worker's lease ran out; returns (job as now, old state)."""

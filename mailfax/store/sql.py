@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -219,6 +220,10 @@ class SqlStore:
             tuple[AcceptedMessage, Sequence[tuple[str, str]], asyncio.Future[None]]
         ] = []
         self._accept_writer: asyncio.Task[None] | None = None
+        # SQLite has one writer. Writers of this process queue here, in order, instead of in
+        # SQLite's busy handler, which sleeps up to 100 ms between tries and lets a burst of
+        # dispatcher tasks starve each other. (Other processes still meet the busy handler.)
+        self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One transaction on this store's database (for whole-store tools such as db copy)."""
@@ -226,11 +231,12 @@ class SqlStore:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+        async with self._sqlite_writer or contextlib.nullcontext():
+            try:
+                async with self._engine.begin() as conn:
+                    yield conn
+            except SQLAlchemyError as exc:
+                raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -404,27 +410,30 @@ class SqlStore:
             await _insert_receipt(conn, message.id, None, message.receipt, now)
         return None
 
-    async def claim_job(self, owner: str, now: float, lease_until: float) -> Job | None:
-        due = _oldest_due(jobs, JobState.QUEUED.value, now)
+    async def claim_jobs(self, owners: Sequence[str], now: float, lease_until: float) -> list[Job]:
+        claimed: list[Job] = []
         async with self._tx() as conn:
-            row = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == due, jobs.c.state == JobState.QUEUED.value)
-                    .values(
-                        state=JobState.UPLOADING.value,
-                        lease_owner=owner,
-                        lease_until=lease_until,
-                        attempts=jobs.c.attempts + 1,
-                        updated_at=now,
+            for owner in owners:
+                due = _oldest_due(jobs, JobState.QUEUED.value, now)
+                row = (
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == due, jobs.c.state == JobState.QUEUED.value)
+                        .values(
+                            state=JobState.UPLOADING.value,
+                            lease_owner=owner,
+                            lease_until=lease_until,
+                            attempts=jobs.c.attempts + 1,
+                            updated_at=now,
+                        )
+                        .returning(*jobs.c)
                     )
-                    .returning(*jobs.c)
-                )
-            ).first()
-            if row is None:
-                return None
-            await self._event(conn, row.id, JobState.QUEUED, JobState.UPLOADING, now, owner)
-            return _job(row)
+                ).first()
+                if row is None:
+                    break
+                await self._event(conn, row.id, JobState.QUEUED, JobState.UPLOADING, now, owner)
+                claimed.append(_job(row))
+        return claimed
 
     async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
         # An upload interrupted by a crash is simply redone; an interrupted send
@@ -949,7 +958,10 @@ async def open_store(url: str, state_dir: Path, *, check_schema: bool = True) ->
     may run different versions, must already be at this version (`mailfax db upgrade`)."""
     if not url:
         state_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(engine_url(url, state_dir), pool_pre_ping=True)
+    full_url = engine_url(url, state_dir)
+    # A server connection can drop while pooled; a file cannot: pinging SQLite would only add a
+    # round trip through aiosqlite's thread to every transaction.
+    engine = create_async_engine(full_url, pool_pre_ping=not full_url.startswith("sqlite"))
     store = SqlStore(engine)
     if store.dialect == "sqlite":
         _sqlite_durability(engine)

@@ -4,4 +4,6 @@ import sys
 
 from mailfax.cli import main
 
-sys.exit(main())
+# Guarded: extraction workers (mailfax.smtp.extraction) import the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

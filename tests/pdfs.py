@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from email.message import EmailMessage
 
 import pikepdf
@@ -49,3 +50,12 @@ def fax_mail(
         maintype, subtype = mime.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return message
+
+
+def large_pdf(size: int) -> bytes:
+    """A one-page PDF of about `size` bytes (an unreferenced incompressible stream pads it)."""
+    pdf = pikepdf.open(io.BytesIO(pdf_with_pages(1)))
+    pdf.Root.Padding = pdf.make_stream(os.urandom(size))
+    out = io.BytesIO()
+    pdf.save(out, compress_streams=False)
+    return out.getvalue()

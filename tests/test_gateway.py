@@ -13,6 +13,7 @@ import pytest
 
 from mailfax.app import Gateway
 from mailfax.jobs import JobState
+from mailfax.smtp.extraction import ExtractionPool
 from tests.conftest import eventually
 from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
@@ -200,10 +201,10 @@ async def test_storage_failure_answers_451_and_keeps_nothing(
 async def test_internal_error_is_a_451_without_details(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(raw: bytes) -> Any:
+    async def explode(self: ExtractionPool, raw: bytes) -> Any:
         raise RuntimeError("db down: password=hunter2")
 
-    monkeypatch.setattr("mailfax.smtp.intake.extract_documents", explode)
+    monkeypatch.setattr(ExtractionPool, "extract", explode)
     assert gateway.endpoints is not None
     outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
     assert outcome.final == (451, "4.3.0 Temporary failure, try again later")
@@ -270,6 +271,9 @@ async def test_accepted_mail_survives_a_restart_and_is_sent_once(tmp_path: Path)
         faxplus_api_url="http://127.0.0.1:9/v3",
         faxplus_token="t",
         faxplus_from_number="+15550000001",
+        # Stopped mid-attempt, the job stays leased: a short lease lets the second life
+        # recover it within the test's patience (the default 120 s would not).
+        queue_lease="3",
     )
     first = await start_gateway(tmp_path, unreachable)
     assert first.endpoints is not None

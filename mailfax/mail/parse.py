@@ -218,12 +218,18 @@ def _transfer_encoding(part: Message) -> str:
 
 
 _BASE64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what rb"\s" matches
 
 
 def _decode_base64(data: bytes) -> Payload:
-    cleaned = re.sub(rb"\s", b"", data)
-    corrupt = bool(_BASE64_JUNK.search(cleaned))
-    cleaned = _BASE64_JUNK.sub(b"", cleaned).rstrip(b"=")
+    # bytes.translate deletes in one C pass: regular expressions took a third of the
+    # extraction of a typical fax mail (a 100 KB PDF in base64), line break by line break.
+    cleaned = data.translate(None, _WHITESPACE)
+    corrupt = bool(cleaned.translate(None, _BASE64_ALPHABET))
+    if corrupt:
+        cleaned = _BASE64_JUNK.sub(b"", cleaned)
+    cleaned = cleaned.rstrip(b"=")
     if len(cleaned) % 4 == 1:  # a lone sextet cannot encode a byte: the data was cut
         cleaned, corrupt = cleaned[:-1], True
     try:

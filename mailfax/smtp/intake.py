@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -14,13 +13,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
-from mailfax.mail.extract import Extraction, ExtractionOptions, extract_documents
+from mailfax.mail.extract import Extraction
 from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
 from mailfax.quotas import QuotaCharge, QuotaExceeded, never_fits, quota_charges
 from mailfax.receipts.notices import with_acceptance_receipt
 from mailfax.receipts.setup import receipt_composer
 from mailfax.smtp.admission import Admission, AdmissionPolicy
+from mailfax.smtp.extraction import ExtractionPool
 from mailfax.smtp.protocol import FaxEnvelope, peer_address
 from mailfax.smtp.verify import SenderVerifier, header_block
 from mailfax.store.base import AcceptedMessage, Store
@@ -44,11 +44,11 @@ class FaxIntakeHandler:
         settings: Settings,
         wakeup: Wakeup,
         clock: Clock,
-        extraction: ExtractionOptions | None = None,
+        extraction: ExtractionPool,
     ) -> None:
         self._store = store
         self._settings = settings.smtp
-        self._extraction = extraction or ExtractionOptions()
+        self._extraction = extraction
         self._wakeup = wakeup
         self._clock = clock
         self._hostname = socket.getfqdn()
@@ -119,12 +119,15 @@ class FaxIntakeHandler:
         assert isinstance(envelope, FaxEnvelope) and envelope.admission is not None
         admission = envelope.admission
         raw: bytes = envelope.original_content or b""
+        # The mail is stored with a Received header in front: a second copy. Dropping the
+        # envelope's references (aiosmtpd discards the envelope after DATA anyway) and `raw`
+        # once that copy exists keeps one copy of a 25 MB mail alive during the commit, not two.
+        envelope.content = envelope.original_content = None
         refusal = await self._check_sender_headers(session, envelope, admission, raw)
         if refusal is not None:
             log_event(log, "smtp.refused", peer=_peer(session), reply=refusal.smtp_reply)
             return refusal.smtp_reply
-        # pikepdf parsing is CPU work: keep the event loop free for other sessions.
-        extraction = await asyncio.to_thread(extract_documents, raw, self._extraction)
+        extraction = await self._extraction.extract(raw)
         if extraction.refusal is not None:
             log_event(log, "smtp.refused", peer=_peer(session), reply=extraction.refusal.smtp_reply)
             return extraction.refusal.smtp_reply
@@ -148,6 +151,7 @@ class FaxIntakeHandler:
         # Sorted, so a mail's jobs (same millisecond) list in recipient order wherever ids sort.
         jobs = list(zip(sorted(new_id(now) for _ in numbers), numbers, strict=True))
         accepted = self._accepted(message_id, now, session, envelope, extraction, raw, charges)
+        del raw
         accepted = with_acceptance_receipt(self._receipts, accepted, jobs)
         try:
             await self._store.accept(accepted, jobs)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword
 
 from mailfax.logs import log_event
 from mailfax.metrics import count_smtp_reply
@@ -79,6 +80,73 @@ def _collect_credentials(
     return AuthResult(success=False, handled=False, auth_data=auth_data)
 
 
+# RFC 5321 4.1.1.4: the mail ends with a line holding one dot.
+_DOT_LINE = b".\r\n"
+# A mail past this size takes one of the server's large-mail slots before it is read on.
+LARGE_MAIL_BYTES = 1_000_000
+
+
+async def read_data(
+    reader: asyncio.StreamReader,
+    limit: int | None,
+    large: int = 0,
+    before_large: Callable[[], Awaitable[object]] | None = None,
+) -> bytes | None:
+    """The mail after DATA's 354, up to the line "." (RFC 5321 4.5.2 dot-stuffing undone), or
+    None when it is longer than `limit` bytes as sent (then read to its end and discarded).
+    Once a mail that fits has passed `large` bytes, `before_large` is awaited before more is
+    read (the client waits on TCP meanwhile).
+
+    aiosmtpd reads DATA one line at a time; this takes whatever the stream holds at once. It
+    accepts what aiosmtpd accepts (only CRLF "." CRLF ends the mail, a bare LF is data), except
+    that it does not refuse lines longer than 1000 octets."""
+    pieces: list[bytes] = []
+    size = 0
+    too_big = False
+    # The last two bytes before the current piece; the CRLF that ended the DATA command counts,
+    # so a first line "." ends an empty mail.
+    before = b"\r\n"
+    while True:
+        try:
+            # Never reads past the dot line: what follows is the client's next command.
+            piece = await reader.readuntil(_DOT_LINE)
+        except asyncio.LimitOverrunError as exc:
+            # No dot line within the stream's (line-sized) limit: take all that cannot be
+            # part of one, however much that is.
+            piece = await reader.read(exc.consumed)
+        ended = piece.endswith(_DOT_LINE) and _preceding(before, piece, len(piece) - 3) == b"\r\n"
+        size += len(piece) - (len(_DOT_LINE) if ended else 0)
+        if limit and size > limit:
+            # Read on to the end of the mail, but keep none of it.
+            too_big = True
+            pieces.clear()
+        elif not too_big:
+            if before_large is not None and size > large:
+                await before_large()
+                before_large = None
+            pieces.append(piece)
+        if ended:
+            return None if too_big else _unstuffed(pieces)
+        before = _preceding(before, piece, len(piece))
+
+
+def _preceding(before: bytes, piece: bytes, end: int) -> bytes:
+    """The two bytes of the stream before piece[end:], `before` being the two before `piece`."""
+    return piece[end - 2 : end] if end >= 2 else (before + piece[:end])[-2:]
+
+
+def _unstuffed(pieces: list[bytes]) -> bytes:
+    """The pieces of a mail (the last ending in the dot line) joined, without the dot line and
+    with the first character of every line that starts with "." removed (as aiosmtpd does)."""
+    views = [memoryview(piece) for piece in pieces]
+    views[-1] = views[-1][: -len(_DOT_LINE)]
+    if pieces[0].startswith(b"."):
+        views[0] = views[0][1:]
+    # The join is the one copy of the mail; replace copies it again only if a line starts with
+    # a dot (base64 and quoted-printable bodies never do).
+    return b"".join(views).replace(b"\r\n.", b"\r\n")
+
+
 class FaxSMTP(SMTP):
     """aiosmtpd's SMTP with an enhanced status code on every reply a sender acts on, AUTH
     verified off the event loop, a connection gate, session and DATA deadlines that answer
@@ -90,9 +158,12 @@ class FaxSMTP(SMTP):
         *,
         gate: ConnectionGate,
         limits: SessionLimits,
+        large_mails: asyncio.Semaphore,
         authenticator: PasswordAuthenticator | None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("decode_data"):
+            raise ValueError("FaxSMTP hands the handler bytes: decode_data is not supported")
         super().__init__(
             handler,
             authenticator=_collect_credentials,
@@ -104,6 +175,7 @@ class FaxSMTP(SMTP):
         )
         self._gate = gate
         self._limits = limits
+        self._large_mails = large_mails
         self._passwords = authenticator
         self._client: str | None = None
         self._refused = False
@@ -205,24 +277,48 @@ class FaxSMTP(SMTP):
     # --- commands --------------------------------------------------------------------------
 
     async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own smtp_DATA, with the body read by read_data instead of line by line.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         # aiosmtpd's idle timer is not re-armed while the body arrives: armed with the
         # DATA deadline here, it bounds the upload.
         self._reset_timeout(self._limits.data_deadline)
-        await super().smtp_DATA(arg)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # A large mail waits for a slot once it is past LARGE_MAIL_BYTES and keeps it until it
+        # is answered: the large mails held in memory and extracted at once are bounded, and
+        # small ones, which take no slot, never queue behind them.
+        async with contextlib.AsyncExitStack() as slot:
+            content = await read_data(
+                self._reader,
+                self.data_size_limit,
+                LARGE_MAIL_BYTES,
+                lambda: slot.enter_async_context(self._large_mails),
+            )
+            status: Any = "552 Error: Too much mail data"
+            if content is not None:
+                # decode_data=False (refused in __init__): content and original_content are
+                # the bytes.
+                self.envelope.content = self.envelope.original_content = content
+                del content  # the handler may drop the envelope's references (a large mail)
+                # The body is in: committing it gets a fresh command timeout, not the rest of
+                # the DATA deadline.
+                self._reset_timeout()
+                self._in_data_handler = True
+                try:
+                    status = await self._call_handler_hook("DATA")
+                finally:
+                    self._in_data_handler = False
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # (unannotated)
+            await self.push("250 OK" if status is MISSING else status)
         if self._deadline_passed:
             self._close_with("421 4.4.2 Session time limit exceeded, closing connection")
-
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        if command != "DATA":
-            return await super()._call_handler_hook(command, *args)
-        # The body is in: committing it gets a fresh command timeout, not the rest of the
-        # DATA deadline.
-        self._reset_timeout()
-        self._in_data_handler = True
-        try:
-            return await super()._call_handler_hook(command, *args)
-        finally:
-            self._in_data_handler = False
 
     async def smtp_VRFY(self, arg: str) -> None:
         await self.push("502 5.5.1 VRFY is not supported")

@@ -12,6 +12,7 @@ from mailfax.config import Settings
 from mailfax.logs import log_event
 from mailfax.mail.extract import ExtractionOptions
 from mailfax.smtp.auth import PasswordAuthenticator
+from mailfax.smtp.extraction import ExtractionPool, extraction_workers
 from mailfax.smtp.intake import FaxIntakeHandler
 from mailfax.smtp.protocol import ConnectionGate, FaxSMTP, SessionLimits
 from mailfax.smtp.tls import TlsCertificate
@@ -23,6 +24,13 @@ log = logging.getLogger("mailfax.smtp")
 
 Clock = Callable[[], float]
 Address = tuple[str, int]
+
+
+def large_mail_slots() -> int:
+    """Large mails read and extracted at once: one fewer than the extraction workers, so that
+    small mails keep a worker while large ones arrive (at least one; at most four, as each
+    holds a few copies of a mail of up to [smtp] max_message_size in memory)."""
+    return max(1, min(4, extraction_workers() - 1))
 
 
 class SmtpServer:
@@ -37,7 +45,8 @@ class SmtpServer:
         extraction: ExtractionOptions | None = None,
     ) -> None:
         self._settings = settings
-        self.handler = FaxIntakeHandler(store, settings, wakeup, clock, extraction)
+        self._extraction = ExtractionPool(extraction or ExtractionOptions(), extraction_workers())
+        self.handler = FaxIntakeHandler(store, settings, wakeup, clock, self._extraction)
         smtp = settings.smtp
         self.certificate = TlsCertificate(smtp.tls_cert, smtp.tls_key) if smtp.tls_enabled else None
         self._passwords = PasswordAuthenticator(UserDirectory(settings.users_path), clock)
@@ -50,6 +59,7 @@ class SmtpServer:
         self._limits = SessionLimits(
             limits.session_deadline, limits.data_deadline, limits.command_call_limit
         )
+        self._large_mails = asyncio.Semaphore(large_mail_slots())
         self._servers: list[asyncio.Server] = []
 
     async def start(self) -> tuple[Address, Address | None]:
@@ -77,6 +87,7 @@ class SmtpServer:
                 self.handler,
                 gate=self._gate,
                 limits=self._limits,
+                large_mails=self._large_mails,
                 authenticator=self._passwords,
                 data_size_limit=self._settings.smtp.max_message_bytes,
                 enable_SMTPUTF8=True,
@@ -108,3 +119,4 @@ class SmtpServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
+        self._extraction.close()

@@ -177,9 +177,16 @@ class SenderVerifier:
         return f"no aligned DKIM signature and no aligned SPF pass for {from_domain}"
 
 
+# The empty line that ends the header section (bare LF line ends included).
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
 def header_block(raw: bytes) -> EmailMessage:
-    """The mail's headers only (the body is not parsed)."""
+    """The mail's headers only."""
+    # Only the header section is handed to the parser: given the whole mail, it would read the
+    # body too, line by line (a third of a second for 25 MB, on the event loop).
+    end = _END_OF_HEADERS.search(raw)
     parser = email.parser.BytesHeaderParser(policy=email.policy.default)
-    parsed = parser.parsebytes(raw)
+    parsed = parser.parsebytes(raw[: end.end()] if end else raw)
     assert isinstance(parsed, EmailMessage)
     return parsed

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailfax._http import HttpServer
 from mailfax.documents import text_pdf
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from tests.postfix import DISCARD_TRANSPORT, POSTFIX, Postfix
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
@@ -140,7 +142,7 @@ class Bench:
             env={**os.environ, **(env or {})},
         )
 
-    async def wait_port(self, port: int, process: asyncio.subprocess.Process) -> float:
+    async def wait_port(self, port: int, process: asyncio.subprocess.Process | None) -> float:
         started = time.monotonic()
         while True:
             try:
@@ -148,7 +150,8 @@ class Bench:
                 writer.close()
                 return time.monotonic() - started
             except OSError:
-                if process.returncode is not None or time.monotonic() - started > 60:
+                exited = process is not None and process.returncode is not None
+                if exited or time.monotonic() - started > 60:
                     raise RuntimeError(f"server on port {port} did not start") from None
                 await asyncio.sleep(0.01)
 
@@ -211,6 +214,28 @@ class Bench:
         finally:
             process.terminate()
             await asyncio.wait_for(process.wait(), 60)
+
+    @contextlib.asynccontextmanager
+    async def postfix(self) -> AsyncIterator[int | None]:
+        """Postfix taking fax.local into its own queue (then discarding it), configured as
+        deploy/postfix documents; None when Postfix is not installed or we are not root."""
+        if POSTFIX is None or os.geteuid() != 0:
+            yield None
+            return
+        # Not under self.work: Postfix's daemons run as other users and must reach it.
+        base = Path(tempfile.mkdtemp(prefix="mailfax-bench-postfix-"))
+        base.chmod(0o755)
+        instance = Postfix(base, free_port())
+        try:
+            instance.configure(DISCARD_TRANSPORT)
+            started = await asyncio.to_thread(instance.postfix, "start")
+            if started.returncode != 0:
+                raise RuntimeError(f"Postfix did not start: {started.stderr}{instance.log()}")
+            await self.wait_port(instance.port, None)
+            yield instance.port
+        finally:
+            await asyncio.to_thread(instance.postfix, "stop")
+            shutil.rmtree(base, ignore_errors=True)
 
     @contextlib.asynccontextmanager
     async def simulator(self) -> AsyncIterator[tuple[str, OutboxClock]]:
@@ -299,6 +324,8 @@ async def run(quick: bool) -> dict[str, Any]:
         # 1. Ingest: the same client and mails against a discarding aiosmtpd and the gateway.
         async with bench.sink() as port:
             sink = await bench.load(port, mail_100k, count)
+        async with bench.postfix() as postfix_port:
+            postfix = await bench.load(postfix_port, mail_100k, count) if postfix_port else None
         async with bench.gateway("smtp") as gateway:
             port = gateway.smtp_port
             r["startup_seconds"] = round(gateway.startup_seconds, 3)
@@ -318,6 +345,10 @@ async def run(quick: bool) -> dict[str, Any]:
             "gateway_10k_mails_per_s": round(small["accepted"] / small["elapsed"], 1),
             "refused": count - ingest["accepted"],
         }
+        if postfix is not None:
+            postfix_rate = postfix["accepted"] / postfix["elapsed"]
+            r["ingest"]["postfix_mails_per_s"] = round(postfix_rate, 1)
+            r["ingest"]["ratio_gateway_to_postfix"] = round(ingest_rate / postfix_rate, 3)
         latencies = [x["latency"] * 1000 for x in open_loop["results"] if x["code"] == 250]
         r["acceptance_latency_ms"] = {
             "rate_per_s": round(half, 1),
@@ -410,6 +441,14 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("ingest: mailfax, durable (100 KB)", f"{i['gateway_mails_per_s']} mails/s"),
         ("  ratio mailfax / sink", f"{i['ratio_gateway_to_sink']}x"),
+        (
+            "ingest: Postfix, into its queue (100 KB)",
+            f"{i['postfix_mails_per_s']} mails/s" if "postfix_mails_per_s" in i else "n/a",
+        ),
+        (
+            "  ratio mailfax / Postfix",
+            f"{i['ratio_gateway_to_postfix']}x" if "postfix_mails_per_s" in i else "n/a",
+        ),
         ("ingest: mailfax, durable (10 KB)", f"{i['gateway_10k_mails_per_s']} mails/s"),
         (f"acceptance latency at {a['rate_per_s']}/s (p50 / p99)", f"{a['p50']} / {a['p99']} ms"),
         ("dispatch latency, 250 to outbox POST (p50 / p99)", f"{d['p50']} / {d['p99']} ms"),

@@ -8,12 +8,9 @@ import email
 import email.policy
 import io
 import os
-import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -30,14 +27,12 @@ from mailfax.users import User, hash_password, save_users
 from tests.conftest import eventually
 from tests.gateway import gateway_env, receipts_in, start_gateway
 from tests.pdfs import pdf_with_pages
+from tests.postfix import COMMAND_TIMEOUT, DEPLOY, POSTFIX, Postfix, mailfax_transport
 from tests.test_cli import free_port
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "postfix"
-POSTFIX = shutil.which("postfix", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 SENDMAIL = shutil.which("sendmail", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 SWAKS = shutil.which("swaks")
 S_NAIL = shutil.which("s-nail")
-COMMAND_TIMEOUT = 60.0
 
 
 async def command(*args: str, stdin: bytes = b"", home: Path | None = None) -> tuple[int, str]:
@@ -103,106 +98,6 @@ async def assert_faxed(gateway: Gateway, number: str, label: str, pages: int) ->
 
 # --- Postfix -----------------------------------------------------------------------------
 
-_MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n -  - trivial-rewrite
-bounce    unix  - - n -  0 bounce
-defer     unix  - - n -  0 bounce
-trace     unix  - - n -  0 bounce
-verify    unix  - - n -  1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -  - proxymap
-smtp      unix  - - n -  - smtp
-relay     unix  - - n -  - smtp
-showq     unix  n - n -  - showq
-error     unix  - - n -  - error
-retry     unix  - - n -  - error
-discard   unix  - - n -  - discard
-virtual   unix  - n n -  - virtual
-anvil     unix  - - n -  1 anvil
-scache    unix  - - n -  1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
-
-
-def _tool(name: str) -> str:
-    """A Postfix program, from where the postfix command is."""
-    assert POSTFIX is not None
-    return str(Path(POSTFIX).with_name(name))
-
-
-@dataclass
-class Postfix:
-    """A Postfix instance of its own: config, queue and mailboxes in one temporary directory,
-    SMTP on one loopback port; the machine's own Postfix (if any) is not touched."""
-
-    base: Path
-    port: int
-
-    @property
-    def config(self) -> Path:
-        return self.base / "etc"
-
-    @property
-    def mailbox(self) -> Path:
-        """alice@example.test's Maildir."""
-        return self.base / "mail" / "alice"
-
-    def log(self) -> str:
-        path = self.base / "maillog"
-        return path.read_text(errors="replace") if path.exists() else "(no log)"
-
-    def configure(self, mailfax_port: int) -> None:
-        nobody = pwd.getpwnam("nobody")
-        for sub in ("etc", "queue", "data", "mail"):
-            (self.base / sub).mkdir()
-        os.chown(self.base / "data", pwd.getpwnam("postfix").pw_uid, -1)
-        os.chown(self.base / "mail", nobody.pw_uid, nobody.pw_gid)
-        # The harness: where this instance keeps its files, and a local mailbox for receipts.
-        (self.config / "main.cf").write_text(
-            f"""compatibility_level = 3.6
-queue_directory = {self.base}/queue
-data_directory = {self.base}/data
-maillog_file = {self.base}/maillog
-maillog_file_prefixes = {self.base}
-myhostname = postfix.mailfax-test.localdomain
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-smtp_tls_security_level = none
-virtual_mailbox_domains = example.test
-virtual_mailbox_base = {self.base}/mail
-virtual_mailbox_maps = inline:{{ alice@example.test=alice/ }}
-virtual_uid_maps = static:{nobody.pw_uid}
-virtual_gid_maps = static:{nobody.pw_gid}
-"""
-        )
-        (self.config / "master.cf").write_text(_MASTER_CF.format(port=self.port))
-        # The documented set-up, as an organisation would apply it.
-        for line in (DEPLOY / "main.cf").read_text().splitlines():
-            if line.strip() and not line.startswith("#"):
-                setting = line.replace("/etc/postfix/", f"{self.config}/")
-                postconf = [_tool("postconf"), "-c", str(self.config), "-e", setting]
-                subprocess.run(postconf, check=True)
-        transport = (DEPLOY / "transport").read_text().replace(":2525", f":{mailfax_port}")
-        (self.config / "transport").write_text(transport)
-        subprocess.run(
-            [_tool("postmap"), "-c", str(self.config), str(self.config / "transport")], check=True
-        )
-
-    def postfix(self, action: str) -> subprocess.CompletedProcess[str]:
-        assert POSTFIX is not None
-        return subprocess.run(
-            [POSTFIX, "-c", str(self.config), action],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-
 
 @pytest.fixture
 async def postfix() -> AsyncIterator[Postfix]:
@@ -235,7 +130,7 @@ async def test_postfix_relays_the_fax_domain_and_delivers_the_receipt(
     await gateway.start()
     try:
         assert gateway.endpoints is not None and gateway.endpoints.smtp is not None
-        postfix.configure(mailfax_port=gateway.endpoints.smtp[1])
+        postfix.configure(mailfax_transport(gateway.endpoints.smtp[1]))
         started = await asyncio.to_thread(postfix.postfix, "start")
         assert started.returncode == 0, f"{started.stdout}{started.stderr}\n{postfix.log()}"
 

@@ -8,6 +8,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mailfax.config import load_settings
@@ -24,6 +25,8 @@ from mailfax.users import (
 )
 
 MIN_PASSWORD_LENGTH = 8
+# What `mailfax users set` changes (addresses and password have their own commands).
+SETTABLE = ("success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES)
 
 
 def add_users_commands(
@@ -48,11 +51,10 @@ def add_users_commands(
     listing = actions.add_parser("list", help="list users, their addresses and overrides")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
     listing.set_defaults(func=_list)
-    settable = ", ".join(("success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES))
     setting = actions.add_parser(
         "set",
         help="change a user's settings",
-        description=f"Set KEY=VALUE for a user; keys: {settable}. "
+        description=f"Set KEY=VALUE for a user; keys: {', '.join(SETTABLE)}. "
         "Lists are comma-separated; an empty value removes the override.",
     )
     setting.add_argument("name")
@@ -69,7 +71,7 @@ def add_users_commands(
         config_option(sub)
 
 
-def _users_path(args: argparse.Namespace) -> Any:
+def _users_path(args: argparse.Namespace) -> Path:
     return load_settings(args.config).users_path
 
 
@@ -95,47 +97,75 @@ def _read_password(from_stdin: bool) -> str | None:
     return password
 
 
-def _add(args: argparse.Namespace) -> int:
+def _users(args: argparse.Namespace) -> tuple[Path, dict[str, User]]:
     path = _users_path(args)
-    try:
-        check_user_name(args.name)
-        SenderPatterns.parse(args.address)
-        users = load_users(path)
-    except (UsersFileError, ValueError) as exc:
-        return _fail(str(exc))
-    if args.name in users:
-        return _fail(f"{args.name} exists already (`mailfax users passwd` changes the password)")
-    password = _read_password(args.password_stdin)
+    return path, load_users(path)
+
+
+def _existing(users: dict[str, User], name: str, path: Path) -> User:
+    user = users.get(name)
+    if user is None:
+        raise ValueError(f"no user {name} in {path}")
+    return user
+
+
+def _new_password(from_stdin: bool) -> str:
+    password = _read_password(from_stdin)
     if password is None:
-        return 1
-    users[args.name] = User(args.name, tuple(args.address), hash_password(password))
+        raise _Cancelled
+    return password
+
+
+class _Cancelled(Exception):
+    """The password was refused; _read_password has said why."""
+
+
+def _reporting(command: Callable[[argparse.Namespace], None]) -> Callable[..., int]:
+    """A command that raises on bad input, as one that prints why and exits 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            command(args)
+        except (UsersFileError, ValueError) as exc:
+            return _fail(str(exc))
+        except _Cancelled:
+            return 1
+        return 0
+
+    return run
+
+
+@_reporting
+def _add(args: argparse.Namespace) -> None:
+    check_user_name(args.name)
+    SenderPatterns.parse(args.address)
+    path, users = _users(args)
+    if args.name in users:
+        raise ValueError(
+            f"{args.name} exists already (`mailfax users passwd` changes the password)"
+        )
+    users[args.name] = User(
+        args.name, tuple(args.address), hash_password(_new_password(args.password_stdin))
+    )
     save_users(path, users)
     print(f"added {args.name} ({', '.join(args.address)}) to {path}")
-    return 0
 
 
-def _remove(args: argparse.Namespace) -> int:
-    path = _users_path(args)
-    try:
-        users = load_users(path)
-    except UsersFileError as exc:
-        return _fail(str(exc))
-    if users.pop(args.name, None) is None:
-        return _fail(f"no user {args.name} in {path}")
+@_reporting
+def _remove(args: argparse.Namespace) -> None:
+    path, users = _users(args)
+    _existing(users, args.name, path)
+    del users[args.name]
     save_users(path, users)
     print(f"removed {args.name} from {path}")
-    return 0
 
 
-def _list(args: argparse.Namespace) -> int:
-    path = _users_path(args)
-    try:
-        users = load_users(path)
-    except UsersFileError as exc:
-        return _fail(str(exc))
+@_reporting
+def _list(args: argparse.Namespace) -> None:
+    path, users = _users(args)
     if args.json:
         print(json.dumps([_user_json(user) for user in users.values()], indent=2))
-        return 0
+        return
     if not users:
         print(f"no users in {path}")
     for user in users.values():
@@ -144,27 +174,16 @@ def _list(args: argparse.Namespace) -> int:
         overrides += [] if user.success_receipts else ["success_receipts=no"]
         extra = f"  ({'; '.join(overrides)})" if overrides else ""
         print(f"{user.name}  {', '.join(user.addresses)}{extra}")
-    return 0
 
 
-def _passwd(args: argparse.Namespace) -> int:
-    path = _users_path(args)
-    try:
-        users = load_users(path)
-    except UsersFileError as exc:
-        return _fail(str(exc))
-    user = users.get(args.name)
-    if user is None:
-        return _fail(f"no user {args.name} in {path}")
-    password = _read_password(args.password_stdin)
-    if password is None:
-        return 1
-    users[args.name] = User(
-        user.name, user.addresses, hash_password(password), user.policy, user.limits
-    )
+@_reporting
+def _passwd(args: argparse.Namespace) -> None:
+    path, users = _users(args)
+    user = _existing(users, args.name, path)
+    password_hash = hash_password(_new_password(args.password_stdin))
+    users[args.name] = dataclasses.replace(user, password_hash=password_hash)
     save_users(path, users)
     print(f"password of {args.name} changed")
-    return 0
 
 
 def _user_json(user: User) -> dict[str, Any]:
@@ -207,25 +226,15 @@ def _apply_setting(user: User, assignment: str) -> User:
         else:
             raise ValueError(f"{key} takes a whole number >= 0 (or nothing to remove it)")
         return dataclasses.replace(user, limits=limits)
-    known = ", ".join(("success_receipts", *POLICY_OVERRIDES, *LIMIT_OVERRIDES))
-    raise ValueError(f"unknown setting {key!r}; known: {known}")
+    raise ValueError(f"unknown setting {key!r}; known: {', '.join(SETTABLE)}")
 
 
-def _set(args: argparse.Namespace) -> int:
-    path = _users_path(args)
-    try:
-        users = load_users(path)
-    except UsersFileError as exc:
-        return _fail(str(exc))
-    user = users.get(args.name)
-    if user is None:
-        return _fail(f"no user {args.name} in {path}")
-    try:
-        for assignment in args.settings:
-            user = _apply_setting(user, assignment)
-    except ValueError as exc:
-        return _fail(str(exc))
+@_reporting
+def _set(args: argparse.Namespace) -> None:
+    path, users = _users(args)
+    user = _existing(users, args.name, path)
+    for assignment in args.settings:
+        user = _apply_setting(user, assignment)
     users[args.name] = user
     save_users(path, users)
     print(f"updated {args.name} in {path}")
-    return 0

@@ -236,6 +236,10 @@ async def test_users_commands(tmp_path: Path) -> None:
     assert alice.policy == {"allowed_countries": ("US", "CA")}
     assert directory.without_success_receipts() == {"alice"}
     assert directory.authenticate("alice", "new-password") is not None  # password kept
+    code, _, _ = await run_users(tmp_path, "passwd", "alice", "--password-stdin",
+                                 stdin="third-password\n")  # fmt: skip
+    assert code == 0 and not load_users(path)["alice"].success_receipts  # settings kept
+    assert directory.authenticate("alice", "third-password") is not None
     code, out, _ = await run_users(tmp_path, "list", "--json")
     assert json.loads(out) == [
         {

@@ -263,6 +263,10 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.dispatcher is not None:
+            # Jobs its loop claimed while draining are cancelled too; then uploads go back.
+            await self.dispatcher.drain(0.0)
+            await self.dispatcher.release_uploads()
         while self._stack:
             await self._stack.pop()()
         log_event(log, "gateway.stopped")

@@ -15,7 +15,7 @@ from mailfax.jobs import Job, JobState, retry_delay
 from mailfax.logs import log_event
 from mailfax.policy import format_for_humans
 from mailfax.receipts.compose import FaxOutcome
-from mailfax.store.base import MessageRecord, Store
+from mailfax.store.base import MessageRecord, Store, StoreUnavailable
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.dispatch")
@@ -98,14 +98,27 @@ class Dispatcher:
     async def drain(self, timeout: float) -> None:
         """Let in-flight jobs finish for up to `timeout` seconds, then cancel them.
 
-        A cancelled job keeps its lease; after it expires, recovery takes it up
-        (an upload is redone, an interrupted send is reconciled)."""
+        A cancelled job keeps its lease until `release_uploads` (an upload) or until the lease
+        expires and recovery takes it up (an interrupted send, reconciled)."""
         if not self._running:
             return
         _, pending = await asyncio.wait(set(self._running), timeout=timeout)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def release_uploads(self) -> None:
+        """Once the loop has stopped and `drain` cancelled what was left: put this dispatcher's
+        unfinished uploads back in the queue, so a restart need not wait out their lease.
+        (An interrupted send stays leased: only reconciliation may decide it.)"""
+        try:
+            released = await self._store.release_uploads(self._name, self._clock())
+        except StoreUnavailable as exc:
+            # The leases then expire as after a crash; recovery takes the jobs up.
+            log_event(log, "dispatch.release_failed", logging.WARNING, error=str(exc))
+            return
+        if released:
+            log_event(log, "dispatch.released", jobs=released)
 
     async def _run(self, job: Job, owner: str) -> None:
         try:

@@ -14,6 +14,7 @@ import pytest
 from mailfax.app import Gateway
 from mailfax.jobs import JobState
 from mailfax.smtp.extraction import ExtractionPool
+from mailfax.store import open_store
 from tests.conftest import eventually
 from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
@@ -264,6 +265,53 @@ async def test_webhook_paths_and_forgeries(gateway: Gateway, tmp_path: Path) -> 
     assert len(receipts_in(tmp_path)) == 1
 
 
+async def test_a_stop_mid_upload_puts_the_job_back_at_once(tmp_path: Path) -> None:
+    # A FAX.PLUS that takes connections and never answers: the upload is cut off by the stop.
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    env = gateway_env(
+        tmp_path,
+        faxplus_api_url=f"http://127.0.0.1:{port}/v3",
+        faxplus_token="t",
+        faxplus_from_number="+15550000001",
+    )
+    gateway = await start_gateway(tmp_path, env)
+    try:
+        assert gateway.endpoints is not None and gateway.store is not None
+        reply = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        [job] = await gateway.store.jobs_of_message(queue_id(reply.final))
+
+        async def uploading() -> bool:
+            assert gateway.store is not None
+            current = await gateway.store.get_job(job.id)
+            return current is not None and current.state is JobState.UPLOADING
+
+        async def connected() -> bool:
+            return bool(held)
+
+        await eventually(uploading, what="the upload to start")
+        await eventually(connected, what="the upload's connection")
+    finally:
+        await gateway.stop()
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    store = await open_store("", tmp_path)
+    try:
+        released = await store.get_job(job.id)
+        # Not left leased for [queue] lease (120 s): the next start sends it at once.
+        assert released is not None and released.state is JobState.QUEUED
+        assert released.lease_owner is None
+    finally:
+        await store.close()
+
+
 async def test_accepted_mail_survives_a_restart_and_is_sent_once(tmp_path: Path) -> None:
     # First life: FAX.PLUS unreachable, so the accepted job cannot be dispatched.
     unreachable = gateway_env(
@@ -271,9 +319,6 @@ async def test_accepted_mail_survives_a_restart_and_is_sent_once(tmp_path: Path)
         faxplus_api_url="http://127.0.0.1:9/v3",
         faxplus_token="t",
         faxplus_from_number="+15550000001",
-        # Stopped mid-attempt, the job stays leased: a short lease lets the second life
-        # recover it within the test's patience (the default 120 s would not).
-        queue_lease="3",
     )
     first = await start_gateway(tmp_path, unreachable)
     assert first.endpoints is not None

@@ -89,6 +89,23 @@ async def test_one_claim_fills_several_slots_oldest_first(store: SqlStore) -> No
     assert await store.claim_jobs(["d"], 1000.0, 1100.0) == []
 
 
+async def test_a_stopping_dispatcher_releases_only_its_own_uploads(store: SqlStore) -> None:
+    await store.accept(accepted("m1", now=990.0), [("j1", "+15551234567")])
+    await store.accept(accepted("m2", now=991.0), [("j2", "+15557654321")])
+    await store.accept(accepted("m3", now=992.0), [("j3", "+15557654322")])
+    await store.claim_jobs(["d1:a", "d1_:b", "d1:c"], 1000.0, 1100.0)
+    assert await store.transition("j3", S.UPLOADING, S.SUBMITTING, 1001.0, owner="d1:c")
+    assert await store.release_uploads("d1", 1002.0) == 1
+    released, other, sending = [await store.get_job(j) for j in ("j1", "j2", "j3")]
+    assert released is not None and other is not None and sending is not None
+    assert released.state is S.QUEUED and released.lease_owner is None
+    assert released.run_at == 1002.0
+    assert other.state is S.UPLOADING and other.lease_owner == "d1_:b"  # another dispatcher
+    assert sending.state is S.SUBMITTING  # a send in doubt stays leased
+    again = await claim_one(store, "d2:x", 1002.0, 1200.0)
+    assert again is not None and again.id == "j1" and again.attempts == 2
+
+
 async def test_claim_respects_run_at(store: SqlStore) -> None:
     await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
     assert await claim_one(store, "w", 999.0, 1100.0) is None

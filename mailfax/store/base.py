@@ -184,6 +184,10 @@ class Store(Protocol):
     async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
         """Extend a claim's lease; False if the claim was lost."""
 
+    async def release_uploads(self, owner_prefix: str, now: float) -> int:
+        """Put the jobs still uploading under claims `<owner_prefix>:...` back in the queue,
+        due now (nothing of theirs was sent); returns how many."""
+
     async def get_job(self, job_id: str) -> Job | None: ...
 
     async def job_by_fax_id(self, fax_id: str) -> Job | None: ...

@@ -523,6 +523,30 @@ class SqlStore:
             )
         return bool(result.rowcount == 1)
 
+    async def release_uploads(self, owner_prefix: str, now: float) -> int:
+        async with self._tx() as conn:
+            rows = (
+                await conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.state == JobState.UPLOADING.value,
+                        jobs.c.lease_owner.startswith(f"{owner_prefix}:", autoescape=True),
+                    )
+                    .values(
+                        state=JobState.QUEUED.value,
+                        lease_owner=None,
+                        lease_until=None,
+                        run_at=now,
+                        updated_at=now,
+                    )
+                    .returning(jobs.c.id)
+                )
+            ).all()
+            for row in rows:
+                detail = "released by a stopping gateway"
+                await self._event(conn, row.id, JobState.UPLOADING, JobState.QUEUED, now, detail)
+        return len(rows)
+
     @staticmethod
     async def _event(
         conn: AsyncConnection,

@@ -66,27 +66,20 @@ class ReceiptWorker:
             age = self._clock() - receipt.created_at
             if exc.permanent or age > RECEIPT_LIFETIME:
                 await self._store.receipt_dropped(receipt.id, str(exc))
-                RECEIPTS.labels("dropped").inc()
-                log_event(
-                    log,
-                    "receipt.dropped",
-                    logging.ERROR,
-                    job=receipt.job_id or "-",
-                    kind=receipt.kind,
-                    error=str(exc),
-                )
+                outcome, level = "dropped", logging.ERROR
             else:
                 delay = min(30.0 * 2 ** (receipt.attempts - 1), MAX_RECEIPT_BACKOFF)
                 await self._store.receipt_later(receipt.id, self._clock() + delay, str(exc))
-                RECEIPTS.labels("retry").inc()
-                log_event(
-                    log,
-                    "receipt.retry",
-                    logging.WARNING,
-                    job=receipt.job_id or "-",
-                    kind=receipt.kind,
-                    error=str(exc),
-                )
+                outcome, level = "retry", logging.WARNING
+            RECEIPTS.labels(outcome).inc()
+            log_event(
+                log,
+                f"receipt.{outcome}",
+                level,
+                job=receipt.job_id or "-",
+                kind=receipt.kind,
+                error=str(exc),
+            )
             return
         await self._store.receipt_sent(receipt.id, self._clock())
         RECEIPTS.labels("sent").inc()

@@ -151,6 +151,9 @@ async def test_queue_age_shows_a_stuck_job(tmp_path: Path) -> None:
         faxplus_api_url="http://127.0.0.1:9/v3",
         faxplus_token="t",
         faxplus_from_number="+15550000001",
+        # After the failed upload the job waits a minute in the queue (not 0.2 s: the next
+        # claim would show it uploading again whenever the scrape came then).
+        queue_min_backoff="60",
     )
     gateway = await start_gateway(tmp_path, env)
     try:
@@ -163,7 +166,9 @@ async def test_queue_age_shows_a_stuck_job(tmp_path: Path) -> None:
         async def stuck() -> Samples | None:
             samples = await scrape(gateway)
             tried = samples.get(("mailfax_faxplus_request_errors_total", upload), 0) > 0
-            return samples if tried else None
+            # The error is counted before the job is back in the queue: wait for both.
+            back = value(samples, "mailfax_jobs", state="queued") > 0
+            return samples if tried and back else None
 
         samples = await eventually(stuck, what="a failed upload to be counted")
         assert value(samples, "mailfax_jobs", state="queued") == 1

@@ -165,6 +165,10 @@ async def test_quota_counters_are_one_conditional_upsert_per_counter(store: SqlS
     )
     assert sum(r is None for r in results) == 2
     assert all(isinstance(r, QuotaExceeded) for r in results if r is not None)
+    # The batch is written with one statement per table: only the mails that fit are in it.
+    for i, result in enumerate(results):
+        stored = await store.message(f"b{i}"), await store.get_job(f"k{i}")
+        assert all(stored) if result is None else stored == (None, None)
     message = await store.message("m1")
     assert message is not None and message.admitted_by == "user:alice"
 

@@ -1,15 +1,14 @@
 """Extraction in worker processes: the same verdicts as in-process, workers started on demand,
-a dead worker replaced, a thread when no worker can start, no workers left by a killed gateway."""
+a dead worker replaced, a thread when no worker can start, no workers left by a stopped or a
+killed gateway."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import multiprocessing
 import os
 import signal
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,7 @@ OPTIONS = ExtractionOptions(max_pages=1)
 async def pool() -> AsyncIterator[ExtractionPool]:
     running = ExtractionPool(OPTIONS, workers=2)
     yield running
-    running.close()
-
-
-def workers() -> set[int]:
-    """The pids of this process's live extraction workers (forked by the forkserver)."""
-    return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
+    await running.close()
 
 
 async def test_same_verdicts_as_in_process(pool: ExtractionPool) -> None:
@@ -47,33 +41,32 @@ async def test_same_verdicts_as_in_process(pool: ExtractionPool) -> None:
 
 
 async def test_a_dead_worker_is_replaced_and_the_mail_extracted(pool: ExtractionPool) -> None:
-    before = workers()
+    assert pool.worker_pids() == set()
     await pool.extract(MAIL)  # the workers are started on demand: now there is one
-    [first] = workers() - before
+    [first] = pool.worker_pids()
     large = fax_mail(attachments=[("scan.pdf", large_pdf(20_000_000), "application/pdf")])
     extracting = pool.extract(large.as_bytes())
     os.kill(first, signal.SIGKILL)
     extraction = await extracting
     assert extraction.refusal is None and extraction.pages == 1
-    assert first not in workers()
-    # The fresh pool serves the next mails.
+    assert first not in pool.worker_pids() and not _running(first)
+    # The fresh worker serves the next mails.
     assert await pool.extract(MAIL) == extract_documents(MAIL, OPTIONS)
 
 
-async def test_a_mail_that_kills_two_pools_is_not_run_in_the_gateway(
+async def test_a_mail_that_kills_two_workers_is_not_run_in_the_gateway(
     pool: ExtractionPool,
 ) -> None:
-    killed = workers()  # (other tests' workers, if any: left alone)
     await pool.extract(MAIL)
     large = fax_mail(attachments=[("scan.pdf", large_pdf(20_000_000), "application/pdf")])
-    spared = len(killed)
+    killed: set[int] = set()
 
     async def kill_new_worker() -> bool:
-        fresh = workers() - killed
+        fresh = pool.worker_pids() - killed if killed else pool.worker_pids()
         for pid in fresh:
             os.kill(pid, signal.SIGKILL)
         killed.update(fresh)
-        return len(killed) >= spared + 2
+        return len(killed) >= 2
 
     extracting = asyncio.create_task(pool.extract(large.as_bytes()))
     await eventually(kill_new_worker, what="a worker of the second pool to kill")
@@ -84,21 +77,23 @@ async def test_a_mail_that_kills_two_pools_is_not_run_in_the_gateway(
 async def test_no_workers_means_a_thread(
     pool: ExtractionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_fork(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+    async def no_fork(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
-    before = workers()
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", no_fork)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_fork)
     assert await pool.extract(MAIL) == extract_documents(MAIL, OPTIONS)
-    assert workers() == before
+    assert pool.worker_pids() == set()
 
 
-async def test_closed_pool_refuses_and_starts_nothing(pool: ExtractionPool) -> None:
-    before = workers()
-    pool.close()
+async def test_closed_pool_stops_its_workers_and_refuses(pool: ExtractionPool) -> None:
+    await asyncio.gather(pool.extract(MAIL), pool.extract(MAIL))
+    started = pool.worker_pids()
+    assert len(started) == 2
+    await pool.close()
+    assert not any(_running(pid) for pid in started)
     with pytest.raises(RuntimeError):
         await pool.extract(MAIL)
-    assert workers() == before
+    assert pool.worker_pids() == set()
 
 
 async def test_workers_exit_when_the_gateway_is_killed(tmp_path: Path) -> None:
@@ -111,7 +106,7 @@ async def test_workers_exit_when_the_gateway_is_killed(tmp_path: Path) -> None:
         assert await send_one(port, fax_mail(), ["+15551234567"]) == "accepted"
         assert gateway.process is not None
         below = descendants(gateway.process.pid)
-        assert below  # the extraction workers (and their forkserver)
+        assert below  # the extraction workers
     finally:
         await gateway.kill()
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
-from mailfax.config import Settings
 from mailfax.documents import (
     ConversionError,
     PdfCheck,
@@ -38,6 +37,9 @@ from mailfax.mail.parse import (
 )
 from mailfax.mail.tnef import TnefError, unpack_tnef
 from mailfax.policy import Refusal
+
+if TYPE_CHECKING:  # the extraction workers need no configuration code (nor its imports)
+    from mailfax.config import Settings
 
 Action = Literal["faxed", "converted", "ignored", "unreadable"]
 BodyOnly = Literal["reject", "render"]

@@ -61,6 +61,7 @@ class SmtpServer:
         )
         self._large_mails = asyncio.Semaphore(large_mail_slots())
         self._servers: list[asyncio.Server] = []
+        self._warm_up: asyncio.Task[None] | None = None
 
     async def start(self) -> tuple[Address, Address | None]:
         """Listen; returns the actual addresses of the submission and implicit-TLS listeners."""
@@ -69,6 +70,8 @@ class SmtpServer:
         implicit = None
         if smtp.tls_listen:
             implicit = await self._listen(smtp.tls_listen, implicit_tls=True)
+        # In the background: listening does not wait, and the first mails do not pay for it.
+        self._warm_up = asyncio.create_task(self._extraction.warm_up())
         if smtp.auth_required and self.certificate is None:
             log_event(
                 log,
@@ -119,4 +122,7 @@ class SmtpServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
-        self._extraction.close()
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            await asyncio.gather(self._warm_up, return_exceptions=True)
+        await self._extraction.close()

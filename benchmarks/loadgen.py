@@ -61,7 +61,12 @@ async def _open_loop(
 ) -> None:
     async def one(i: int) -> None:
         client = aiosmtplib.SMTP(hostname=host, port=port, timeout=120)
-        await client.connect()
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            # Refused at the greeting (421: too many connections): counted, not fatal.
+            results.append({"i": i, "code": exc.code, "latency": 0.0, "replied_at": time.time()})
+            return
         try:
             await client.ehlo()
             results.append(await _send(client, i, message))

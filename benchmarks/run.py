@@ -133,12 +133,12 @@ class Bench:
         self.next_id = 0
 
     async def process(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, stderr: int | None = None
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *args,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL if stderr is None else stderr,
             env={**os.environ, **(env or {})},
         )
 
@@ -162,8 +162,10 @@ class Bench:
         args = [sys.executable, "-m", "benchmarks.loadgen", "--server", f"127.0.0.1:{port}"]
         args += ["--message", str(message), "--count", str(count), "--first", str(first)]
         args += ["--sessions", str(sessions)] + (["--rate", str(rate)] if rate else [])
-        process = await self.process(*args)
-        out, _ = await asyncio.wait_for(process.communicate(), 600)
+        process = await self.process(*args, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 600)
+        if process.returncode != 0:
+            raise RuntimeError(f"the load generator failed:\n{err.decode(errors='replace')}")
         data: dict[str, Any] = json.loads(out)
         data["accepted"] = sum(1 for r in data["results"] if r["code"] == 250)
         data["first"] = first
@@ -356,40 +358,27 @@ async def run(quick: bool) -> dict[str, Any]:
             "p99": round(percentile(latencies, 0.99), 1),
         }
 
-        # 3 and 4. Dispatch latency and the whole pipeline, against the simulator.
+        # 3 and 4. The whole pipeline, then dispatch latency at half its rate, against the
+        # simulator. Half the *pipeline's* maximum: at half the ingest rate mails arrive faster
+        # than they are sent, and the figure would only measure how long the queue has grown.
         async with (
             bench.simulator() as (api_url, clock),
             bench.gateway("smtp,web,worker", api_url) as gateway,
         ):
             port, state = gateway.smtp_port, gateway.state
             await register_hook(api_url, gateway.webhook_url)
-            dispatch = await bench.load(
-                port, mail_100k, int(half * (5 if quick else 15)), rate=half
-            )
-            ids = {
-                f"bench-{x['i']}": x["replied_at"] for x in dispatch["results"] if x["code"] == 250
-            }
-            await clock.wait_for(set(ids), timeout=120)
-            waits = [(clock.arrivals[k] - v) * 1000 for k, v in ids.items() if k in clock.arrivals]
-            r["dispatch_latency_ms"] = {
-                "p50": round(percentile(waits, 0.5), 1),
-                "p99": round(percentile(waits, 0.99), 1),
-                "sent": len(waits),
-            }
+            receipts = state / "receipts" / "new"
+
+            def receipts_written() -> int:
+                return len(list(receipts.glob("*"))) if receipts.exists() else 0
+
             pipeline_count = count // 2
-            before = (
-                len(list((state / "receipts" / "new").glob("*")))
-                if (state / "receipts" / "new").exists()
-                else 0
-            )
             started = time.monotonic()
             await bench.load(port, mail_100k, pipeline_count)
             deadline = time.monotonic() + 300
-            receipts = state / "receipts" / "new"
             # Receipts are files another process writes: polling the directory is the only way.
             while time.monotonic() < deadline:
-                done = len(list(receipts.glob("*"))) - before if receipts.exists() else 0
-                if done >= pipeline_count:
+                if (done := receipts_written()) >= pipeline_count:
                     break
                 await asyncio.sleep(0.05)
             elapsed = time.monotonic() - started
@@ -398,6 +387,21 @@ async def run(quick: bool) -> dict[str, Any]:
                 "mails_per_s": round(pipeline_rate, 1),
                 "ratio_to_ingest": round(pipeline_rate / ingest_rate, 3),
                 "receipts": done,
+            }
+            dispatch_rate = max(1.0, pipeline_rate / 2)
+            dispatch = await bench.load(
+                port, mail_100k, int(dispatch_rate * (10 if quick else 30)), rate=dispatch_rate
+            )
+            ids = {
+                f"bench-{x['i']}": x["replied_at"] for x in dispatch["results"] if x["code"] == 250
+            }
+            await clock.wait_for(set(ids), timeout=120)
+            waits = [(clock.arrivals[k] - v) * 1000 for k, v in ids.items() if k in clock.arrivals]
+            r["dispatch_latency_ms"] = {
+                "rate_per_s": round(dispatch_rate, 1),
+                "p50": round(percentile(waits, 0.5), 1),
+                "p99": round(percentile(waits, 0.99), 1),
+                "sent": len(waits),
             }
 
         # 5. Large mails: 4 x 25 MB while small mails arrive at a fixed rate.
@@ -451,9 +455,12 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("ingest: mailfax, durable (10 KB)", f"{i['gateway_10k_mails_per_s']} mails/s"),
         (f"acceptance latency at {a['rate_per_s']}/s (p50 / p99)", f"{a['p50']} / {a['p99']} ms"),
-        ("dispatch latency, 250 to outbox POST (p50 / p99)", f"{d['p50']} / {d['p99']} ms"),
         ("pipeline: accept to receipt written", f"{p['mails_per_s']} mails/s"),
         ("  ratio pipeline / ingest", f"{p['ratio_to_ingest']}x"),
+        (
+            f"dispatch latency at {d['rate_per_s']}/s, 250 to outbox POST (p50 / p99)",
+            f"{d['p50']} / {d['p99']} ms",
+        ),
         (
             "small mails during 4 x 25 MB (p50 / p99)",
             f"{lg['small_p50_ms']} / {lg['small_p99_ms']} ms",

@@ -119,7 +119,7 @@ class HttpSettings:
     # Client networks (CIDR) allowed to post webhooks; empty = any (the secret path decides).
     webhook_allowed_networks: tuple[str, ...] = ()
     # Webhook requests per second from one client address; 0 = no limit.
-    webhook_rate_limit: float = 20.0
+    webhook_rate_limit: float = 200.0
     # Bearer token (or login) for the status page at /; "" = no status page.
     admin_token: str = _secret()
 

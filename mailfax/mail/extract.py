@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass, field, replace
-from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Literal
@@ -19,6 +18,7 @@ from mailfax.documents import (
     image_to_pdf,
     office_to_pdf,
 )
+from mailfax.mail.headers import MAIL_POLICY
 from mailfax.mail.html import html_to_text
 from mailfax.mail.identify import FAXABLE_IMAGES, Kind, identify
 from mailfax.mail.parse import (
@@ -478,4 +478,4 @@ def _cid_references(message: Message) -> frozenset[str]:
 def original_headers(raw: bytes) -> EmailMessage:
     """The message's header block, for receipts (text/rfc822-headers)."""
     head, _, _ = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    return BytesParser(policy=policy.default).parsebytes(head + b"\n\n", headersonly=True)
+    return BytesParser(policy=MAIL_POLICY).parsebytes(head + b"\n\n", headersonly=True)

@@ -14,6 +14,8 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, parseaddr
 
+from mailfax.mail.headers import MAIL_POLICY
+
 # Defects that mean the parser gave up on a multipart and kept its body as one blob.
 _LOST_STRUCTURE = (
     errors.StartBoundaryNotFoundDefect,
@@ -30,7 +32,7 @@ _MISSING_SEMICOLON = re.compile(
 
 def parse_message(raw: bytes) -> Message:
     """Parse with the strict modern policy; when it loses a multipart, take a lenient parse."""
-    strict = BytesParser(policy=policy.default).parsebytes(raw)
+    strict = BytesParser(policy=MAIL_POLICY).parsebytes(raw)
     if not _lost_structure(strict):
         return strict
     repaired = _MISSING_SEMICOLON.sub(rb"\1;", raw)
@@ -38,7 +40,7 @@ def parse_message(raw: bytes) -> Message:
         strict,
         # compat32 keeps an unquoted boundary containing "=" whole (Outlook Express, JavaMail).
         BytesParser(policy=policy.compat32).parsebytes(raw),
-        BytesParser(policy=policy.default).parsebytes(repaired),
+        BytesParser(policy=MAIL_POLICY).parsebytes(repaired),
     ]
     return max(candidates, key=_structure_score)
 

@@ -10,6 +10,7 @@ from email.utils import format_datetime, make_msgid
 
 from mailfax.jobs import Job, JobState
 from mailfax.mail.extract import original_headers
+from mailfax.mail.headers import MAIL_POLICY
 from mailfax.receipts.fields import (
     NO_ATTACHMENTS,
     Attachments,
@@ -126,7 +127,7 @@ class ReceiptComposer:
     ) -> EmailMessage:
         now = time.time() if now is None else now
         subject = " ".join(self._templates.render("subject.txt", fields).split())
-        receipt = EmailMessage()
+        receipt = EmailMessage(policy=MAIL_POLICY)
         receipt["From"] = self._from
         receipt["To"] = message.mail_from
         receipt["Subject"] = subject[:MAX_SUBJECT_CHARS] or fields.title
@@ -154,7 +155,7 @@ class ReceiptComposer:
 
     def _human_part(self, fields: ReceiptFields, attachments: Attachments) -> EmailMessage:
         """Plain text and HTML as alternatives; any attachments beside them (multipart/mixed)."""
-        part = EmailMessage()
+        part = EmailMessage(policy=MAIL_POLICY)
         part.set_content(self._templates.render(f"{fields.kind}.txt", fields))
         part.add_alternative(self._templates.render(f"{fields.kind}.html", fields), subtype="html")
         files = [
@@ -173,20 +174,20 @@ class ReceiptComposer:
     def _delivery_status(
         self, fields: ReceiptFields, message: MessageRecord, gives_up: float | None
     ) -> EmailMessage:
-        per_message = EmailMessage()
+        per_message = EmailMessage(policy=MAIL_POLICY)
         per_message["Reporting-MTA"] = f"dns; {self._host}"
         per_message["X-Mailfax-Queue-ID"] = message.id
         per_message["Arrival-Date"] = format_datetime(
             datetime.fromtimestamp(message.received_at, UTC)
         )
         per_recipient = [self._per_recipient(fields.kind, fax, gives_up) for fax in fields.faxes]
-        part = EmailMessage()
+        part = EmailMessage(policy=MAIL_POLICY)
         part.set_type("message/delivery-status")
         part.set_payload([per_message, *per_recipient])
         return part
 
     def _per_recipient(self, kind: str, fax: FaxFields, gives_up: float | None) -> EmailMessage:
-        block = EmailMessage()
+        block = EmailMessage(policy=MAIL_POLICY)
         block["Final-Recipient"] = f"rfc822; {fax.number_e164}@{self._domain}"
         if fax.final:
             block["Action"] = "delivered" if fax.delivered else "failed"
@@ -204,7 +205,7 @@ class ReceiptComposer:
 
     @staticmethod
     def _headers_part(message: MessageRecord) -> EmailMessage:
-        part = EmailMessage()
+        part = EmailMessage(policy=MAIL_POLICY)
         part.set_type("text/rfc822-headers")
         head = message.raw.replace(b"\r\n", b"\n").partition(b"\n\n")[0]
         part.set_payload(head.decode("ascii", errors="replace") + "\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.parser
-import email.policy
 import logging
 import re
 from email.message import EmailMessage
@@ -20,6 +19,7 @@ import spf
 
 from mailfax.config import SmtpSettings
 from mailfax.logs import log_event
+from mailfax.mail.headers import MAIL_POLICY
 from mailfax.policy import Refusal
 from mailfax.sender_policy import aligned, authentication_results_verdict, domain_of
 
@@ -186,7 +186,7 @@ def header_block(raw: bytes) -> EmailMessage:
     # Only the header section is handed to the parser: given the whole mail, it would read the
     # body too, line by line (a third of a second for 25 MB, on the event loop).
     end = _END_OF_HEADERS.search(raw)
-    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    parser = email.parser.BytesHeaderParser(policy=MAIL_POLICY)
     parsed = parser.parsebytes(raw[: end.end()] if end else raw)
     assert isinstance(parsed, EmailMessage)
     return parsed

@@ -6,10 +6,18 @@ import asyncio
 import logging
 import random
 import secrets
+import time
+from collections import deque
 from collections.abc import Callable
 
 from mailfax.config import QueueSettings
-from mailfax.faxplus import AmbiguousApiError, FaxApi, PermanentApiError, TransientApiError
+from mailfax.faxplus import (
+    LIST_PAGE,
+    AmbiguousApiError,
+    FaxApi,
+    PermanentApiError,
+    TransientApiError,
+)
 from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState, retry_delay
 from mailfax.logs import log_event
@@ -24,11 +32,36 @@ Clock = Callable[[], float]
 
 # Sends are I/O-bound waits on FAX.PLUS: enough in flight that a burst does not queue.
 MAX_CONCURRENT_JOBS = 16
+# FAX.PLUS lists sent faxes by whole seconds, a page of LIST_PAGE at a time: of a second with
+# more, some cannot be listed, and a send whose answer was lost could then not be found (the
+# reconciler would have to leave it undecided). Fewer sends a second keep every one findable.
+SENDS_PER_SECOND = LIST_PAGE * 4 // 5
 
 
 def job_tag(job_id: str) -> str:
     """The tag each send carries in comment.tags, so a lost answer can be reconciled."""
     return f"mailfax-job:{job_id}"
+
+
+class SendPacer:
+    """At most `rate` sends start within any one second (bursts included)."""
+
+    def __init__(self, rate: int, clock: Clock = time.monotonic) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._starts: deque[float] = deque(maxlen=rate)
+
+    def reserve(self) -> float:
+        """Book the next start; returns how long to wait for it."""
+        now = self._clock()
+        start = now
+        if len(self._starts) == self._rate:
+            start = max(now, self._starts[0] + 1.0)  # a second after the rate-th last start
+        self._starts.append(start)
+        return start - now
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.reserve())
 
 
 def cover_page_for(job: Job, message: MessageRecord) -> dict[str, str]:
@@ -69,6 +102,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_JOBS)
         self._running: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
+        self._pacer = SendPacer(SENDS_PER_SECOND)
 
     async def step(self) -> float | None:
         """Start every due job there is a slot for; return seconds until the next is due."""
@@ -150,6 +184,7 @@ class Dispatcher:
         except (PermanentApiError, AmbiguousApiError) as exc:
             await self._refused(job, owner, JobState.UPLOADING, str(exc))
             return
+        await self._pacer.wait()
         attempt = self._clock()
         if not await self._store.transition(
             job.id,

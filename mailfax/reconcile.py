@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 
 from mailfax.config import FaxplusSettings, QueueSettings
 from mailfax.dispatch import job_tag
-from mailfax.faxplus import ApiError, FaxApi, FaxRecord, parse_api_time
+from mailfax.faxplus import (
+    LIST_PAGE,
+    ApiError,
+    FaxApi,
+    FaxRecord,
+    NotFoundApiError,
+    parse_api_time,
+)
 from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState
 from mailfax.logs import log_event
@@ -30,6 +38,21 @@ BATCH = 50
 
 def _digits(number: str) -> str:
     return re.sub(r"\D", "", number)
+
+
+def _submitted(fax: FaxRecord) -> float:
+    return parse_api_time(fax.submit_time or fax.start_time) or 0.0
+
+
+def _crowded_seconds(sent: list[FaxRecord]) -> set[float]:
+    """Seconds with a full listing page of faxes: FAX.PLUS may have more it could not list."""
+    per_second = Counter(int(_submitted(fax)) for fax in sent)
+    return {float(second) for second, count in per_second.items() if count >= LIST_PAGE}
+
+
+def _attempt(job: Job) -> float:
+    """The earliest submit time a fax record of the job's last send attempt can carry."""
+    return (job.submitted_at or job.created_at) - CLOCK_SKEW
 
 
 class Reconciler:
@@ -120,6 +143,8 @@ class Reconciler:
         outbox = await self._api.list_outbox()
         since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
         sent = await self._api.list_sent_faxes(since)
+        crowded = _crowded_seconds(sent)
+        sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
         queued_tags = {tag for record in outbox for tag in record.tags}
         taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
         for job in unknown:
@@ -129,6 +154,10 @@ class Reconciler:
             if fax is not None:
                 taken.add(fax.id)
                 await self._adopt(job, fax)
+            elif any(second >= _attempt(job) for second in crowded):
+                # The send may be one of the faxes FAX.PLUS could not list: sending again could
+                # fax it twice. Its webhook (adopted above) or a later pass will tell.
+                log_event(log, "reconcile.undecided", logging.WARNING, job=job.id)
             elif job.recoveries >= self._queue.max_recoveries:
                 await self._quarantine(job)
             elif await self._store.transition(
@@ -142,18 +171,30 @@ class Reconciler:
                 log_event(log, "job.resend", job=job.id)
                 self._jobs_wakeup.set()
 
+    async def _faxes_of_parked_webhooks(self, listed: set[str]) -> list[FaxRecord]:
+        """Faxes whose webhook came but which no job has: sends whose answer was lost, found
+        even where the listing could not show them."""
+        events = await self._store.due_fax_events(float("inf"), BATCH)
+        unlisted = sorted({event.fax_id for event in events} - listed)
+        records = []
+        for fax_id in set(unlisted) - await self._store.fax_ids_in_use(unlisted):
+            try:
+                records.append(await self._api.get_fax(fax_id))
+            except NotFoundApiError:
+                continue  # a forged or mistaken webhook
+        return records
+
     @staticmethod
     def _matching_fax(job: Job, sent: list[FaxRecord], taken: set[str]) -> FaxRecord | None:
         """The earliest unclaimed fax to the job's number submitted around its send attempt."""
-        attempt = (job.submitted_at or job.created_at) - CLOCK_SKEW
         candidates = [
             fax
             for fax in sent
             if fax.id not in taken
             and _digits(fax.to) == _digits(job.number)
-            and (parse_api_time(fax.submit_time or fax.start_time) or 0.0) >= attempt
+            and _submitted(fax) >= _attempt(job)
         ]
-        candidates.sort(key=lambda fax: parse_api_time(fax.submit_time or fax.start_time) or 0.0)
+        candidates.sort(key=_submitted)
         return candidates[0] if candidates else None
 
     async def _adopt(self, job: Job, fax: FaxRecord) -> None:

@@ -18,6 +18,8 @@ class FakeFaxApi:
     sends: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
     reports: dict[str, bytes] = field(default_factory=dict)  # confirmation reports by fax id
+    # Faxes GET /faxes/{id} knows that no listing shows (beyond a crowded second's page).
+    unlisted: dict[str, FaxRecord] = field(default_factory=dict)
 
     async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
         self.uploads.append(name)
@@ -45,9 +47,10 @@ class FakeFaxApi:
         return {number: f"fax{len(self.sends)}-{i}" for i, number in enumerate(to)}
 
     async def get_fax(self, fax_id: str) -> FaxRecord:
-        if fax_id not in self.faxes:
+        record = self.faxes.get(fax_id) or self.unlisted.get(fax_id)
+        if record is None:
             raise NotFoundApiError("HTTP 404: not_found", 404)
-        return self.faxes[fax_id]
+        return record
 
     async def list_outbox(self) -> list[OutboxRecord]:
         return list(self.outbox)

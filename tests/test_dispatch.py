@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from mailfax.config import QueueSettings
-from mailfax.dispatch import Dispatcher
+from mailfax.dispatch import Dispatcher, SendPacer
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.receipts.compose import ReceiptComposer
@@ -62,3 +62,14 @@ async def test_cover_page_when_configured(tmp_path: Path) -> None:
         "subject": "Invoice",
         "message": "hello",
     }
+
+
+def test_send_pacer_holds_every_second_to_its_rate() -> None:
+    now = [100.0]
+    pacer = SendPacer(3, lambda: now[0])
+    assert [pacer.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert pacer.reserve() == 1.0  # the fourth starts a second after the first
+    now[0] = 100.5
+    assert pacer.reserve() == 0.5  # a second after the second start (100.0): 101.0
+    now[0] = 103.0
+    assert pacer.reserve() == 0.0  # the window has moved on

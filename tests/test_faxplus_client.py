@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from mailfax.faxplus import (
+    LIST_PAGE,
     AmbiguousApiError,
     FaxPlusClient,
     NotFoundApiError,
@@ -20,6 +21,24 @@ TOKEN = "alohi_pat_TOPSECRET"
 
 def client(handler: httpx.MockTransport) -> FaxPlusClient:
     return FaxPlusClient("https://api.test/v3", TOKEN, transport=handler)
+
+
+async def test_sent_faxes_are_listed_past_a_second_fuller_than_a_page() -> None:
+    """Times are whole seconds and a page holds LIST_PAGE: after a page of one second that
+    brings nothing new, the listing goes on from the second before, not stop there."""
+    crowded = [{"id": f"c{i}", "submit_time": "2026-11-27 10:00:05"} for i in range(LIST_PAGE)]
+    older = [{"id": "o1", "submit_time": "2026-11-27 10:00:03"}]
+    asked: list[str | None] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        before = request.url.params.get("before")
+        asked.append(before)
+        records = older if before is not None and before < "2026-11-27 10:00:05" else crowded
+        return httpx.Response(200, json={"data": {"records": records}})
+
+    listed = await client(httpx.MockTransport(handle)).list_sent_faxes(0.0)
+    assert {fax.id for fax in listed} == {f"c{i}" for i in range(LIST_PAGE)} | {"o1"}
+    assert asked == [None, "2026-11-27 10:00:05", "2026-11-27 10:00:04"]
 
 
 async def test_send_posts_the_documented_payload() -> None:

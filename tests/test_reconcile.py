@@ -13,7 +13,7 @@ import pytest
 
 from mailfax.config import FaxplusSettings, QueueSettings
 from mailfax.dispatch import job_tag
-from mailfax.faxplus import OutboxRecord, format_api_time
+from mailfax.faxplus import LIST_PAGE, OutboxRecord, format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.receipts.compose import ReceiptComposer
@@ -126,6 +126,24 @@ async def test_a_lost_send_that_never_arrived_is_sent_again(world: World) -> Non
     await world.reconciler.step()
     job = await world.store.get_job("j1")
     assert job is not None and job.state is S.QUEUED and job.run_at <= world.clock.now
+
+
+async def test_a_lost_send_in_a_crowded_second_waits_for_its_webhook(world: World) -> None:
+    await make_unknown(world)
+    # A full listing page of faxes in one second after the attempt: FAX.PLUS may have more
+    # there than it can list, ours among them, so sending again could fax it twice.
+    for i in range(LIST_PAGE):
+        number = f"+1555000{i:04d}"
+        world.api.faxes[f"o{i}"] = fax_record(f"o{i}", number, "success", format_api_time(NOW + 1))
+    await world.reconciler.step()
+    assert await state(world) is S.UNKNOWN and world.api.sends == []
+    # Its webhook came (parked: no job had that fax id): the fax is looked up and adopted.
+    lost = fax_record("lost", "+15551234567", "success", format_api_time(NOW + 1))
+    world.api.unlisted["lost"] = lost
+    assert await world.store.park_fax_event("lost", "hook-lost", "success", world.clock.now)
+    await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.SUBMITTED and job.fax_id == "lost"
 
 
 async def test_not_reconciled_before_reconcile_after(world: World) -> None:

@@ -1,6 +1,7 @@
 """FAX.PLUS API client: typed methods and typed outcomes."""
 
 from mailfax.faxplus.client import (
+    LIST_PAGE,
     AmbiguousApiError,
     ApiError,
     FaxApi,
@@ -16,6 +17,7 @@ from mailfax.faxplus.client import (
 )
 
 __all__ = [
+    "LIST_PAGE",
     "AmbiguousApiError",
     "ApiError",
     "FaxApi",

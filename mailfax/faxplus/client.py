@@ -104,7 +104,8 @@ class OutboxRecord:
 
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_PAGE = 50
+# The most faxes one listing page holds (the API's default, and the simulator's maximum).
+LIST_PAGE = 50
 _MAX_PAGES = 40
 
 
@@ -321,12 +322,14 @@ class FaxPlusClient:
         """Every sent fax submitted since `after`, newest first.
 
         The API pages only by time window (limit <= 50, newest first), so each further
-        page asks for faxes up to the oldest submit time seen (boundaries are inclusive)."""
+        page asks for faxes up to the oldest submit time seen (boundaries are inclusive).
+        Times are whole seconds: of a second with more than LIST_PAGE faxes only a page can be
+        listed, so the listing steps on to the second before (the reconciler allows for it)."""
         found: dict[str, FaxRecord] = {}
         params: dict[str, str | int] = {"category": "sent", "after": format_api_time(after)}
         for _ in range(_MAX_PAGES):
             body = await self._json(
-                "GET", f"/accounts/{self._user}/faxes", params={**params, "limit": _PAGE}
+                "GET", f"/accounts/{self._user}/faxes", params={**params, "limit": LIST_PAGE}
             )
             data = body.get("data") if isinstance(body, dict) else None
             records = data.get("records") if isinstance(data, dict) else None
@@ -334,9 +337,13 @@ class FaxPlusClient:
             fresh = [r for r in page if r.id not in found]
             found.update((r.id, r) for r in fresh)
             oldest = min((r.submit_time for r in page if r.submit_time), default="")
-            if len(page) < _PAGE or not fresh or not oldest:
+            if len(page) < LIST_PAGE or not oldest:
                 break
-            params["before"] = oldest[:19]
+            if fresh:
+                params["before"] = oldest[:19]
+            else:
+                # A page full of one second: the rest of it cannot be listed.
+                params["before"] = format_api_time((parse_api_time(oldest) or 0.0) - 1)
         return list(found.values())
 
     async def get_account(self) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Row,
@@ -28,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
 
 from mailfax.jobs import TERMINAL, Job, JobState, check_transition
 from mailfax.mail.extract import Document, PartReport
@@ -60,6 +61,7 @@ from mailfax.store.schema import (
 from mailfax.worker import Wakeup
 
 _READ_ONLY = "mailfax_read_only"
+_T = TypeVar("_T")
 ACCEPT_BATCH = 64
 
 # NOTIFY channels: a hint to every instance that work of this kind may be due.
@@ -156,7 +158,7 @@ def _receipt_row(
 
 
 async def _insert_receipt(
-    conn: AsyncConnection,
+    conn: Conn,
     message_id: str,
     job_id: str | None,
     receipt: NewReceipt,
@@ -166,7 +168,7 @@ async def _insert_receipt(
 
 
 async def _grouped_receipt(
-    conn: AsyncConnection, message_id: str, group: GroupSummary, receipt: NewReceipt | None
+    conn: Conn, message_id: str, group: GroupSummary, receipt: NewReceipt | None
 ) -> NewReceipt | None:
     """What a grouped mail's job queues as it becomes final: the summary once every job of
     the mail is final; its own receipt only if the summary went before (a retried job)."""
@@ -326,15 +328,35 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
     return outcomes
 
 
-class SqlStore:
-    """Store implementation over one SQLAlchemy async engine."""
+class _InlineSqlite:
+    """A SQLite connection whose statements run on the calling thread (the event loop's).
 
-    def __init__(self, engine: AsyncEngine, sqlite_batches: Engine | None = None) -> None:
+    A statement on SQLite takes microseconds: the trip to aiosqlite's thread and back, and the
+    wait for the busy event loop's next turn, cost far more (a third of the gateway's CPU while
+    draining). What can wait (BEGIN IMMEDIATE, for another process's write) or is slow (COMMIT,
+    which fsyncs) still runs on the writer thread; see SqlStore._sqlite_tx."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
+# What a transaction's statements are executed on.
+Conn = AsyncConnection | _InlineSqlite
+
+
+class SqlStore:
+    """Store implementation over one SQLAlchemy async engine (and on SQLite a synchronous one
+    on the same file, whose statements run inline: _InlineSqlite)."""
+
+    def __init__(self, engine: AsyncEngine, sqlite: Engine | None = None) -> None:
         self._engine = engine
-        # SQLite only: a synchronous engine on the same file for accepted-mail batches, each
-        # written in one trip to its own thread (see _write_batch).
-        self._sqlite_batches = sqlite_batches
-        self._batch_thread = ThreadPoolExecutor(1, "mailfax-accept") if sqlite_batches else None
+        self._sqlite = sqlite
+        # One thread runs SQLite's BEGIN IMMEDIATE, COMMIT, connection close and whole
+        # accepted-mail batches, in the order they were asked for.
+        self._sqlite_thread = ThreadPoolExecutor(1, "mailfax-sqlite") if sqlite else None
         self._accepting: list[
             tuple[AcceptedMessage, Sequence[tuple[str, str]], asyncio.Future[None]]
         ] = []
@@ -346,10 +368,18 @@ class SqlStore:
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One transaction on this store's database (for whole-store tools such as db copy)."""
-        return self._tx()
+        return self._engine_tx()
+
+    def _tx(self) -> AbstractAsyncContextManager[Conn]:
+        """A transaction that writes."""
+        return self._engine_tx() if self._sqlite is None else self._sqlite_tx()
+
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        """A transaction that only reads (on SQLite it does not serialise with writers)."""
+        return self._engine_read() if self._sqlite is None else self._sqlite_read()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _engine_tx(self) -> AsyncIterator[AsyncConnection]:
         async with self._sqlite_writer or contextlib.nullcontext():
             try:
                 async with self._engine.begin() as conn:
@@ -358,13 +388,44 @@ class SqlStore:
                 raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that only reads (on SQLite it does not serialise with writers)."""
+    async def _engine_read(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self._engine.connect() as conn:
                 await conn.execution_options(**{_READ_ONLY: True})
                 async with conn.begin():
                     yield conn
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+
+    async def _on_sqlite_thread(self, work: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._sqlite_thread, work)
+
+    @asynccontextmanager
+    async def _sqlite_tx(self) -> AsyncIterator[_InlineSqlite]:
+        assert self._sqlite is not None and self._sqlite_writer is not None
+        async with self._sqlite_writer:
+            try:
+                conn = await self._on_sqlite_thread(self._sqlite.connect)
+                try:
+                    await self._on_sqlite_thread(conn.begin)
+                    yield _InlineSqlite(conn)
+                    await self._on_sqlite_thread(conn.commit)
+                finally:
+                    # Queued behind a COMMIT still running if we were cancelled; an unfinished
+                    # transaction is rolled back as the connection returns to the pool.
+                    self._sqlite_thread.submit(conn.close)  # type: ignore[union-attr]
+            except SQLAlchemyError as exc:
+                raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+
+    @asynccontextmanager
+    async def _sqlite_read(self) -> AsyncIterator[_InlineSqlite]:
+        # A deferred BEGIN in WAL mode neither takes nor waits for a lock: all of it inline.
+        assert self._sqlite is not None
+        try:
+            with self._sqlite.connect() as plain:
+                conn = plain.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    yield _InlineSqlite(conn)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 
@@ -374,11 +435,11 @@ class SqlStore:
 
     async def upgrade(self) -> list[Migration]:
         """Bring the schema to the latest version (`mailfax db upgrade`)."""
-        async with self._tx() as conn:
+        async with self._engine_tx() as conn:
             return await upgrade(conn)
 
     async def schema_version(self) -> int:
-        async with self._read() as conn:
+        async with self._engine_read() as conn:
             return await current_version(conn)
 
     async def db_now(self) -> float:
@@ -391,7 +452,7 @@ class SqlStore:
             ).scalar_one()
         return float(now)
 
-    async def _notify(self, conn: AsyncConnection, channel: str) -> None:
+    async def _notify(self, conn: Conn, channel: str) -> None:
         # Delivered at commit, to every instance LISTENing (PostgreSQL only; SQLite
         # instances share a machine and poll as the fallback).
         if self.dialect == "postgresql":
@@ -449,22 +510,20 @@ class SqlStore:
 
     async def _write_batch(self, batch: Sequence[AcceptedRows]) -> list[QuotaExceeded | None]:
         """One transaction storing `batch`."""
-        if self._sqlite_batches is None:
-            async with self._tx() as conn:
+        if self._sqlite is None:
+            async with self._engine_tx() as conn:
                 outcomes = await conn.run_sync(_insert_accepted, batch)
                 await self._notify(conn, CHANNEL_JOBS)
             return outcomes
-        # Through aiosqlite every statement is a trip to its thread and back, and on an event
-        # loop busy with other sessions each return waits its turn: a batch took ~20 ms.
+        # All of it on the writer thread: a batch may hold megabytes of mail to copy.
         assert self._sqlite_writer is not None
         async with self._sqlite_writer:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._batch_thread, self._write_batch_now, batch)
+            return await self._on_sqlite_thread(lambda: self._write_batch_now(batch))
 
     def _write_batch_now(self, batch: Sequence[AcceptedRows]) -> list[QuotaExceeded | None]:
-        assert self._sqlite_batches is not None
+        assert self._sqlite is not None
         try:
-            with self._sqlite_batches.begin() as conn:
+            with self._sqlite.begin() as conn:
                 return _insert_accepted(conn, batch)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc.__class__.__name__)) from exc
@@ -608,7 +667,7 @@ class SqlStore:
 
     @staticmethod
     async def _event(
-        conn: AsyncConnection,
+        conn: Conn,
         job_id: str,
         old: JobState | None,
         new: JobState,
@@ -841,10 +900,11 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._sqlite_batches is not None:
-            self._sqlite_batches.dispose()
-        if self._batch_thread is not None:
-            self._batch_thread.shutdown(wait=False)
+        if self._sqlite_thread is not None:
+            # After what is queued on it (a COMMIT, connections to close), not before.
+            assert self._sqlite is not None
+            await self._on_sqlite_thread(self._sqlite.dispose)
+            self._sqlite_thread.shutdown(wait=False)
 
     async def job_stats(self) -> JobStats:
         unfinished = [state.value for state in JobState if state not in TERMINAL]
@@ -1050,10 +1110,14 @@ async def open_store(url: str, state_dir: Path, *, check_schema: bool = True) ->
     # round trip through aiosqlite's thread to every transaction.
     engine = create_async_engine(full_url, pool_pre_ping=not full_url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
-        batches = create_engine(make_url(full_url).set(drivername="sqlite+pysqlite"))
-        for each in (engine.sync_engine, batches):
+        inline = create_engine(
+            make_url(full_url).set(drivername="sqlite+pysqlite"),
+            # Used from the event loop and from the store's SQLite thread, never at once.
+            connect_args={"check_same_thread": False},
+        )
+        for each in (engine.sync_engine, inline):
             _sqlite_durability(each)
-        store = SqlStore(engine, batches)
+        store = SqlStore(engine, inline)
         await store.upgrade()
     else:
         store = SqlStore(engine)

@@ -1,4 +1,4 @@
-"""The Store on SQLAlchemy async: SQLite (WAL, synchronous=FULL) by default."""
+"""The Store on SQLAlchemy: SQLite (WAL, synchronous=FULL) by default, or PostgreSQL (asyncpg)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from mailfax.faxplus import (
     ApiError,
     FaxApi,
     FaxRecord,
-    NotFoundApiError,
     parse_api_time,
 )
 from mailfax.finish import JobFinisher
@@ -144,7 +143,8 @@ class Reconciler:
         since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
         sent = await self._api.list_sent_faxes(since)
         crowded = _crowded_seconds(sent)
-        sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
+        if crowded:
+            sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
         queued_tags = {tag for record in outbox for tag in record.tags}
         taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
         for job in unknown:
@@ -173,15 +173,17 @@ class Reconciler:
 
     async def _faxes_of_parked_webhooks(self, listed: set[str]) -> list[FaxRecord]:
         """Faxes whose webhook came but which no job has: sends whose answer was lost, found
-        even where the listing could not show them."""
+        even where the listing could not show them (only needed when it may not have)."""
         events = await self._store.due_fax_events(float("inf"), BATCH)
         unlisted = sorted({event.fax_id for event in events} - listed)
         records = []
         for fax_id in set(unlisted) - await self._store.fax_ids_in_use(unlisted):
             try:
                 records.append(await self._api.get_fax(fax_id))
-            except NotFoundApiError:
-                continue  # a forged or mistaken webhook
+            except ApiError:
+                # Forged or mistaken (404), or FAX.PLUS failing this time: a job this fax would
+                # have settled lies in a crowded window, so it stays undecided until a later pass.
+                continue
         return records
 
     @staticmethod

@@ -41,6 +41,18 @@ async def test_sent_faxes_are_listed_past_a_second_fuller_than_a_page() -> None:
     assert asked == [None, "2026-11-27 10:00:05", "2026-11-27 10:00:04"]
 
 
+async def test_a_listing_page_that_fails_once_is_asked_again() -> None:
+    answers = iter([503, 200])
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        records = [{"id": "f1", "submit_time": "2026-11-27 10:00:05"}]
+        return httpx.Response(status, json={"data": {"records": records}})
+
+    listed = await client(httpx.MockTransport(handle)).list_sent_faxes(0.0)
+    assert [fax.id for fax in listed] == ["f1"]
+
+
 async def test_send_posts_the_documented_payload() -> None:
     seen: list[httpx.Request] = []
 

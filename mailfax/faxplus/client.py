@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ class OutboxRecord:
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # The most faxes one listing page holds (the API's default, and the simulator's maximum).
 LIST_PAGE = 50
+# A listing of many pages through a flaky API: each request is tried up to this often.
+_PAGE_TRIES = 3
 _MAX_PAGES = 40
 
 
@@ -310,7 +313,7 @@ class FaxPlusClient:
         return FaxRecord.from_json(body)
 
     async def list_outbox(self) -> list[OutboxRecord]:
-        body = await self._json("GET", f"/accounts/{self._user}/outbox")
+        body = await self._listing(f"/accounts/{self._user}/outbox")
         records = body.get("records") if isinstance(body, dict) else None
         return [OutboxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
 
@@ -328,8 +331,8 @@ class FaxPlusClient:
         found: dict[str, FaxRecord] = {}
         params: dict[str, str | int] = {"category": "sent", "after": format_api_time(after)}
         for _ in range(_MAX_PAGES):
-            body = await self._json(
-                "GET", f"/accounts/{self._user}/faxes", params={**params, "limit": LIST_PAGE}
+            body = await self._listing(
+                f"/accounts/{self._user}/faxes", {**params, "limit": LIST_PAGE}
             )
             data = body.get("data") if isinstance(body, dict) else None
             records = data.get("records") if isinstance(data, dict) else None
@@ -345,6 +348,20 @@ class FaxPlusClient:
                 # A page full of one second: the rest of it cannot be listed.
                 params["before"] = format_api_time((parse_api_time(oldest) or 0.0) - 1)
         return list(found.values())
+
+    async def _listing(self, path: str, params: dict[str, str | int] | None = None) -> Any:
+        """A listing (or one page of it) for reconciliation. A read, so a transient failure is
+        tried again at once: otherwise one failed page of twenty fails the whole listing, and
+        with it every reconciliation pass while FAX.PLUS is flaky."""
+        tries = 1
+        while True:
+            try:
+                return await self._json("GET", path, params=params)
+            except TransientApiError as exc:
+                if tries == _PAGE_TRIES:
+                    raise
+                tries += 1
+                await asyncio.sleep(min(exc.retry_after or 0.0, 1.0))  # a 429's Retry-After
 
     async def get_account(self) -> dict[str, Any]:
         body = await self._json("GET", f"/accounts/{self._user}")

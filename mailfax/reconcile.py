@@ -175,9 +175,9 @@ class Reconciler:
         """Faxes whose webhook came but which no job has: sends whose answer was lost, found
         even where the listing could not show them (only needed when it may not have)."""
         events = await self._store.due_fax_events(float("inf"), BATCH)
-        unlisted = sorted({event.fax_id for event in events} - listed)
+        unlisted = {event.fax_id for event in events} - listed
         records = []
-        for fax_id in set(unlisted) - await self._store.fax_ids_in_use(unlisted):
+        for fax_id in unlisted - await self._store.fax_ids_in_use(list(unlisted)):
             try:
                 records.append(await self._api.get_fax(fax_id))
             except ApiError:

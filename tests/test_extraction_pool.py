@@ -62,7 +62,7 @@ async def test_a_mail_that_kills_two_workers_is_not_run_in_the_gateway(
     killed: set[int] = set()
 
     async def kill_new_worker() -> bool:
-        fresh = pool.worker_pids() - killed if killed else pool.worker_pids()
+        fresh = pool.worker_pids() - killed
         for pid in fresh:
             os.kill(pid, signal.SIGKILL)
         killed.update(fresh)

@@ -28,8 +28,8 @@ import pikepdf
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailfax._http import HttpServer
-from mailfax.documents import text_pdf
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.typeset import text_pdf
 from tests.postfix import DISCARD_TRANSPORT, POSTFIX, Postfix
 
 HERE = Path(__file__).resolve().parent
@@ -330,8 +330,6 @@ async def run(quick: bool) -> dict[str, Any]:
             postfix = await bench.load(postfix_port, mail_100k, count) if postfix_port else None
         async with bench.gateway("smtp") as gateway:
             port = gateway.smtp_port
-            r["startup_seconds"] = round(gateway.startup_seconds, 3)
-            r["idle_rss_mib"] = round(rss_kib(gateway.pid) / 1024, 1)
             ingest = await bench.load(port, mail_100k, count)
             small = await bench.load(port, mail_10k, count)
             ingest_rate = ingest["accepted"] / ingest["elapsed"]
@@ -366,6 +364,11 @@ async def run(quick: bool) -> dict[str, Any]:
             bench.gateway("smtp,web,worker", api_url) as gateway,
         ):
             port, state = gateway.smtp_port, gateway.state
+            # 6. Idle: the gateway as deployed, every role, FAX.PLUS in another process.
+            r["idle"] = {
+                "rss_mib": round(rss_kib(gateway.pid) / 1024, 1),
+                "startup_seconds": round(gateway.startup_seconds, 3),
+            }
             await register_hook(api_url, gateway.webhook_url)
             receipts = state / "receipts" / "new"
 
@@ -404,6 +407,10 @@ async def run(quick: bool) -> dict[str, Any]:
                 "sent": len(waits),
             }
 
+        # And as `make run` starts it: the simulator embedded in the gateway's process.
+        async with bench.gateway("smtp,web,worker") as gateway:
+            r["idle"]["embedded_simulator_rss_mib"] = round(rss_kib(gateway.pid) / 1024, 1)
+
         # 5. Large mails: 4 x 25 MB while small mails arrive at a fixed rate.
         async with bench.gateway("smtp") as gateway:
             rate = 10.0
@@ -428,7 +435,7 @@ async def run(quick: bool) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    i, a, d, p, lg = (
+    i, a, d, p, lg, idle = (
         results[k]
         for k in (
             "ingest",
@@ -436,6 +443,7 @@ def table(results: dict[str, Any]) -> str:
             "dispatch_latency_ms",
             "pipeline",
             "large_mails",
+            "idle",
         )
     )
     rows = [
@@ -470,8 +478,9 @@ def table(results: dict[str, Any]) -> str:
             f"{lg['peak_rss_mib']} MiB ({lg['bytes_in_flight_mib']} MiB in flight)",
         ),
         ("  with the extraction workers (PSS, sampled)", f"{lg['with_workers_peak_pss_mib']} MiB"),
-        ("idle RSS after start", f"{results['idle_rss_mib']} MiB"),
-        ("start-up to listening", f"{results['startup_seconds']} s"),
+        ("idle RSS after start (all roles, FAX.PLUS elsewhere)", f"{idle['rss_mib']} MiB"),
+        ("  with the simulator embedded (`make run`)", f"{idle['embedded_simulator_rss_mib']} MiB"),
+        ("start-up to listening", f"{idle['startup_seconds']} s"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)

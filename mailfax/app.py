@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailfax import sandbox
 from mailfax._http import HttpServer, parse_hostport
 from mailfax.config import Settings, without_password
 from mailfax.dispatch import Dispatcher
@@ -17,14 +18,13 @@ from mailfax.faxplus import FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
 from mailfax.http_app import http_app
 from mailfax.logs import log_event
-from mailfax.mail.extract import extraction_options
+from mailfax.mail.model import extraction_options
 from mailfax.networks import Networks
 from mailfax.receipts.deliver import MaildirSender, receipt_sender
 from mailfax.receipts.notices import DelayNotices
 from mailfax.receipts.queue import ReceiptWorker
 from mailfax.receipts.setup import receipt_composer as receipt_composer  # also for the CLI
 from mailfax.reconcile import Reconciler
-from mailfax.sandbox import Simulator, SimulatorSettings
 from mailfax.smtp.server import SmtpServer
 from mailfax.store import SqlStore, open_store
 from mailfax.store.sql import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS
@@ -113,7 +113,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._smtp: SmtpServer | None = None
         self.store: SqlStore | None = None
-        self.simulator: Simulator | None = None
+        self.simulator: sandbox.Simulator | None = None
         self.dispatcher: Dispatcher | None = None
         self.endpoints: Endpoints | None = None
 
@@ -144,12 +144,14 @@ class Gateway:
 
         api_url, token = s.faxplus.api_url, s.faxplus.token
         if s.uses_sandbox:
-            self.simulator = Simulator(SimulatorSettings.from_options(vars(s.sandbox)))
+            self.simulator = sandbox.Simulator(
+                sandbox.SimulatorSettings.from_options(vars(s.sandbox))
+            )
             sim_server = HttpServer(self.simulator.app, *parse_hostport(s.sandbox.listen))
             await sim_server.start()
             self._stack.append(self.simulator.aclose)
             self._stack.append(sim_server.stop)
-            api_url, token = f"{sim_server.url}/v3", SimulatorSettings().token
+            api_url, token = f"{sim_server.url}/v3", sandbox.DEFAULT_TOKEN
         api = FaxPlusClient(api_url, token, s.faxplus.user_id, s.faxplus.request_timeout)
         self._stack.append(api.aclose)
 

@@ -19,7 +19,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from mailfax import __version__
+from mailfax import __version__, sandbox
 from mailfax._http import HttpServer, parse_hostport
 from mailfax.app import (
     ROLES,
@@ -30,16 +30,16 @@ from mailfax.app import (
     webhook_target,
 )
 from mailfax.config import ConfigError, Settings, load_settings
-from mailfax.documents import text_pdf
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
-from mailfax.mail.extract import Extraction, extract_documents, extraction_options
+from mailfax.mail.model import Extraction, extraction_options
 from mailfax.operator_cli import add_operator_commands
 from mailfax.receipts_cli import add_receipts_commands
-from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.sandbox import DEFAULT_TOKEN
 from mailfax.store import open_store
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch
+from mailfax.typeset import text_pdf
 from mailfax.users_cli import add_users_commands
 
 
@@ -333,6 +333,9 @@ def _inspect(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mailfax inspect: {args.mail}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    # Imported here: `mailfax serve` loads this module and needs none of the PDF libraries.
+    from mailfax.mail.extract import extract_documents
+
     # The SMTP listener's own extraction with the same options: what it would answer.
     extraction = extract_documents(raw, extraction_options(settings))
     if args.json:
@@ -446,15 +449,15 @@ def _db_copy(args: argparse.Namespace) -> int:
 def _simulator(args: argparse.Namespace) -> int:
     setup_logging()
     try:
-        settings = SimulatorSettings.from_options(vars(args))
+        settings = sandbox.SimulatorSettings.from_options(vars(args))
     except ValueError as exc:
         print(f"mailfax simulator: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_simulator_async(args.listen, settings))
 
 
-async def _simulator_async(listen: str, settings: SimulatorSettings) -> int:
-    simulator = Simulator(settings)
+async def _simulator_async(listen: str, settings: sandbox.SimulatorSettings) -> int:
+    simulator = sandbox.Simulator(settings)
     server = HttpServer(simulator.app, *parse_hostport(listen))
     await server.start()
     print(

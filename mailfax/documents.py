@@ -1,4 +1,4 @@
-"""Fax documents as PDF: preflight and repair, images and Office files to PDF, text typeset."""
+"""Fax documents as PDF: preflight and repair, images and Office files to PDF."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import io
 import logging
 import subprocess
 import tempfile
-import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +13,11 @@ import img2pdf
 import pikepdf
 from PIL import Image, ImageSequence
 
+from mailfax.typeset import A4
+
 # img2pdf logs why it declines an image; extraction reports the outcome itself.
 logging.getLogger("img2pdf").setLevel(logging.ERROR)
 
-A4 = (595.0, 842.0)  # points
 # A 600 dpi A4 scan has 35 million pixels; beyond this an image is a decompression bomb.
 MAX_IMAGE_PIXELS = 60_000_000
 
@@ -140,62 +139,3 @@ def office_to_pdf(data: bytes, name: str, soffice: str, timeout: float) -> bytes
         if not result.is_file():
             raise ConversionError("could not be converted to PDF by LibreOffice")
         return result.read_bytes()
-
-
-# --- typesetting text --------------------------------------------------------------
-
-_FONT_SIZE = 11
-_LEADING = 14
-_MARGIN = 56
-_LINES_PER_PAGE = int((A4[1] - 2 * _MARGIN) // _LEADING)
-_CHARS_PER_LINE = 90  # Helvetica 11 pt on A4 between the margins
-
-
-def text_pdf(lines: Sequence[str]) -> bytes:
-    """A one-page A4 PDF showing `lines` (test pages, confirmation reports)."""
-    return _typeset([list(lines)])
-
-
-def body_pdf(text: str) -> bytes:
-    """The mail's text typeset on as many A4 pages as it needs (wrapped, blank lines kept)."""
-    lines: list[str] = []
-    for paragraph in text.replace("\r\n", "\n").split("\n"):
-        wrapped = textwrap.wrap(paragraph.expandtabs(4), _CHARS_PER_LINE, replace_whitespace=False)
-        lines.extend(wrapped or [""])
-    pages = [lines[i : i + _LINES_PER_PAGE] for i in range(0, len(lines), _LINES_PER_PAGE)]
-    return _typeset(pages or [[]])
-
-
-def _typeset(pages: Sequence[Sequence[str]]) -> bytes:
-    pdf = pikepdf.new()
-    font = pdf.make_indirect(
-        pikepdf.Dictionary(
-            Type=pikepdf.Name.Font,
-            Subtype=pikepdf.Name.Type1,
-            BaseFont=pikepdf.Name.Helvetica,
-            Encoding=pikepdf.Name.WinAnsiEncoding,
-        )
-    )
-    top = A4[1] - _MARGIN
-    for lines in pages:
-        commands = [b"BT", b"/F1 %d Tf" % _FONT_SIZE, b"%d TL" % _LEADING]
-        commands.append(b"%d %d Td" % (_MARGIN, top))
-        for line in lines:
-            # The standard fonts cover Windows-1252; other characters print as "?".
-            encoded = line.encode("cp1252", "replace")
-            escaped = encoded.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
-            commands.append(b"(" + escaped + b") Tj T*")
-        commands.append(b"ET")
-        stream = pikepdf.Stream(pdf, b"\n".join(commands))
-        page = pikepdf.Page(
-            pikepdf.Dictionary(
-                Type=pikepdf.Name.Page,
-                MediaBox=[0, 0, *A4],
-                Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font)),
-                Contents=stream,
-            )
-        )
-        pdf.pages.append(page)
-    out = io.BytesIO()
-    pdf.save(out)
-    return out.getvalue()

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pikepdf
 
-from mailfax.documents import text_pdf
+from mailfax.typeset import text_pdf
 
 
 def pdf_with_pages(pages: int, label: str = "page") -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailfax.config import ConfigError, load_settings
-from mailfax.mail.extract import Document, PartReport
+from mailfax.mail.model import Document, PartReport
 from mailfax.number_policy import NumberPolicy, number_kinds
 from mailfax.quotas import DAY, HOUR, QuotaExceeded, QuotaLimits, quota_charges
 from mailfax.sender_policy import SenderPatterns, aligned, authentication_results_verdict

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from mailfax.app import Gateway
-from mailfax.mail.extract import Extraction, extract_documents
+from mailfax.mail.extract import extract_documents
+from mailfax.mail.model import Extraction
 from tests.conftest import eventually
 from tests.corpus_expectations import EXPECTED, Expected
 from tests.gateway import smtp_transaction, start_gateway

@@ -13,12 +13,16 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pikepdf
+import pypdfium2
 import pytest
 from PIL import Image
 
 from mailfax.config import ConfigError, load_settings
-from mailfax.mail.extract import ExtractionOptions, extract_documents, extraction_options
+from mailfax.documents import PdfCheck, check_pdf
+from mailfax.mail.extract import extract_documents
+from mailfax.mail.model import ExtractionOptions, extraction_options
 from mailfax.mail.parse import decode_text, sanitise_filename
+from mailfax.typeset import body_pdf
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
 
 
@@ -386,6 +390,18 @@ def test_body_only_mail_is_typeset_when_configured() -> None:
     assert (document.name, document.pages) == ("mail-text.pdf", 2)
     assert result.parts[0].action == "converted"
     assert result.comment.startswith("line 0")
+
+
+def test_typeset_pdf_is_clean_and_shows_the_text() -> None:
+    """The typesetter writes PDF by hand: qpdf must find nothing to repair, and a renderer
+    must read back the text, parentheses and backslashes included."""
+    pdf = body_pdf("Invoice (March) \\ paid: 100 \u20ac\n\nnext paragraph")
+    assert check_pdf(pdf) == PdfCheck(1)
+    document = pypdfium2.PdfDocument(pdf)
+    text = document[0].get_textpage().get_text_range()
+    assert "Invoice (March) \\ paid: 100 \u20ac" in text
+    assert "next paragraph" in text
+    document.close()
 
 
 # --- Office documents and options -----------------------------------------------------------

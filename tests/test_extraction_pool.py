@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from benchmarks.run import descendants
-from mailfax.mail.extract import ExtractionOptions, extract_documents
+from mailfax.mail.extract import extract_documents
+from mailfax.mail.model import ExtractionOptions
 from mailfax.smtp.extraction import ExtractionFailed, ExtractionPool
 from tests.chaos import GatewayProcess, free_port, send_one
 from tests.conftest import eventually

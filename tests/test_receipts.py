@@ -15,7 +15,7 @@ from faxplus.models.fax_status import FaxStatus
 
 from mailfax.config import ConfigError, load_settings, without_password
 from mailfax.jobs import Job, JobState
-from mailfax.mail.extract import PartReport
+from mailfax.mail.model import PartReport
 from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.deliver import MaildirSender
 from mailfax.receipts.fields import Attachments, ConfirmationReport

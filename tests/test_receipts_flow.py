@@ -13,7 +13,7 @@ import pytest
 
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
-from mailfax.mail.extract import Document
+from mailfax.mail.model import Document
 from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.notices import DelayNotices, with_acceptance_receipt
 from mailfax.receipts.policy import ReceiptPolicy

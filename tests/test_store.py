@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from mailfax.jobs import JobState, TransitionError
-from mailfax.mail.extract import Document, PartReport
+from mailfax.mail.model import Document, PartReport
 from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailable, open_store
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field, replace
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
-from typing import TYPE_CHECKING, Literal
+from email.message import Message
 from urllib.parse import unquote
 
 from mailfax.documents import (
     ConversionError,
     PdfCheck,
-    body_pdf,
     check_pdf,
     image_to_pdf,
     office_to_pdf,
 )
-from mailfax.mail.headers import MAIL_POLICY
 from mailfax.mail.html import html_to_text
 from mailfax.mail.identify import FAXABLE_IMAGES, Kind, identify
+from mailfax.mail.model import (
+    Action,
+    Document,
+    Extraction,
+    ExtractionOptions,
+    PartReport,
+)
 from mailfax.mail.parse import (
     content_id,
     content_type,
@@ -37,86 +39,12 @@ from mailfax.mail.parse import (
 )
 from mailfax.mail.tnef import TnefError, unpack_tnef
 from mailfax.policy import Refusal
-
-if TYPE_CHECKING:  # the extraction workers need no configuration code (nor its imports)
-    from mailfax.config import Settings
-
-Action = Literal["faxed", "converted", "ignored", "unreadable"]
-BodyOnly = Literal["reject", "render"]
+from mailfax.typeset import body_pdf
 
 # Images this small that are not attachments are logos, signatures and spacers.
 INLINE_IMAGE_BYTES = 10_000
 # Deeper nesting is an attack on the parser, not a mail a person wrote.
 MAX_DEPTH = 30
-
-
-@dataclass(frozen=True)
-class Document:
-    """One file to fax, in message order; `data` is always PDF (images are converted)."""
-
-    name: str
-    data: bytes
-    pages: int
-
-
-@dataclass(frozen=True)
-class PartReport:
-    """What extraction did with one MIME part (shown in receipts and `mailfax inspect`)."""
-
-    name: str
-    content_type: str
-    size: int
-    pages: int | None
-    action: Action
-    reason: str
-
-    @property
-    def is_faxed(self) -> bool:
-        """Whether this part goes out in the fax (as it is, or converted to PDF)."""
-        return self.action in ("faxed", "converted")
-
-
-@dataclass(frozen=True)
-class Extraction:
-    """Everything the gateway needs from a message, or the refusal that answers it."""
-
-    documents: tuple[Document, ...]
-    parts: tuple[PartReport, ...]
-    comment: str
-    subject: str
-    message_id: str
-    auto_submitted: str
-    refusal: Refusal | None
-    sender_name: str = ""
-
-    @property
-    def pages(self) -> int:
-        return sum(doc.pages for doc in self.documents)
-
-
-@dataclass(frozen=True)
-class ExtractionOptions:
-    """The settings extraction obeys; built from `Settings` so SMTP and `inspect` agree."""
-
-    max_pages: int = 200
-    body_only: BodyOnly = "reject"
-    max_comment_chars: int = 2000
-    # LibreOffice's soffice executable; None = Office documents are reported, not converted.
-    soffice: str | None = None
-    convert_timeout: float = 120.0
-
-
-def extraction_options(settings: Settings) -> ExtractionOptions:
-    """The options of a configured gateway (looks LibreOffice up on PATH when office = auto)."""
-    soffice = shutil.which("soffice") if settings.convert.office == "auto" else None
-    body_only: BodyOnly = "render" if settings.smtp.body_only == "render" else "reject"
-    return ExtractionOptions(
-        max_pages=settings.smtp.max_pages,
-        body_only=body_only,
-        max_comment_chars=settings.faxplus.max_comment_chars,
-        soffice=soffice,
-        convert_timeout=settings.convert.timeout,
-    )
 
 
 def extract_documents(raw: bytes, options: ExtractionOptions | None = None) -> Extraction:
@@ -473,9 +401,3 @@ def _cid_references(message: Message) -> frozenset[str]:
             html = decode_text(decode_payload(part).data, part_charset(part))
             found.update(unquote(ref).strip("<>").lower() for ref in _CID.findall(html))
     return frozenset(found)
-
-
-def original_headers(raw: bytes) -> EmailMessage:
-    """The message's header block, for receipts (text/rfc822-headers)."""
-    head, _, _ = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    return BytesParser(policy=MAIL_POLICY).parsebytes(head + b"\n\n", headersonly=True)

@@ -1,9 +1,11 @@
-"""The email policy mailfax parses and composes with: the standard one, reusing parsed headers."""
+"""The email policy mailfax parses and composes with (the standard one, reusing parsed headers)."""
 
 from __future__ import annotations
 
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 
 # Headers longer than this are parsed each time rather than kept (a cache must stay small).
@@ -44,3 +46,9 @@ class ReusedHeaders(HeaderRegistry):
 
 
 MAIL_POLICY = policy.default.clone(header_factory=ReusedHeaders())
+
+
+def original_headers(raw: bytes) -> EmailMessage:
+    """The message's header block, for receipts (text/rfc822-headers)."""
+    head, _, _ = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    return BytesParser(policy=MAIL_POLICY).parsebytes(head + b"\n\n", headersonly=True)

@@ -9,8 +9,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from mailfax.jobs import Job, JobState
-from mailfax.mail.extract import original_headers
-from mailfax.mail.headers import MAIL_POLICY
+from mailfax.mail.headers import MAIL_POLICY, original_headers
 from mailfax.receipts.fields import (
     NO_ATTACHMENTS,
     Attachments,

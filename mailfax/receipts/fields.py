@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from mailfax.faxplus import parse_api_time
 from mailfax.jobs import REDIAL_STATUSES, Job, JobState
-from mailfax.mail.extract import PartReport
+from mailfax.mail.model import PartReport
 from mailfax.policy import format_for_humans
 from mailfax.receipts.reasons import reason_for
 from mailfax.store.base import MessageRecord

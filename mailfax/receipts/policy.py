@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from mailfax.config import ReceiptsSettings
 from mailfax.jobs import Job, JobState
-from mailfax.mail.extract import original_headers
+from mailfax.mail.headers import original_headers
 from mailfax.sender_policy import SenderPatterns
 from mailfax.store.base import MessageRecord
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pypdfium2
-
 # Wide enough to recognise the page, small enough to keep a receipt light (~20-60 KB).
 THUMBNAIL_WIDTH = 320
 
@@ -16,6 +14,10 @@ class ThumbnailError(Exception):
 
 def first_page_png(pdf: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
     """CPU-bound: callers on the event loop run it in a thread."""
+    # Imported on first use: PDFium and PIL are ~7 MiB that a gateway whose receipts carry no
+    # thumbnail never needs.
+    import pypdfium2
+
     try:
         document = pypdfium2.PdfDocument(pdf)
     except pypdfium2.PdfiumError as exc:

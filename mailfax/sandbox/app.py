@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mailfax.sandbox import documents
+from mailfax.sandbox import DEFAULT_TOKEN, documents
 from mailfax.sandbox.faults import Delivery, FaultInjection, Faults, check_fault_settings
 from mailfax.sandbox.ledger_file import load_ledger, save_ledger
 from mailfax.sandbox.payloads import (
@@ -50,8 +50,6 @@ from mailfax.sandbox.state import (
 )
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TOKEN = "sandbox"  # noqa: S105 - a public, well-known token for a local simulator
 
 _WEBHOOK_TIMEOUT = 5.0
 _WEBHOOK_ATTEMPTS = 3

@@ -23,7 +23,7 @@ import sys
 from typing import BinaryIO
 
 from mailfax.logs import log_event
-from mailfax.mail.extract import Extraction, ExtractionOptions, extract_documents
+from mailfax.mail.model import Extraction, ExtractionOptions
 
 log = logging.getLogger("mailfax.smtp")
 
@@ -137,7 +137,7 @@ class ExtractionPool:
                     # No worker could be started (process or memory limits): extract in a
                     # thread, as the gateway did before it had workers.
                     log_event(log, "extraction.no_workers", logging.WARNING, error=str(exc))
-                    return await asyncio.to_thread(extract_documents, raw, self._options)
+                    return await asyncio.to_thread(_extract, raw, self._options)
                 try:
                     ok, result = await worker.extract(raw)
                 except _WorkerDied:
@@ -179,6 +179,14 @@ class ExtractionPool:
                 await asyncio.wait(late)
 
 
+def _extract(raw: bytes, options: ExtractionOptions) -> Extraction:
+    # Imported here, not at the top: the PDF and image libraries extraction uses belong in the
+    # workers; the gateway process loads them only if it has to extract without workers.
+    from mailfax.mail.extract import extract_documents
+
+    return extract_documents(raw, options)
+
+
 def _read_frame(source: BinaryIO) -> bytes | None:
     header = source.read(_LENGTH.size)
     if len(header) < _LENGTH.size:
@@ -196,7 +204,7 @@ def _serve(source: BinaryIO, replies: BinaryIO) -> None:
     while (raw := _read_frame(source)) is not None:
         reply: tuple[bool, Extraction | str]
         try:
-            reply = (True, extract_documents(raw, options))
+            reply = (True, _extract(raw, options))
         except Exception as exc:  # a bug, not a bad mail: the gateway answers 451
             reply = (False, exc.__class__.__name__)
         del raw

@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
-from mailfax.mail.extract import Extraction
+from mailfax.mail.model import Extraction
 from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
 from mailfax.quotas import QuotaCharge, QuotaExceeded, never_fits, quota_charges

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mailfax._http import bind_listener, parse_hostport
 from mailfax.config import Settings
 from mailfax.logs import log_event
-from mailfax.mail.extract import ExtractionOptions
+from mailfax.mail.model import ExtractionOptions
 from mailfax.smtp.auth import PasswordAuthenticator
 from mailfax.smtp.extraction import ExtractionPool, extraction_workers
 from mailfax.smtp.intake import FaxIntakeHandler

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mailfax.jobs import Job, JobState
-from mailfax.mail.extract import Document, PartReport
+from mailfax.mail.model import Document, PartReport
 from mailfax.quotas import QuotaCharge
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.expression import Executable
 
 from mailfax.jobs import TERMINAL, Job, JobState, check_transition
-from mailfax.mail.extract import Document, PartReport
+from mailfax.mail.model import Document, PartReport
 from mailfax.quotas import KEEP_COUNTERS, QuotaCharge, QuotaExceeded
 from mailfax.store.base import (
     AcceptedMessage,

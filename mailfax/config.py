@@ -174,7 +174,7 @@ class LimitsSettings:
     # Seconds one SMTP connection may last, and one DATA upload may take.
     session_deadline: float = 900.0
     data_deadline: float = 300.0
-    # How often one connection may send each command.
+    # How often one connection may send each command (trusted networks: only AUTH counted).
     command_call_limit: int = 100
 
 

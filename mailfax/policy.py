@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ def parse_fax_recipient(address: str, domain: str, default_region: str) -> str |
     return number
 
 
+@functools.lru_cache(maxsize=4096)  # numbers repeat; phonenumbers parses in pure Python
 def normalise_number(text: str, default_region: str) -> str | None:
     """E.164 form of a written fax number, or None when it cannot be a phone number."""
     digits = _SEPARATORS.sub("", text)

@@ -509,6 +509,29 @@ async def test_too_many_connections(tmp_path: Path, ca: trustme.CA) -> None:
         await eventually(greeted, what="a free connection slot")
 
 
+async def test_command_limit_counts_untrusted_clients_only(tmp_path: Path, ca: trustme.CA) -> None:
+    """An MTA in front sends mail after mail on one connection; other clients are cut off."""
+    async with secure_gateway(
+        tmp_path, ca, limits_command_call_limit="3", smtp_trusted_networks="127.0.0.1/32"
+    ) as gateway:
+        assert gateway.endpoints is not None
+        trusted = await connect(gateway.endpoints, ca, starttls=False)
+        other = await connect(gateway.endpoints, ca, starttls=False, source="127.0.0.2")
+        try:
+            trusted_codes = [(await trusted.noop()).code for _ in range(5)]
+            other_codes = []
+            for _ in range(4):
+                try:
+                    other_codes.append((await other.noop()).code)
+                except aiosmtplib.SMTPResponseException as exc:
+                    other_codes.append(exc.code)
+        finally:
+            await close(trusted)
+            await close(other)
+        assert trusted_codes == [250] * 5
+        assert other_codes == [250, 250, 250, 421]
+
+
 async def test_vrfy_expn_and_the_session_deadline(tmp_path: Path, ca: trustme.CA) -> None:
     async with secure_gateway(tmp_path, ca, limits_session_deadline="1") as gateway:
         assert gateway.endpoints is not None

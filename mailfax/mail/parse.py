@@ -15,6 +15,7 @@ from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, parseaddr
 
 from mailfax.mail.headers import MAIL_POLICY
+from mailfax.mail.split import split_message
 
 # Defects that mean the parser gave up on a multipart and kept its body as one blob.
 _LOST_STRUCTURE = (
@@ -32,7 +33,7 @@ _MISSING_SEMICOLON = re.compile(
 
 def parse_message(raw: bytes) -> Message:
     """Parse with the strict modern policy; when it loses a multipart, take a lenient parse."""
-    strict = BytesParser(policy=MAIL_POLICY).parsebytes(raw)
+    strict = split_message(raw) or BytesParser(policy=MAIL_POLICY).parsebytes(raw)
     if not _lost_structure(strict):
         return strict
     repaired = _MISSING_SEMICOLON.sub(rb"\1;", raw)

@@ -1,0 +1,112 @@
+"""The boundary splitter builds the stdlib parser's tree, or declines: never a different tree."""
+
+from __future__ import annotations
+
+from email.message import Message
+from email.parser import BytesParser
+from typing import Any
+
+import pytest
+
+from mailfax.mail.headers import MAIL_POLICY
+from mailfax.mail.split import split_message
+from tests.pdfs import fax_mail, pdf_with_pages
+from tests.test_corpus import corpus_files, corpus_mail
+
+
+def tree(message: Message | str) -> Any:
+    """Everything extraction can see of a parsed message."""
+    assert isinstance(message, Message)
+    payload = message.get_payload()
+    return (
+        message.items(),
+        message.get_default_type(),
+        message.get_unixfrom(),
+        message.preamble,
+        message.epilogue,
+        [type(defect).__name__ for defect in message.defects],
+        [tree(part) for part in payload] if isinstance(payload, list) else payload,
+    )
+
+
+def assert_same_or_declined(raw: bytes) -> bool:
+    """True when the splitter took the mail (and built the same tree)."""
+    split = split_message(raw)
+    if split is not None:
+        assert tree(split) == tree(BytesParser(policy=MAIL_POLICY).parsebytes(raw))
+    return split is not None
+
+
+def test_every_corpus_mail_gives_the_same_tree_or_is_declined() -> None:
+    taken = [name for name in corpus_files() if assert_same_or_declined(corpus_mail(name))]
+    # Most real mail is well formed: the fast path must actually be the usual one.
+    assert len(taken) >= len(corpus_files()) // 2
+
+
+def test_a_typical_fax_mail_is_split() -> None:
+    mail = fax_mail(attachments=[("a.pdf", pdf_with_pages(3), "application/pdf")]).as_bytes()
+    assert assert_same_or_declined(mail)
+    assert assert_same_or_declined(mail.replace(b"\n", b"\r\n"))
+
+
+M = b"From: a@example.com\nMIME-Version: 1.0\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "taken"),
+    [
+        # preamble and epilogue, whitespace after a boundary, boundary-like lines in a body
+        (
+            M + b'Content-Type: multipart/mixed; boundary="B"\n\npreamble\n\n--B  \n'
+            b"Content-Type: text/plain\n\nhello\n--B-x\n--Bx\n\n--B\n\nno headers\n--B--\n"
+            b"epilogue\n",
+            True,
+        ),
+        # nested multipart with text between its closing boundary and the outer boundary
+        (
+            M + b'Content-Type: multipart/mixed; boundary="O"\n\n--O\n'
+            b'Content-Type: multipart/alternative; boundary="I"\n\n--I\n\nplain\n--I\n'
+            b"Content-Type: text/html\n\n<p>x</p>\n--I--\ninner epilogue\n\n--O\n\nlast\n--O--",
+            True,
+        ),
+        # a nested closing boundary followed at once by the outer one
+        (
+            M + b'Content-Type: multipart/mixed; boundary="O"\n\n--O\n'
+            b'Content-Type: multipart/alternative; boundary="I"\n\n--I\n\nplain\n--I--\n--O--\n',
+            True,
+        ),
+        # a nested multipart whose epilogue is a single empty line
+        (
+            M + b'Content-Type: multipart/mixed; boundary="O"\n\n--O\n'
+            b'Content-Type: multipart/alternative; boundary="I"\n\n--I\n\nx\n--I--\n\n--O--\n',
+            True,
+        ),
+        # 8-bit bytes in a body, CRLF line ends
+        (
+            (
+                M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
+                b"Content-Type: text/plain; charset=latin-1\n\ncaf\xe9\n--B--\n"
+            ).replace(b"\n", b"\r\n"),
+            True,
+        ),
+        (M + b"Content-Type: text/plain\n\nnot multipart\n", True),
+        (b"\nno headers at all\n", True),
+        # declined: no closing boundary, an empty part, no start boundary, a part without a
+        # blank line, an embedded message, a digest, a bare CR, a Unix From line
+        (M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n\nx\n', False),
+        (M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n--B\n\nx\n--B--\n', False),
+        (M + b'Content-Type: multipart/mixed; boundary="B"\n\nno parts\n', False),
+        (M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\nX: y\n--B--\n', False),
+        (
+            M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
+            b"Content-Type: message/rfc822\n\nSubject: inner\n\nbody\n--B--\n",
+            False,
+        ),
+        (M + b'Content-Type: multipart/digest; boundary="B"\n\n--B\n\nx\n--B--\n', False),
+        (M + b"Content-Type: text/plain\n\nold\rMac\n", False),
+        (b"From someone Mon Jan 1 00:00:00 2024\n" + M + b"\nbody\n", False),
+        (M + b'Content-Type: multipart/mixed; boundary="B"\nbroken header\n\n--B--\n', False),
+    ],
+)
+def test_edge_cases(raw: bytes, taken: bool) -> None:
+    assert assert_same_or_declined(raw) is taken

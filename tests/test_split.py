@@ -7,11 +7,20 @@ from email.parser import BytesParser
 from typing import Any
 
 import pytest
+from hypothesis import given
 
 from mailfax.mail.headers import MAIL_POLICY
 from mailfax.mail.split import split_message
 from tests.pdfs import fax_mail, pdf_with_pages
 from tests.test_corpus import corpus_files, corpus_mail
+from tests.test_extract_properties import (
+    PROPERTY_SETTINGS,
+    Leaf,
+    Multi,
+    mutated_corpus_mail,
+    serialise,
+    trees,
+)
 
 
 def tree(message: Message | str) -> Any:
@@ -19,7 +28,9 @@ def tree(message: Message | str) -> Any:
     assert isinstance(message, Message)
     payload = message.get_payload()
     return (
-        message.items(),
+        # Raw: the same stdlib code parses a header's value from it on access, in both trees
+        # (and may raise on a damaged one).
+        list(message.raw_items()),
         message.get_default_type(),
         message.get_unixfrom(),
         message.preamble,
@@ -110,3 +121,15 @@ M = b"From: a@example.com\nMIME-Version: 1.0\n"
 )
 def test_edge_cases(raw: bytes, taken: bool) -> None:
     assert assert_same_or_declined(raw) is taken
+
+
+@PROPERTY_SETTINGS
+@given(tree=trees)
+def test_random_mime_trees_give_the_same_tree_or_are_declined(tree: Leaf | Multi) -> None:
+    assert_same_or_declined(b"MIME-Version: 1.0\r\n" + serialise(tree))
+
+
+@PROPERTY_SETTINGS
+@given(raw=mutated_corpus_mail())
+def test_damaged_corpus_mails_give_the_same_tree_or_are_declined(raw: bytes) -> None:
+    assert_same_or_declined(raw)

@@ -100,16 +100,13 @@ def _boundary_lines(body: str, separator: str) -> Iterator[re.Match[str]]:
     """The lines of `body` that the feed parser's boundary pattern matches, in order."""
     line = re.compile(re.escape(separator) + r"(?P<end>--)?[ \t]*(?:\r?\n|\Z)")
     marker = "\n" + separator
-    position = 0 if body.startswith(separator) else body.find(marker) + 1
-    if position == 0 and not body.startswith(separator):
-        return
-    while True:
-        found = line.match(body, position)
+    # Line starts beginning with the separator; find() returns -1 (so 0 here) when none is left.
+    start: int | None = 0 if body.startswith(separator) else body.find(marker) + 1 or None
+    while start is not None:
+        found = line.match(body, start)
         if found:
             yield found
-        position = body.find(marker, position) + 1
-        if position == 0:  # find() said -1: no more
-            return
+        start = body.find(marker, start) + 1 or None
 
 
 def _without_last_break(text: str) -> str:

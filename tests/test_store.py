@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailabl
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch
 from mailfax.worker import Wakeup
-from tests.conftest import claim_one, fresh_pg_database
+from tests.conftest import claim_one, eventually, fresh_pg_database
 
 S = JobState
 
@@ -54,6 +57,31 @@ async def test_sqlite_durability_pragmas(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
+        await store.close()
+
+
+async def test_a_large_commit_leaves_its_checkpoint_to_another_thread(tmp_path: Path) -> None:
+    """SQLite copies the WAL into the database inside the commit that passes 4 MB; a batch
+    holding a large mail commits without that, and the checkpoint thread copies it after."""
+    store = await open_store("", tmp_path)
+    database = tmp_path / "mailfax.sqlite3"
+    try:
+        pdf = b"%PDF-" + os.urandom(5_000_000)
+        mail = dataclasses.replace(accepted(), documents=(Document("a.pdf", pdf, 2),))
+        busy = threading.Event()
+        assert store._checkpoint_thread is not None
+        store._checkpoint_thread.submit(busy.wait)  # the checkpoint waits behind this
+        await store.accept(mail, [("j1", "+15551234567")])
+        assert database.stat().st_size < len(pdf)  # committed: in the WAL only
+        busy.set()
+
+        async def copied() -> bool:
+            return database.stat().st_size > len(pdf)
+
+        await eventually(copied, what="the checkpoint")
+        assert [d.data for d in await store.documents("m1")] == [pdf]
+    finally:
+        busy.set()
         await store.close()
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
@@ -78,6 +80,15 @@ CHANNEL_RECEIPTS = "mailfax_receipts"
 _WAL_AUTOCHECKPOINT = 1000
 # Batches holding a mail larger than this commit without it (see SqlStore._write_batch).
 _LARGE_MAIL_BYTES = 4 * 1024 * 1024
+
+
+def _restore_autocheckpoint(conn: Connection, driver: DBAPIConnection) -> None:
+    try:
+        driver.cursor().execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
+    except sqlite3.Error:
+        # Nothing may raise here: the batch is committed and its senders are about to get
+        # their 250s. The connection is discarded instead of pooled without the setting.
+        conn.invalidate()
 
 
 def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
@@ -569,8 +580,7 @@ class SqlStore:
                         return _insert_accepted(conn, batch)
                 finally:
                     if defer_checkpoint:
-                        autocheckpoint = f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}"
-                        driver.cursor().execute(autocheckpoint)
+                        _restore_autocheckpoint(conn, driver)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc.__class__.__name__)) from exc
 

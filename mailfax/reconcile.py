@@ -140,7 +140,7 @@ class Reconciler:
         # The outbox first: a fax leaving it between the two calls is then in the list of
         # sent faxes; the other order could miss it in both.
         outbox = await self._api.list_outbox()
-        since = min(job.submitted_at or job.created_at for job in unknown) - CLOCK_SKEW
+        since = min(_attempt(job) for job in unknown)
         sent = await self._api.list_sent_faxes(since)
         crowded = _crowded_seconds(sent)
         if crowded:

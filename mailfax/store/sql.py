@@ -167,6 +167,35 @@ def _message_of(job_id: str) -> ScalarSelect[Any]:
     return select(jobs.c.message_id).where(jobs.c.id == job_id).scalar_subquery()
 
 
+def _new_job_row(job_id: str, message_id: str, number: str, now: float) -> dict[str, Any]:
+    """A job queued now, with nothing tried yet."""
+    return {
+        "id": job_id,
+        "message_id": message_id,
+        "number": number,
+        "state": JobState.QUEUED.value,
+        "attempts": 0,
+        "recoveries": 0,
+        "redials": 0,
+        "created_at": now,
+        "updated_at": now,
+        "run_at": now,
+        "uploaded": "[]",
+    }
+
+
+def _event_row(
+    job_id: str, old: JobState | None, new: JobState, now: float, detail: str
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "at": now,
+        "from_state": old.value if old else None,
+        "to_state": new.value,
+        "detail": detail[:2000],
+    }
+
+
 def _receipt_row(
     message_id: str, job_id: str | None, receipt: NewReceipt, now: float
 ) -> dict[str, Any]:
@@ -314,19 +343,7 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
     conn.execute(
         insert(jobs),
         [
-            {
-                "id": job_id,
-                "message_id": message.id,
-                "number": number,
-                "state": JobState.QUEUED.value,
-                "attempts": 0,
-                "recoveries": 0,
-                "redials": 0,
-                "created_at": message.received_at,
-                "updated_at": message.received_at,
-                "run_at": message.received_at,
-                "uploaded": "[]",
-            }
+            _new_job_row(job_id, message.id, number, message.received_at)
             for message, job_rows in stored
             for job_id, number in job_rows
         ],
@@ -334,13 +351,7 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
     conn.execute(
         insert(job_events),
         [
-            {
-                "job_id": job_id,
-                "at": message.received_at,
-                "from_state": None,
-                "to_state": "queued",
-                "detail": "",
-            }
+            _event_row(job_id, None, JobState.QUEUED, message.received_at, "")
             for message, job_rows in stored
             for job_id, _ in job_rows
         ],
@@ -740,15 +751,7 @@ class SqlStore:
         now: float,
         detail: str,
     ) -> None:
-        await conn.execute(
-            insert(job_events).values(
-                job_id=job_id,
-                at=now,
-                from_state=old.value if old else None,
-                to_state=new.value,
-                detail=detail[:2000],
-            )
-        )
+        await conn.execute(insert(job_events).values(**_event_row(job_id, old, new, now, detail)))
 
     async def get_job(self, job_id: str) -> Job | None:
         async with self._read() as conn:
@@ -1065,19 +1068,7 @@ class SqlStore:
             row = (
                 await conn.execute(
                     insert(jobs)
-                    .values(
-                        id=new_job_id,
-                        message_id=old.message_id,
-                        number=old.number,
-                        state=JobState.QUEUED.value,
-                        attempts=0,
-                        recoveries=0,
-                        redials=0,
-                        created_at=now,
-                        updated_at=now,
-                        run_at=now,
-                        uploaded="[]",
-                    )
+                    .values(**_new_job_row(new_job_id, old.message_id, old.number, now))
                     .returning(*jobs.c)
                 )
             ).one()

@@ -9,15 +9,19 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from mailfax.jobs import JobState, TransitionError
 from mailfax.mail.model import Document, PartReport
+from mailfax.quotas import QuotaCharge, QuotaExceeded
 from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailable, open_store
 from mailfax.store.copy import StoreNotEmpty, copy_store
-from mailfax.store.migrations import LATEST, SchemaMismatch
+from mailfax.store.migrations import LATEST, MIGRATIONS, SchemaMismatch
+from mailfax.store.sql import PIECE_BYTES
 from mailfax.worker import Wakeup
 from tests.conftest import claim_one, eventually, fresh_pg_database
 
@@ -83,6 +87,106 @@ async def test_a_large_commit_leaves_its_checkpoint_to_another_thread(tmp_path: 
     finally:
         busy.set()
         await store.close()
+
+
+def _large(message_id: str = "m1", now: float = 1000.0) -> AcceptedMessage:
+    """A mail of ~5.5 MB: its blobs are stored in pieces."""
+    return dataclasses.replace(
+        accepted(message_id, now),
+        raw=b"Subject: scan\r\n\r\n" + b"x" * (PIECE_BYTES + 7),
+        documents=(
+            Document("a.pdf", b"%PDF-" + os.urandom(4 * PIECE_BYTES), 2),
+            Document("b.pdf", b"%PDF-b", 1),
+        ),
+    )
+
+
+async def _pieces_stored(store: SqlStore) -> tuple[int, int]:
+    """Rows in blob_chunks and blobs_in_progress."""
+    async with store.transaction() as conn:
+        counts = [
+            (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()  # noqa: S608
+            for table in ("blob_chunks", "blobs_in_progress")
+        ]
+    return counts[0], counts[1]
+
+
+async def test_a_large_mail_is_stored_in_pieces_and_read_back_whole(store: SqlStore) -> None:
+    mail = _large()
+    await store.accept(mail, [("j1", "+15551234567")])
+    assert [d.data for d in await store.documents("m1")] == [d.data for d in mail.documents]
+    message = await store.message("m1")
+    assert message is not None and message.raw == mail.raw
+    # raw: 2 pieces, a.pdf ("%PDF-" and 4 MiB): 5, b.pdf: 1; and no mail unfinished
+    assert await _pieces_stored(store) == (2 + 5 + 1, 0)
+    async with store.transaction() as conn:
+        row_sizes = (await conn.execute(text("SELECT length(raw) FROM messages"))).scalar_one()
+    assert row_sizes == 0  # the rows point at the pieces, they do not hold a copy
+
+
+async def test_a_small_mail_commits_while_a_large_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer: a small mail waits for one piece, not for the whole large mail."""
+    store = await open_store("", tmp_path)
+    write_piece = store._write_statements
+    first_piece, go_on = asyncio.Event(), asyncio.Event()
+
+    async def pausing(*statements: Any) -> None:
+        await write_piece(*statements)
+        first_piece.set()
+        await go_on.wait()
+
+    monkeypatch.setattr(store, "_write_statements", pausing)
+    try:
+        large = asyncio.create_task(store.accept(_large(), [("j1", "+15551234567")]))
+        await asyncio.wait_for(first_piece.wait(), 10)
+        await asyncio.wait_for(store.accept(accepted("m2"), [("j2", "+15557654321")]), 10)
+        assert await store.get_job("j2") is not None
+        assert not large.done() and await store.get_job("j1") is None
+        go_on.set()
+        await asyncio.wait_for(large, 10)
+        assert await store.get_job("j1") is not None
+    finally:
+        go_on.set()
+        await store.close()
+
+
+async def test_pieces_of_a_refused_large_mail_are_removed(store: SqlStore) -> None:
+    one_an_hour = (QuotaCharge("faxes-per-hour", "sender:alice@example.com", 0.0, 3600.0, 1, 1),)
+    await store.accept(
+        dataclasses.replace(accepted("m0"), quota_charges=one_an_hour), [("j0", "+15551234567")]
+    )
+    with pytest.raises(QuotaExceeded):
+        large = dataclasses.replace(_large(), quota_charges=one_an_hour)
+        await store.accept(large, [("j1", "+15551234567")])
+    assert await store.message("m1") is None
+    assert await _pieces_stored(store) == (0, 0)
+
+
+async def test_pieces_a_crash_interrupted_are_removed_after_an_hour(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.accept(_large("m1"), [("j1", "+15551234567")])
+    write_piece = store._write_statements
+    written: list[tuple[Any, ...]] = []
+
+    async def crashing(*statements: Any) -> None:
+        if len(written) == 3:
+            raise StoreUnavailable("the gateway died here")
+        await write_piece(*statements)
+        written.append(statements)
+
+    monkeypatch.setattr(store, "_write_statements", crashing)
+    with pytest.raises(StoreUnavailable):
+        await store.accept(_large("m2"), [("j2", "+15551234567")])
+    assert await _pieces_stored(store) == (8 + 3, 1)
+    await store.recover_expired(1000.0 + 3500)
+    assert await _pieces_stored(store) == (8 + 3, 1)  # perhaps still being written
+    await store.recover_expired(1000.0 + 3700)
+    assert await _pieces_stored(store) == (8, 0)  # the accepted mail keeps its own
+    message = await store.message("m1")
+    assert message is not None and message.raw == _large().raw
 
 
 async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> None:
@@ -228,7 +332,7 @@ async def test_postgresql_schema_is_checked_at_start(tmp_path: Path) -> None:
         with pytest.raises(SchemaMismatch, match="run `mailfax db upgrade`"):
             await open_store(url, tmp_path)
         admin = await open_store(url, tmp_path, check_schema=False)
-        assert [m.version for m in await admin.upgrade()] == [LATEST]
+        assert [m.version for m in await admin.upgrade()] == [m.version for m in MIGRATIONS]
         assert await admin.upgrade() == []  # idempotent
         await admin.close()
         store = await open_store(url, tmp_path)  # now accepted
@@ -244,6 +348,22 @@ async def test_sqlite_upgrades_itself(tmp_path: Path) -> None:
     store = await open_store("", tmp_path)
     assert await store.schema_version() == LATEST
     await store.close()
+
+
+async def test_a_version_1_database_gains_the_tables_of_large_mails(tmp_path: Path) -> None:
+    store = await open_store("", tmp_path)
+    await store.close()
+    with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
+        conn.execute("DROP TABLE blob_chunks")
+        conn.execute("DROP TABLE blobs_in_progress")
+        conn.execute("UPDATE schema_version SET version = 1")
+    store = await open_store("", tmp_path)  # SQLite upgrades itself
+    try:
+        assert await store.schema_version() == LATEST
+        await store.accept(_large(), [("j1", "+15551234567")])
+        assert await _pieces_stored(store) == (8, 0)
+    finally:
+        await store.close()
 
 
 async def test_notify_wakes_listeners(store: SqlStore) -> None:
@@ -263,16 +383,20 @@ async def test_database_clock(store: SqlStore) -> None:
 async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
     source = await open_store("", tmp_path)
     await source.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    large = _large("m-large")
+    await source.accept(large, [("j3", "+15551234567")])
     await claim_one(source, "w", 1000.0, 1100.0)
     async with fresh_pg_database() as url:
         target = await open_store(url, tmp_path, check_schema=False)
         await target.upgrade()
         try:
             counts = await copy_store(source, target)
-            assert counts["jobs"] == 2 and counts["messages"] == 1 and counts["documents"] == 2
+            assert counts["jobs"] == 3 and counts["messages"] == 2 and counts["documents"] == 4
             job = await target.get_job("j2")
             assert job is not None and job.number == "+15557654321"
             assert [d.data for d in await target.documents("m1")] == [b"%PDF-a", b"%PDF-b"]
+            copied = [d.data for d in await target.documents("m-large")]
+            assert copied == [d.data for d in large.documents]
             # Sequences moved past the copied ids: new history rows still insert.
             claimed = await claim_one(target, "w2", 1000.0, 1100.0)
             assert claimed is not None

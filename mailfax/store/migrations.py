@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailfax.store.schema import metadata
+from mailfax.store.schema import blob_chunks, blobs_in_progress, metadata
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,17 @@ async def _initial_schema(conn: AsyncConnection) -> None:
     await conn.run_sync(metadata.create_all)
 
 
+async def _blob_chunks(conn: AsyncConnection) -> None:
+    # checkfirst: step 1 creates the schema as it is now, these tables included.
+    for table in (blob_chunks, blobs_in_progress):
+        await conn.run_sync(table.create, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial_schema),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial_schema),
+    Migration(2, "large mails stored in pieces", _blob_chunks),
+)
 LATEST = MIGRATIONS[-1].version
 
 _version_metadata = MetaData()

@@ -49,6 +49,27 @@ documents = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# A large mail's raw text and documents, in pieces written by transactions of their own
+# (SqlStore.accept): its messages.raw / documents.data hold b"" and readers join the pieces.
+# `part` is -1 for the raw mail, else the document's position.
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("message_id", String(32), primary_key=True),  # no foreign key: written first
+    Column("part", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Large mails whose pieces are written but whose own commit has not happened yet; what a
+# crash leaves here for long is removed with its pieces (SqlStore.recover_expired).
+blobs_in_progress = Table(
+    "blobs_in_progress",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("started_at", Double, nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

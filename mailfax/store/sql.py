@@ -10,7 +10,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -54,6 +54,8 @@ from mailfax.store.base import (
 )
 from mailfax.store.migrations import Migration, check_version, current_version, upgrade
 from mailfax.store.schema import (
+    blob_chunks,
+    blobs_in_progress,
     documents,
     fax_events,
     job_events,
@@ -78,8 +80,12 @@ CHANNEL_RECEIPTS = "mailfax_receipts"
 
 # SQLite's default: a checkpoint in the COMMIT that takes the WAL past 1000 pages (4 MB).
 _WAL_AUTOCHECKPOINT = 1000
-# Batches holding a mail larger than this commit without it (see SqlStore._write_batch).
+# A mail storing more than this (raw text and documents) is written in pieces of PIECE_BYTES
+# before its own commit (SqlStore.accept).
 _LARGE_MAIL_BYTES = 4 * 1024 * 1024
+PIECE_BYTES = 1024 * 1024
+# A large mail still unfinished after this was left by a crash: writing one takes seconds.
+_ABANDONED_AFTER = 3600.0
 
 
 def _restore_autocheckpoint(conn: Connection, driver: DBAPIConnection) -> None:
@@ -116,6 +122,39 @@ def _sqlite_durability(engine: Engine) -> None:
         # Readers use a deferred BEGIN: in WAL mode they neither take nor wait for the lock.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _is_large(message: AcceptedMessage) -> bool:
+    return len(message.raw) + sum(len(d.data) for d in message.documents) > _LARGE_MAIL_BYTES
+
+
+def _pieces(message: AcceptedMessage) -> Iterator[dict[str, Any]]:
+    """blob_chunks rows of a large mail: part -1 is the raw mail, then each document."""
+    blobs = [message.raw, *(doc.data for doc in message.documents)]
+    for part, blob in enumerate(blobs, start=-1):
+        for seq, start in enumerate(range(0, len(blob), PIECE_BYTES)):
+            data = blob[start : start + PIECE_BYTES]
+            yield {"message_id": message.id, "part": part, "seq": seq, "data": data}
+
+
+def _forget_pieces(message_ids: Sequence[str]) -> tuple[Executable, ...]:
+    return (
+        blob_chunks.delete().where(blob_chunks.c.message_id.in_(message_ids)),
+        blobs_in_progress.delete().where(blobs_in_progress.c.message_id.in_(message_ids)),
+    )
+
+
+async def _joined_pieces(conn: Conn, message_id: str) -> dict[int, bytes]:
+    """A large mail's blobs by part, each joined from its pieces (empty for other mails)."""
+    rows = await conn.execute(
+        select(blob_chunks.c.part, blob_chunks.c.data)
+        .where(blob_chunks.c.message_id == message_id)
+        .order_by(blob_chunks.c.part, blob_chunks.c.seq)
+    )
+    pieces: dict[int, list[bytes]] = {}
+    for row in rows:
+        pieces.setdefault(row.part, []).append(row.data)
+    return {part: b"".join(data) for part, data in pieces.items()}
 
 
 def _report_to_json(report: Sequence[PartReport]) -> str:
@@ -292,6 +331,7 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
     Synchronous: on SQLite the whole transaction runs in one trip to the writer thread."""
     outcomes: list[QuotaExceeded | None] = []
     stored: list[AcceptedRows] = []
+    refused_large: list[str] = []
     for message, job_rows in batch:
         over = None
         if message.quota_charges:
@@ -305,8 +345,14 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
         outcomes.append(None if over is None else QuotaExceeded(over))
         if over is None:
             stored.append((message, job_rows))
+        elif _is_large(message):
+            refused_large.append(message.id)
+    for statement in _forget_pieces(refused_large) if refused_large else ():
+        conn.execute(statement)
     if not stored:
         return outcomes
+    # A large mail's blobs are in its pieces, written before this transaction.
+    large = {message.id for message, _ in stored if _is_large(message)}
     conn.execute(
         insert(messages),
         [
@@ -321,7 +367,7 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
                 "auto_submitted": message.auto_submitted,
                 "comment": message.comment,
                 "report": _report_to_json(message.report),
-                "raw": message.raw,
+                "raw": b"" if message.id in large else message.raw,
                 "admitted_by": message.admitted_by,
             }
             for message, _ in stored
@@ -333,7 +379,7 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
             "position": position,
             "name": doc.name,
             "pages": doc.pages,
-            "data": doc.data,
+            "data": b"" if message.id in large else doc.data,
         }
         for message, _ in stored
         for position, doc in enumerate(message.documents)
@@ -363,6 +409,8 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
     ]
     if receipt_rows:
         conn.execute(insert(receipts), receipt_rows)
+    if large:
+        conn.execute(blobs_in_progress.delete().where(blobs_in_progress.c.message_id.in_(large)))
     return outcomes
 
 
@@ -395,10 +443,12 @@ class SqlStore:
         # One thread runs SQLite's BEGIN IMMEDIATE, COMMIT, connection close and whole
         # accepted-mail batches, in the order they were asked for.
         self._sqlite_thread = ThreadPoolExecutor(1, "mailfax-sqlite") if sqlite else None
-        # Checkpoints after large batches, beside the writer (see _write_batch).
+        # Checkpoints while large mails are written, beside the writer (see _sqlite_write).
         self._checkpoint_thread = (
             ThreadPoolExecutor(1, "mailfax-sqlite-checkpoint") if sqlite else None
         )
+        self._checkpoint_queued = False
+        self._large_mails = 0  # being written now
         self._accepting: list[
             tuple[AcceptedMessage, Sequence[tuple[str, str]], asyncio.Future[None]]
         ] = []
@@ -514,12 +564,28 @@ class SqlStore:
 
     async def accept(self, message: AcceptedMessage, job_rows: Sequence[tuple[str, str]]) -> None:
         """Group commit: mails arriving together share one transaction and one fsync, and each
-        caller returns only once the commit holding its own mail is durable."""
-        done = asyncio.get_running_loop().create_future()
-        self._accepting.append((message, job_rows, done))
-        if self._accept_writer is None:
-            self._accept_writer = asyncio.create_task(self._write_accepted())
-        await asyncio.shield(done)
+        caller returns only once the commit holding its own mail is durable.
+
+        A large mail first writes its raw text and documents in pieces, a transaction each,
+        and then joins a group commit with its rows alone: the writer takes the other mails'
+        commits between the pieces, so a small mail waits for a piece (milliseconds), never for
+        one 43 MB commit (~300 ms). The pieces count only with that last commit; what a crash
+        leaves of them is removed later (recover_expired)."""
+        large = _is_large(message)
+        self._large_mails += large
+        try:
+            if large:
+                for number, piece in enumerate(_pieces(message)):
+                    started = {"message_id": message.id, "started_at": message.received_at}
+                    first = (insert(blobs_in_progress).values(started),) if number == 0 else ()
+                    await self._write_statements(*first, insert(blob_chunks).values(piece))
+            done = asyncio.get_running_loop().create_future()
+            self._accepting.append((message, job_rows, done))
+            if self._accept_writer is None:
+                self._accept_writer = asyncio.create_task(self._write_accepted())
+            await asyncio.shield(done)
+        finally:
+            self._large_mails -= large
 
     async def _write_accepted(self) -> None:
         batch: list[tuple[AcceptedMessage, Sequence[tuple[str, str]], asyncio.Future[None]]] = []
@@ -557,27 +623,39 @@ class SqlStore:
                 outcomes = await conn.run_sync(_insert_accepted, batch)
                 await self._notify(conn, CHANNEL_JOBS)
             return outcomes
-        # All of it on the writer thread: a batch may hold megabytes of mail to copy.
+        return await self._sqlite_write(lambda conn: _insert_accepted(conn, batch))
+
+    async def _write_statements(self, *statements: Executable) -> None:
+        """One transaction executing `statements` (a piece of a large mail: on SQLite its
+        megabyte is copied on the writer thread, not on the event loop)."""
+        if self._sqlite is None:
+            async with self._engine_tx() as conn:
+                for statement in statements:
+                    await conn.execute(statement)
+            return
+        await self._sqlite_write(lambda conn: [conn.execute(s) for s in statements])
+
+    async def _sqlite_write(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` in one transaction, all of it on the writer thread.
+
+        SQLite copies its WAL into the database file inside the COMMIT that passes 4 MB: with
+        a large mail being written, that COMMIT would be a small mail's, copying megabytes of
+        pieces while the mail waits. While large mails are written every commit goes without
+        it, and the checkpoint runs on a thread of its own beside the writer (after them, a
+        later commit finishes any rest)."""
         assert self._sqlite_writer is not None
-        # SQLite copies its WAL into the database file inside the COMMIT that passes 4 MB. For
-        # a batch holding a large mail that doubled the commit (25 MB: 60 -> 140 ms), and every
-        # mail after it waited: such a batch commits without it, and the checkpoint runs on a
-        # thread of its own while the writer goes on (a later commit finishes any rest).
-        deferred = any(
-            len(m.raw) + sum(len(d.data) for d in m.documents) > _LARGE_MAIL_BYTES for m, _ in batch
-        )
+        deferred = self._large_mails > 0
         async with self._sqlite_writer:
-            outcomes = await self._on_sqlite_thread(lambda: self._write_batch_now(batch, deferred))
-        if deferred:
+            result = await self._on_sqlite_thread(lambda: self._sqlite_write_now(work, deferred))
+        if deferred and not self._checkpoint_queued:
             assert self._checkpoint_thread is not None
+            self._checkpoint_queued = True
             loop = asyncio.get_running_loop()
             checkpoint = loop.run_in_executor(self._checkpoint_thread, self._checkpoint_now)
             checkpoint.add_done_callback(_log_checkpoint_failure)
-        return outcomes
+        return result
 
-    def _write_batch_now(
-        self, batch: Sequence[AcceptedRows], defer_checkpoint: bool
-    ) -> list[QuotaExceeded | None]:
+    def _sqlite_write_now(self, work: Callable[[Connection], _T], defer_checkpoint: bool) -> _T:
         assert self._sqlite is not None
         try:
             with self._sqlite.connect() as conn:
@@ -588,7 +666,7 @@ class SqlStore:
                     driver.cursor().execute("PRAGMA wal_autocheckpoint=0")
                 try:
                     with conn.begin():
-                        return _insert_accepted(conn, batch)
+                        return work(conn)
                 finally:
                     if defer_checkpoint:
                         _restore_autocheckpoint(conn, driver)
@@ -597,6 +675,8 @@ class SqlStore:
 
     def _checkpoint_now(self) -> None:
         assert self._sqlite is not None
+        # Commits from here on ask for another run; the ones before are covered by this one.
+        self._checkpoint_queued = False
         # A plain connection (autocommit: a checkpoint runs outside any transaction).
         # PASSIVE: it never waits for the writer or for readers, and copies what it can.
         connection = self._sqlite.raw_connection()
@@ -654,6 +734,14 @@ class SqlStore:
                 for row in rows:
                     await self._event(conn, row.id, old, new, now, "lease expired")
                     recovered.append((_job(row), old))
+            # Large mails a crash interrupted while their pieces were written (never accepted).
+            unfinished = blobs_in_progress.c.started_at < now - _ABANDONED_AFTER
+            abandoned_query = select(blobs_in_progress.c.message_id).where(unfinished)
+            abandoned = (await conn.execute(abandoned_query)).scalars().all()
+            if abandoned:
+                for statement in _forget_pieces(abandoned):
+                    await conn.execute(statement)
+                log_event(log, "store.abandoned_pieces", logging.WARNING, mails=len(abandoned))
         return recovered
 
     async def transition(
@@ -822,13 +910,15 @@ class SqlStore:
                     .order_by(documents.c.position)
                 )
             ).all()
-        return [Document(row.name, row.data, row.pages) for row in rows]
+            pieces = await _joined_pieces(conn, message_id) if rows and not rows[0].data else {}
+        return [Document(r.name, pieces.get(r.position, r.data), r.pages) for r in rows]
 
     async def message(self, message_id: str) -> MessageRecord | None:
         async with self._read() as conn:
             row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            raw = row.raw or (await _joined_pieces(conn, row.id))[-1]
         return MessageRecord(
             id=row.id,
             received_at=row.received_at,
@@ -838,7 +928,7 @@ class SqlStore:
             auto_submitted=row.auto_submitted,
             comment=row.comment,
             report=_report_from_json(row.report),
-            raw=row.raw,
+            raw=raw,
             sender_name=row.sender_name,
             admitted_by=row.admitted_by,
         )

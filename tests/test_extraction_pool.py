@@ -41,6 +41,18 @@ async def test_same_verdicts_as_in_process(pool: ExtractionPool) -> None:
         assert await pool.extract(raw) == extract_documents(raw, OPTIONS)
 
 
+async def test_warmed_up_workers_have_loaded_the_pdf_library(pool: ExtractionPool) -> None:
+    """Before their first mail, which would otherwise wait for the import (~0.1 s)."""
+    await pool.warm_up()
+    assert len(pool.worker_pids()) == 2
+    for pid in pool.worker_pids():
+
+        async def loaded(pid: int = pid) -> bool:
+            return "pikepdf" in Path(f"/proc/{pid}/maps").read_text()
+
+        await eventually(loaded, what=f"pikepdf in worker {pid}")
+
+
 async def test_a_dead_worker_is_replaced_and_the_mail_extracted(pool: ExtractionPool) -> None:
     assert pool.worker_pids() == set()
     await pool.extract(MAIL)  # the workers are started on demand: now there is one

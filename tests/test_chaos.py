@@ -4,7 +4,11 @@ CI runs small counts; `make chaos` sets MAILFAX_CHAOS_SCALE for larger runs and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +17,18 @@ import pytest
 from mailfax._http import HttpServer
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 from mailfax.store import open_store
-from tests.chaos import ChaosPlan, check_invariants, run_chaos
+from tests.chaos import (
+    ChaosPlan,
+    GatewayProcess,
+    check_invariants,
+    free_port,
+    read_receipts,
+    run_chaos,
+    send_one,
+)
 from tests.conftest import eventually, fresh_pg_database
 from tests.gateway import gateway_env, smtp_transaction, start_gateway
-from tests.pdfs import fax_mail
+from tests.pdfs import fax_mail, large_pdf
 
 SCALE = float(os.environ.get("MAILFAX_CHAOS_SCALE", "1"))
 
@@ -116,3 +128,45 @@ async def test_three_instances_on_one_postgresql(tmp_path: Path) -> None:
         plan = ChaosPlan(mails=int(90 * SCALE), kills=1, seed=5, instances=3, store_url=url)
         result = await run_chaos(tmp_path, plan)
         report("instances", check_invariants(result), result.summary())
+
+
+async def test_a_gateway_killed_while_writing_a_large_mail_stores_it_once(tmp_path: Path) -> None:
+    """SIGKILL while a large mail's pieces are written: no 250 was given, so the client sends
+    again; the mail is then stored and faxed once, and the pieces of the first try belong to
+    no mail (removed an hour later)."""
+    port = free_port()
+    state = tmp_path / "state"
+    maildir = state / "receipts"
+    env = gateway_env(state, smtp_listen=f"127.0.0.1:{port}")
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", port)
+    mail = fax_mail(attachments=[("scan.pdf", large_pdf(20_000_000), "application/pdf")])
+    await gateway.start()
+    try:
+        first_try = asyncio.create_task(send_one(port, mail, ["+15551234567"]))
+
+        # Killed with half of its ~47 pieces still to write: long before its commit and 250.
+        deadline = time.monotonic() + 60
+        while not (_count(state, "blobs_in_progress") and _count(state, "blob_chunks") < 24):
+            assert time.monotonic() < deadline, "the large mail's pieces were never seen"
+            await asyncio.sleep(0.002)
+        await gateway.kill()
+        assert await first_try == "unconfirmed"
+        await gateway.start()
+        assert _count(state, "jobs") == 0
+        assert await send_one(port, mail, ["+15551234567"]) == "accepted"
+
+        async def receipt() -> bool:
+            return len(read_receipts(maildir)) > 0
+
+        await eventually(receipt, timeout=60, what="the receipt")
+        assert _count(state, "jobs WHERE state = 'delivered'") == 1
+        assert _count(state, "messages") == 1
+        assert _count(state, "blobs_in_progress") == 1  # the first try's, kept for an hour
+    finally:
+        if gateway.process is not None and gateway.process.returncode is None:
+            await gateway.kill()
+
+
+def _count(state: Path, rows: str) -> int:
+    with contextlib.closing(sqlite3.connect(state / "mailfax.sqlite3")) as db:
+        return int(db.execute(f"SELECT count(*) FROM {rows}").fetchone()[0])  # noqa: S608

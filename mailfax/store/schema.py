@@ -1,4 +1,4 @@
-"""The database schema: accepted messages, their documents, fax jobs, events and receipts."""
+"""The database schema: accepted messages (large ones in pieces), jobs, events and receipts."""
 
 from __future__ import annotations
 

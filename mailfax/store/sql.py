@@ -144,12 +144,13 @@ def _forget_pieces(message_ids: Sequence[str]) -> tuple[Executable, ...]:
     )
 
 
-async def _joined_pieces(conn: Conn, message_id: str) -> dict[int, bytes]:
-    """A large mail's blobs by part, each joined from its pieces (empty for other mails)."""
+async def _joined_pieces(conn: Conn, message_id: str, raw: bool) -> dict[int, bytes]:
+    """A large mail's raw text (part -1) or its documents, each joined from its pieces."""
+    part = blob_chunks.c.part
     rows = await conn.execute(
-        select(blob_chunks.c.part, blob_chunks.c.data)
-        .where(blob_chunks.c.message_id == message_id)
-        .order_by(blob_chunks.c.part, blob_chunks.c.seq)
+        select(part, blob_chunks.c.data)
+        .where(blob_chunks.c.message_id == message_id, part == -1 if raw else part >= 0)
+        .order_by(part, blob_chunks.c.seq)
     )
     pieces: dict[int, list[bytes]] = {}
     for row in rows:
@@ -347,8 +348,9 @@ def _insert_accepted(conn: Connection, batch: Sequence[AcceptedRows]) -> list[Qu
             stored.append((message, job_rows))
         elif _is_large(message):
             refused_large.append(message.id)
-    for statement in _forget_pieces(refused_large) if refused_large else ():
-        conn.execute(statement)
+    if refused_large:
+        for statement in _forget_pieces(refused_large):
+            conn.execute(statement)
     if not stored:
         return outcomes
     # A large mail's blobs are in its pieces, written before this transaction.
@@ -575,8 +577,8 @@ class SqlStore:
         self._large_mails += large
         try:
             if large:
+                started = {"message_id": message.id, "started_at": message.received_at}
                 for number, piece in enumerate(_pieces(message)):
-                    started = {"message_id": message.id, "started_at": message.received_at}
                     first = (insert(blobs_in_progress).values(started),) if number == 0 else ()
                     await self._write_statements(*first, insert(blob_chunks).values(piece))
             done = asyncio.get_running_loop().create_future()
@@ -910,7 +912,8 @@ class SqlStore:
                     .order_by(documents.c.position)
                 )
             ).all()
-            pieces = await _joined_pieces(conn, message_id) if rows and not rows[0].data else {}
+            large = rows and not rows[0].data
+            pieces = await _joined_pieces(conn, message_id, raw=False) if large else {}
         return [Document(r.name, pieces.get(r.position, r.data), r.pages) for r in rows]
 
     async def message(self, message_id: str) -> MessageRecord | None:
@@ -918,7 +921,7 @@ class SqlStore:
             row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
             if row is None:
                 return None
-            raw = row.raw or (await _joined_pieces(conn, row.id))[-1]
+            raw = row.raw or (await _joined_pieces(conn, row.id, raw=True))[-1]
         return MessageRecord(
             id=row.id,
             received_at=row.received_at,

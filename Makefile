@@ -25,9 +25,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# Larger crash and fault runs than CI's (MAILFAX_CHAOS_SCALE=1); prints the invariants checked.
+# Larger crash and fault runs than CI's (MAILFAX_CHAOS_SCALE=1), then the same-number runs ten
+# times over (MAILFAX_CHAOS_RUNS); prints the invariants checked.
 chaos: $(STAMP)
 	MAILFAX_CHAOS_SCALE=$${MAILFAX_CHAOS_SCALE:-6} $(BIN)/pytest -s -q tests/test_chaos.py
+	MAILFAX_CHAOS_RUNS=$${MAILFAX_CHAOS_RUNS:-10} $(BIN)/pytest -s -q tests/test_chaos.py -k same_number
 
 # Figures and ratios measured side by side (not part of `make test`); BENCH_ARGS=--quick for <2 min.
 bench: $(STAMP)

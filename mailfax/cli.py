@@ -36,6 +36,7 @@ from mailfax.mail.model import Extraction, extraction_options
 from mailfax.operator_cli import add_operator_commands
 from mailfax.receipts_cli import add_receipts_commands
 from mailfax.sandbox import DEFAULT_TOKEN
+from mailfax.sandbox.variants import VARIANTS
 from mailfax.store import open_store
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.migrations import LATEST, SchemaMismatch
@@ -120,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--token", default=DEFAULT_TOKEN, help="the only Bearer token accepted")
     sim.add_argument(
         "--delay", type=float, default=2.0, metavar="SECONDS", help="send-to-result delay"
+    )
+    sim.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="behave as another reading of the FAX.PLUS docs allows ('all' = every one): "
+        + "; ".join(f"{name}: {why}" for name, why in VARIANTS.items()),
     )
     _fault_options(sim)
     sim.set_defaults(func=_simulator)
@@ -449,7 +459,8 @@ def _db_copy(args: argparse.Namespace) -> int:
 def _simulator(args: argparse.Namespace) -> int:
     setup_logging()
     try:
-        settings = sandbox.SimulatorSettings.from_options(vars(args))
+        options = {**vars(args), "variants": tuple(args.variants)}
+        settings = sandbox.SimulatorSettings.from_options(options)
     except ValueError as exc:
         print(f"mailfax simulator: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from mailfax._http import parse_hostport
 from mailfax.networks import Networks
 from mailfax.number_policy import normalise_prefix
 from mailfax.sandbox.faults import check_fault_settings
+from mailfax.sandbox.variants import parse_variants
 from mailfax.sender_policy import SenderPatterns
 
 SANDBOX = "sandbox"
@@ -241,6 +242,8 @@ class SandboxSettings:
     webhook_wrong_path_rate: float = 0.0
     # "" keeps the simulator's ledger in memory only.
     state_file: str = ""
+    # Readings of FAX.PLUS other than the default one (mailfax simulator --help lists them).
+    variants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -550,6 +553,10 @@ def _validate(s: Settings) -> None:
             f"[sandbox] {exc}. Fix: rates are fractions from 0 (off) to 1; latency and hang are "
             "seconds"
         ) from None
+    try:
+        parse_variants(s.sandbox.variants)
+    except ValueError as exc:
+        raise ConfigError(f"[sandbox] variants: {exc}. Fix: name known variants only") from None
     if s.log.level.lower() not in ("debug", "info", "warning", "error"):
         _fail("[log] level", s.log.level, "unknown level", "debug, info, warning or error")
     if s.log.format not in ("text", "json"):

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 
 from mailfax.config import QueueSettings
+from mailfax.fax_identity import comment_with_marker, job_tag, upload_name
 from mailfax.faxplus import (
     LIST_PAGE,
     AmbiguousApiError,
@@ -36,11 +37,6 @@ MAX_CONCURRENT_JOBS = 16
 # more, some cannot be listed, and a send whose answer was lost could then not be found (the
 # reconciler would have to leave it undecided). Fewer sends a second keep every one findable.
 SENDS_PER_SECOND = LIST_PAGE * 4 // 5
-
-
-def job_tag(job_id: str) -> str:
-    """The tag each send carries in comment.tags, so a lost answer can be reconciled."""
-    return f"mailfax-job:{job_id}"
 
 
 class SendPacer:
@@ -169,8 +165,11 @@ class Dispatcher:
         paths = list(job.uploaded)
         try:
             lease_renewed = self._clock()
-            for document in documents[len(paths) :]:
-                paths.append(await self._api.upload_file(document.name, document.data))
+            for index in range(len(paths), len(documents)):
+                # Named after the job: a fax record's file_name may then prove whose it is.
+                document = documents[index]
+                name = upload_name(job.id, index, document.name)
+                paths.append(await self._api.upload_file(name, document.data))
                 # Renewing costs a write; only a slow upload that used half the lease needs it.
                 if self._clock() - lease_renewed > self._settings.lease / 2:
                     lease_renewed = self._clock()
@@ -200,7 +199,8 @@ class Dispatcher:
 
     async def _send(self, job: Job, owner: str, paths: list[str], reused: bool) -> None:
         message = await self._store.message(job.message_id)
-        comment = message.comment if message else ""
+        # The job's marker comes back in the fax record's comment: proof for reconciliation.
+        comment = comment_with_marker(message.comment if message else "", job.id)
         cover = cover_page_for(job, message) if self._cover_page and message else None
         try:
             ids = await self._api.send_fax(

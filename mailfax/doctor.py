@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +17,14 @@ from sqlalchemy.engine import make_url
 from mailfax.app import webhook_secret, webhook_target
 from mailfax.config import Settings
 from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError
+from mailfax.jobs import JobState
 from mailfax.store import open_store
 from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 SMTP_TIMEOUT = 10.0
+# A lost send still unknown this long after reconciliation began is waiting for the operator.
+UNDECIDED_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,31 @@ async def _check_store(context: Context) -> str:
         ) from exc
     finally:
         await store.close()
+    context.learnt["store"] = True
     return f"{shown} answers; schema version {version} (current: {LATEST})"
+
+
+async def _check_lost_sends(context: Context) -> str:
+    """Lost sends the reconciler could not settle by proof (it tries every second): they
+    wait for the operator, and their senders for a receipt."""
+    if not context.learnt.get("store"):
+        raise CheckSkipped("needs the store (see the store check)")
+    settings = context.settings
+    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
+    try:
+        cutoff = time.time() - settings.queue.reconcile_after - UNDECIDED_GRACE
+        stuck = await store.jobs_in_state(JobState.UNKNOWN, cutoff, 20)
+    finally:
+        await store.close()
+    if not stuck:
+        return "no lost send waits for a decision"
+    shown = "; ".join(f"job {job.id} to {job.number}: {job.error or 'unknown'}" for job in stuck)
+    raise CheckFailed(
+        f"{len(stuck)} lost send(s) could not be matched to a fax by proof: {shown}",
+        "look each up with `mailfax jobs show ID` and in FAX.PLUS's sent faxes, then run "
+        "`mailfax jobs retry ID --adopt FAX_ID` (it was sent as that fax) or "
+        "`mailfax jobs retry ID --resend` (it was not sent)",
+    )
 
 
 def _check_writable(directory: Path, key: str) -> None:
@@ -282,4 +310,5 @@ CHECKS: tuple[Check, ...] = (
     Check("webhook", "the fax_sent webhook is registered to <public_url>", _check_webhook),
     Check("store", "the store answers and its schema is current", _check_store),
     Check("smarthost", "the receipts smarthost accepts a connection", _check_smarthost),
+    Check("lost-sends", "no lost send waits for the operator's decision", _check_lost_sends),
 )

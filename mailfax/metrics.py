@@ -105,6 +105,14 @@ class _JobGauges(Collector):
         )
         age.add_metric([], 0.0 if oldest is None else max(0.0, self._now - oldest))
         yield age
+        unknown = self._stats.oldest_unknown
+        undecided = GaugeMetricFamily(
+            "mailfax_jobs_undecided_oldest_age_seconds",
+            "How long the oldest lost send has been unknown (0 when there is none); one the "
+            "reconciler cannot prove its own waits for `mailfax jobs retry ID --adopt|--resend`",
+        )
+        undecided.add_metric([], 0.0 if unknown is None else max(0.0, self._now - unknown))
+        yield undecided
 
 
 async def render_metrics(store: Store) -> bytes:

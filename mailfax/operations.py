@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from mailfax.dispatch import job_tag
-from mailfax.faxplus import ApiError, NotFoundApiError, OutboxRecord
+from mailfax.fax_identity import digits, job_tag, proven_jobs
+from mailfax.faxplus import ApiError, FaxRecord, NotFoundApiError, OutboxRecord
 from mailfax.finish import JobFinisher
 from mailfax.jobs import TERMINAL, Job, JobState, new_id
 from mailfax.logs import log_event
@@ -31,11 +31,13 @@ class OperationRefused(Exception):
 
 
 class OutboxApi(Protocol):
-    """What cancelling needs of FAX.PLUS."""
+    """What cancelling and settling a lost send need of FAX.PLUS."""
 
     async def list_outbox(self) -> list[OutboxRecord]: ...
 
     async def delete_outbox(self, outbox_id: str) -> None: ...
+
+    async def get_fax(self, fax_id: str) -> FaxRecord: ...
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,57 @@ class JobOperator:
             f"job {job.id} is being sent right now ({job.state.value}); there is nothing to retry"
         )
 
+    async def decide_lost_send(self, job_id: str, adopt: str | None, resend: bool) -> str:
+        """The operator settles a lost send the reconciler could not: it was sent as FAX.PLUS
+        fax `adopt`, or (`resend`) it was not sent. Recorded in the job's history; the sender
+        hears the outcome once the fax has one."""
+        job = await self._job(job_id)
+        if job.state is not JobState.UNKNOWN:
+            raise OperationRefused(
+                f"job {job.id} is {job.state.value}: --adopt and --resend settle only a lost "
+                f"send (unknown). Fix: run `mailfax jobs retry {job.id}` without them"
+            )
+        if adopt:
+            fax = await self._checked_fax(job, adopt)
+            if not await self._reconciler.adopt(job, fax.id, f"operator: sent as fax {fax.id}"):
+                raise OperationRefused(f"job {job.id} has just moved on; look again")
+            return (
+                f"job {job.id}: adopted FAX.PLUS fax {fax.id}; its result finishes the job and "
+                "the sender gets the receipt"
+            )
+        if not resend:
+            raise OperationRefused("say which: --adopt FAX_ID or --resend")
+        if not await self._reconciler.resend(job, "operator: not sent; sending again"):
+            raise OperationRefused(f"job {job.id} has just moved on; look again")
+        return f"job {job.id} is queued to be sent again"
+
+    async def _checked_fax(self, job: Job, fax_id: str) -> FaxRecord:
+        """FAX.PLUS's record of `fax_id`, if it can be this job's send."""
+        try:
+            fax = await self._api.get_fax(fax_id)
+        except NotFoundApiError as exc:
+            raise OperationRefused(
+                f"FAX.PLUS has no fax {fax_id}. Fix: copy the id from the account's sent faxes"
+            ) from exc
+        except ApiError as exc:
+            raise OperationRefused(
+                f"cannot ask FAX.PLUS about fax {fax_id}: {exc}. Fix: check the API with "
+                "`mailfax doctor`, then try again"
+            ) from exc
+        if digits(fax.to) != digits(job.number):
+            raise OperationRefused(
+                f"fax {fax_id} went to {fax.to}, not to job {job.id}'s number {job.number}"
+            )
+        others = proven_jobs(fax) - {job.id}
+        holder = await self._store.job_by_fax_id(fax.id)
+        if holder is not None and holder.id != job.id:
+            others.add(holder.id)
+        if others:
+            raise OperationRefused(
+                f"fax {fax_id} is the send of job {', '.join(sorted(others))}, not of job {job.id}"
+            )
+        return fax
+
     async def _settle(self, job: Job) -> str:
         try:
             await self._reconciler.settle_unknown([job])
@@ -236,6 +289,11 @@ class JobOperator:
             return f"job {job.id}: found at FAX.PLUS as fax {after.fax_id}; waiting for its result"
         if after.state is JobState.QUEUED:
             return f"job {job.id}: FAX.PLUS does not have this fax; it is queued to be sent again"
+        if after.state is JobState.UNKNOWN and after.error and after.error.startswith("undecided"):
+            return (
+                f"job {job.id}: {after.error}. Fix: find its fax in FAX.PLUS's sent faxes, then "
+                f"`mailfax jobs retry {job.id} --adopt FAX_ID`, or `--resend` if it was not sent"
+            )
         if after.state is JobState.UNKNOWN:
             return f"job {job.id}: FAX.PLUS still holds the fax in its outbox; it will settle"
         return f"job {job.id} is now {after.state.value}"

@@ -78,14 +78,24 @@ def add_operator_commands(
         help="move a job on now",
         description=(
             "queued: try now instead of after its backoff. submitted: ask FAX.PLUS for the "
-            "result now. unknown: look the fax up at FAX.PLUS now (adopted if it is there, sent "
-            "again only if it is not). failed or cancelled: a NEW job faxes the same mail to the "
-            "same number, with its own receipt; the old job stays as it ended."
+            "result now. unknown: look the fax up at FAX.PLUS now (adopted if a fax proves to "
+            "be its own, sent again only if none could be; otherwise it stays undecided: settle "
+            "it with --adopt FAX_ID or --resend). failed or cancelled: a NEW job faxes the same "
+            "mail to the same number, with its own receipt; the old job stays as it ended."
         ),
     )
     retry.add_argument("job_id", metavar="ID")
     retry.add_argument(
         "--resend-delivered", action="store_true", help="also fax a delivered job again"
+    )
+    lost = retry.add_mutually_exclusive_group()
+    lost.add_argument(
+        "--adopt",
+        metavar="FAX_ID",
+        help="an unknown (lost) send was sent as this FAX.PLUS fax: take its result",
+    )
+    lost.add_argument(
+        "--resend", action="store_true", help="an unknown (lost) send was not sent: send it again"
     )
     retry.set_defaults(func=_jobs_retry)
 
@@ -234,7 +244,10 @@ def _jobs_retry(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with _operator(settings) as operator:
-            print(await operator.retry(args.job_id, args.resend_delivered))
+            if args.adopt or args.resend:
+                print(await operator.decide_lost_send(args.job_id, args.adopt, args.resend))
+            else:
+                print(await operator.retry(args.job_id, args.resend_delivered))
         return 0
 
     return _jobs_command("retry", run)

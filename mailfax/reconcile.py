@@ -4,12 +4,11 @@ webhooks, expiry), always by what FAX.PLUS demonstrably has."""
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 
 from mailfax.config import FaxplusSettings, QueueSettings
-from mailfax.dispatch import job_tag
+from mailfax.fax_identity import LostSend, Verdict, settle_lost_send
 from mailfax.faxplus import (
     LIST_PAGE,
     ApiError,
@@ -33,10 +32,6 @@ INTERVAL = 1.0
 # Our clock against FAX.PLUS's: how far apart a send and its fax record's submit time may be.
 CLOCK_SKEW = 120.0
 BATCH = 50
-
-
-def _digits(number: str) -> str:
-    return re.sub(r"\D", "", number)
 
 
 def _submitted(fax: FaxRecord) -> float:
@@ -114,7 +109,9 @@ class Reconciler:
 
     async def _expire(self) -> None:
         cutoff = self._clock() - self._queue.max_lifetime
-        states = (JobState.QUEUED, JobState.UNKNOWN, JobState.SUBMITTED)
+        # Not UNKNOWN: its fax may have gone out, so "not sent" could be false; an undecided
+        # send waits for the operator (doctor and the undecided gauge say so).
+        states = (JobState.QUEUED, JobState.SUBMITTED)
         for job in await self._store.jobs_created_before(states, cutoff, BATCH):
             days = self._queue.max_lifetime / 86400
             detail = f"the fax was not sent within {days:g} days ({job.error or 'no result'})"
@@ -132,7 +129,8 @@ class Reconciler:
             log_event(log, "reconcile.api_error", logging.WARNING, error=str(exc))
 
     async def settle_unknown(self, unknown: list[Job]) -> None:
-        """A send whose answer was lost: adopt the fax FAX.PLUS has, resend only if it has none.
+        """A send whose answer was lost: adopt the fax that proves to be its own, resend only
+        when FAX.PLUS has none that could be, and otherwise leave it for the operator.
 
         Raises ApiError, having changed nothing, when FAX.PLUS cannot be asked."""
         if not unknown:
@@ -145,31 +143,48 @@ class Reconciler:
         crowded = _crowded_seconds(sent)
         if crowded:
             sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
-        queued_tags = {tag for record in outbox for tag in record.tags}
+        outbox_tags = {tag for record in outbox for tag in record.tags}
         taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
+        submitted = {fax.id: _submitted(fax) for fax in sent}
         for job in unknown:
-            if job_tag(job.id) in queued_tags:
-                continue  # FAX.PLUS has it queued; its fax record will appear later
-            fax = self._matching_fax(job, sent, taken)
-            if fax is not None:
-                taken.add(fax.id)
-                await self._adopt(job, fax)
-            elif any(second >= _attempt(job) for second in crowded):
-                # The send may be one of the faxes FAX.PLUS could not list: sending again could
-                # fax it twice. Its webhook (adopted above) or a later pass will tell.
-                log_event(log, "reconcile.undecided", logging.WARNING, job=job.id)
-            elif job.recoveries >= self._queue.max_recoveries:
-                await self._quarantine(job)
-            elif await self._store.transition(
-                job.id,
-                JobState.UNKNOWN,
-                JobState.QUEUED,
-                self._clock(),
-                {"run_at": self._clock()},
-                detail="FAX.PLUS has no such fax: sending again",
-            ):
-                log_event(log, "job.resend", job=job.id)
-                self._jobs_wakeup.set()
+            lost = LostSend(job.id, job.number, _attempt(job))
+            settlement = settle_lost_send(lost, sent, submitted, outbox_tags, taken, crowded)
+            if settlement.verdict is Verdict.ADOPT and settlement.fax_id:
+                taken.add(settlement.fax_id)
+                await self.adopt(job, settlement.fax_id, settlement.reason)
+            elif settlement.verdict is Verdict.UNDECIDED:
+                await self._leave_undecided(job, settlement.reason)
+            elif settlement.verdict is Verdict.RESEND:
+                if job.recoveries >= self._queue.max_recoveries:
+                    await self._quarantine(job)
+                else:
+                    await self.resend(job, settlement.reason)
+
+    async def _leave_undecided(self, job: Job, reason: str) -> None:
+        """Neither adopted nor resent: noted once in the job's history, counted by the
+        `mailfax_jobs_undecided` gauge and `doctor`, settled by the operator or by proof that
+        comes later (a pass runs every second)."""
+        detail = f"undecided: {reason}"
+        if job.error != detail and await self._store.note_job(
+            job.id, JobState.UNKNOWN, self._clock(), detail, {"error": detail}
+        ):
+            log_event(log, "reconcile.undecided", logging.WARNING, job=job.id, reason=reason)
+
+    async def resend(self, job: Job, detail: str) -> bool:
+        """Queue an unknown job to be sent again (FAX.PLUS has no fax of it, or the operator
+        says so)."""
+        if await self._store.transition(
+            job.id,
+            JobState.UNKNOWN,
+            JobState.QUEUED,
+            self._clock(),
+            {"run_at": self._clock(), "error": None},
+            detail=detail,
+        ):
+            log_event(log, "job.resend", job=job.id)
+            self._jobs_wakeup.set()
+            return True
+        return False
 
     async def _faxes_of_parked_webhooks(self, listed: set[str]) -> list[FaxRecord]:
         """Faxes whose webhook came but which no job has: sends whose answer was lost, found
@@ -186,33 +201,19 @@ class Reconciler:
                 continue
         return records
 
-    @staticmethod
-    def _matching_fax(job: Job, sent: list[FaxRecord], taken: set[str]) -> FaxRecord | None:
-        """The earliest unclaimed fax to the job's number submitted around its send attempt."""
-        candidates = [
-            fax
-            for fax in sent
-            if fax.id not in taken
-            and _digits(fax.to) == _digits(job.number)
-            and _submitted(fax) >= _attempt(job)
-        ]
-        candidates.sort(key=_submitted)
-        return candidates[0] if candidates else None
-
-    async def _adopt(self, job: Job, fax: FaxRecord) -> None:
+    async def adopt(self, job: Job, fax_id: str, detail: str) -> bool:
+        """An unknown job takes FAX.PLUS fax `fax_id` as its own send (proven, or the
+        operator's word); the fax's result then finishes it as if its send had answered."""
         now = self._clock()
-        if await self._store.transition(
-            job.id,
-            JobState.UNKNOWN,
-            JobState.SUBMITTED,
-            now,
-            {"fax_id": fax.id},
-            detail=f"found at FAX.PLUS as fax {fax.id}",
+        if not await self._store.transition(
+            job.id, JobState.UNKNOWN, JobState.SUBMITTED, now, {"fax_id": fax_id}, detail=detail
         ):
-            log_event(log, "job.adopted", job=job.id, fax_id=fax.id)
-            await self._store.wake_fax_events(fax.id, now)
-            await self._store.park_fax_event(fax.id, "reconcile", "", now)
-            self._webhook_wakeup.set()
+            return False
+        log_event(log, "job.adopted", job=job.id, fax_id=fax_id)
+        await self._store.wake_fax_events(fax_id, now)
+        await self._store.park_fax_event(fax_id, "reconcile", "", now)
+        self._webhook_wakeup.set()
+        return True
 
     async def _poll_silent(self) -> None:
         """Webhooks may never come: ask FAX.PLUS about faxes silent for webhook_grace."""

@@ -81,5 +81,15 @@ class FakeFaxApi:
         return self.reports[fax_id]
 
 
-def fax_record(fax_id: str, to: str, status: str, submit_time: str, pages: int = 1) -> FaxRecord:
-    return FaxRecord(fax_id, status, to, pages, 1.0, submit_time, submit_time, 30.0, "")
+def fax_record(
+    fax_id: str,
+    to: str,
+    status: str,
+    submit_time: str,
+    pages: int = 1,
+    comment: str = "",
+    file_name: str = "",
+) -> FaxRecord:
+    return FaxRecord(
+        fax_id, status, to, pages, 1.0, submit_time, submit_time, 30.0, comment, file_name
+    )

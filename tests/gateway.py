@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -118,3 +120,20 @@ def text_part(receipt: EmailMessage) -> str:
     body = receipt.get_body(preferencelist=("plain",))
     assert body is not None, "the receipt has no text/plain part"
     return str(body.get_content())
+
+
+def faxed_comment(fax: Mapping[str, Any]) -> str:
+    """The mail's text in a ledger fax's comment, under the job marker that must end it."""
+    text, _, marker = str(fax["comment"]).rpartition("mailfax-job:")
+    assert marker and "\n" not in marker.strip(), f"no job marker ends {fax['comment']!r}"
+    return text.rstrip("\n")
+
+
+def faxed_documents(fax: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(document name, pages) of a ledger fax's files, each uploaded under its job's name."""
+    found = []
+    for upload in fax["files"]:
+        match = re.fullmatch(r"mailfax-job-[0-9A-Za-z]+-[0-9]+-(.*)", str(upload["name"]), re.S)
+        assert match, f"not uploaded under a job's name: {upload['name']!r}"
+        found.append((match.group(1), int(upload["pages"])))
+    return found

@@ -76,6 +76,56 @@ async def test_every_fault_injected(tmp_path: Path) -> None:
     report("faults", check_invariants(result), result.summary())
 
 
+# `make chaos` runs the same-number runs ten times over, each with its own seed.
+RUNS = range(int(os.environ.get("MAILFAX_CHAOS_RUNS", "1")))
+SAME_NUMBER = "+15551230000"
+# Sends processed by FAX.PLUS whose answer never arrives: lost sends beside those of the kills.
+LOST_ANSWERS = {"timeout_rate": 0.05, "drop_rate": 0.05, "hang": 3.0}
+
+
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize(
+    "variants", [(), ("no-comment",), ("all",)], ids=["default", "no-comment", "all-variants"]
+)
+async def test_same_number_under_kills(tmp_path: Path, variants: tuple[str, ...], run: int) -> None:
+    """Every mail to one number (an ERP faxing one supplier) while the gateway is killed:
+    each lost send is settled with its own fax, sent again, or (where FAX.PLUS's records
+    carry no proof of whose they are) left undecided; never a neighbour's fax."""
+    plan = ChaosPlan(
+        mails=int(100 * SCALE),
+        kills=max(3, int(3 * SCALE)),
+        seed=23 + run,
+        same_number=SAME_NUMBER,
+        variants=variants,
+        faults=LOST_ANSWERS,
+    )
+    result = await run_chaos(tmp_path, plan)
+    assert result.kills == plan.kills
+    # Most sends are not lost at all: the run faxed, it did not merely give up.
+    assert len(result.sent_ok) >= len(result.accepted) // 2, result.summary()
+    checked = check_invariants(result, undecided_allowed=bool(variants))
+    report(f"same-number {'+'.join(variants) or 'default'} #{run}", checked, result.summary())
+
+
+@pytest.mark.parametrize("run", RUNS)
+async def test_same_number_on_three_instances_of_one_postgresql(tmp_path: Path, run: int) -> None:
+    async with fresh_pg_database() as url:
+        store = await open_store(url, tmp_path, check_schema=False)
+        await store.upgrade()
+        await store.close()
+        plan = ChaosPlan(
+            mails=int(90 * SCALE),
+            kills=2,
+            seed=31 + run,
+            instances=3,
+            store_url=url,
+            same_number=SAME_NUMBER,
+            faults=LOST_ANSWERS,
+        )
+        result = await run_chaos(tmp_path, plan)
+        report(f"same-number instances #{run}", check_invariants(result), result.summary())
+
+
 async def test_two_workers_never_send_the_same_job(tmp_path: Path) -> None:
     """Two gateways, one store: both dispatchers race for every job; each is sent once."""
     simulator = Simulator(SimulatorSettings(delay=0.0))

@@ -100,3 +100,10 @@ def test_sizes() -> None:
     assert parse_size("500 KB") == 500_000
     assert parse_size("1g") == 1_000_000_000
     assert parse_size("1234") == 1234
+
+
+def test_simulator_variants_are_read_and_checked() -> None:
+    settings = load_settings(environ={"MAILFAX_SANDBOX_VARIANTS": "no-comment,upload-names"})
+    assert settings.sandbox.variants == ("no-comment", "upload-names")
+    with pytest.raises(ConfigError, match=r"\[sandbox\] variants: unknown simulator variant"):
+        load_settings(environ={"MAILFAX_SANDBOX_VARIANTS": "no-comment,sorted"})

@@ -14,7 +14,7 @@ from mailfax.mail.extract import extract_documents
 from mailfax.mail.model import Extraction
 from tests.conftest import eventually
 from tests.corpus_expectations import EXPECTED, Expected
-from tests.gateway import smtp_transaction, start_gateway
+from tests.gateway import faxed_comment, faxed_documents, smtp_transaction, start_gateway
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-mail"
 OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -108,5 +108,5 @@ async def test_corpus_through_the_live_smtp_listener(gateway: Gateway) -> None:
             return ledger[count] if len(ledger) > count else None
 
         fax = await eventually(sent, what=f"the fax of {name}")
-        check_faxed(expected, [(f["name"], f["pages"]) for f in fax["files"]])
-        assert expected.comment_contains in fax["comment"]
+        check_faxed(expected, faxed_documents(fax))
+        assert expected.comment_contains in faxed_comment(fax)

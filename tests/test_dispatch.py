@@ -44,12 +44,14 @@ async def dispatch_one(tmp_path: Path, cover_page: bool) -> FakeFaxApi:
 
 
 async def test_send_carries_documents_comment_and_job_tag(tmp_path: Path) -> None:
+    """What comes back with the fax proves whose it is: the tag (outbox entries), the marker
+    as the comment's last line (fax records) and the upload names (a record's file_name)."""
     api = await dispatch_one(tmp_path, cover_page=False)
-    assert api.uploads == ["a.pdf", "b.pdf"]
+    assert api.uploads == ["mailfax-job-j1-1-a.pdf", "mailfax-job-j1-2-b.pdf"]
     [send] = api.sends
     assert send["to"] == ["+15551234567"] and send["from"] == "+15550000001"
     assert send["files"] == ["/transient-1", "/transient-2"]
-    assert send["comment"] == "hello"
+    assert send["comment"] == "hello\n\nmailfax-job:j1"
     assert send["tags"] == ["mailfax", "mailfax-job:j1"]
     assert send["cover_page"] is None
 

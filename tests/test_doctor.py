@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ from mailfax.app import webhook_target
 from mailfax.config import load_settings
 from mailfax.doctor import FAIL, OK, SKIP, CheckResult, Context, run_checks
 from mailfax.faxplus import FaxPlusClient
+from mailfax.jobs import JobState
 from mailfax.sandbox import Simulator, SimulatorSettings
 from mailfax.store import open_store
-from tests.conftest import fresh_pg_database
+from tests.conftest import claim_one, fresh_pg_database
 from tests.gateway import gateway_env
 from tests.test_cli import free_port, run
+from tests.test_store import accepted
 
 TOKEN = "tok-doctor"
 SECRET = "doctor-secret"
@@ -91,7 +94,7 @@ def statuses(results: dict[str, CheckResult]) -> dict[str, str]:
 async def test_a_healthy_gateway_passes_every_check(surroundings: Surroundings) -> None:
     results = await doctor(surroundings.env)
     assert statuses(results) == dict.fromkeys(
-        ("token", "from-number", "webhook", "store", "smarthost"), OK
+        ("token", "from-number", "webhook", "store", "smarthost", "lost-sends"), OK
     )
     assert results["token"].detail.startswith("FAX.PLUS account sandbox@example.com is active")
     assert results["webhook"].detail.endswith(f"targets {PUBLIC_URL}/webhooks/faxplus/<secret>")
@@ -184,6 +187,7 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
         ["ok", "webhook"],
         ["ok", "store"],
         ["ok", "smarthost"],
+        ["ok", "lost-sends"],
     ]
 
     broken = {**surroundings.env, "MAILFAX_FAXPLUS_FROM_NUMBER": "+15559999999"}
@@ -198,3 +202,27 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
     code, out, _ = await run("doctor", "--config", str(config), env=surroundings.env)
     assert code == 1
     assert out.startswith("FAIL  config  [smtp] domain = 'nodots': not a domain name. Fix:")
+
+
+async def test_a_lost_send_left_undecided_fails_with_the_way_to_settle_it(
+    surroundings: Surroundings, tmp_path: Path
+) -> None:
+    store = await open_store("", tmp_path)
+    long_ago = time.time() - 3600
+    try:
+        await store.accept(accepted("m1", long_ago), [("j1", "+15551234567")])
+        assert await claim_one(store, "w", long_ago, long_ago + 10) is not None
+        S = JobState
+        await store.transition("j1", S.UPLOADING, S.SUBMITTING, long_ago)
+        await store.transition("j1", S.SUBMITTING, S.UNKNOWN, long_ago)
+        reason = "undecided: FAX.PLUS has a fax to this number since the send (the first: fx)"
+        assert await store.note_job("j1", S.UNKNOWN, long_ago + 70, reason, {"error": reason})
+    finally:
+        await store.close()
+    results = await doctor(surroundings.env)
+    assert results["lost-sends"].status == FAIL
+    assert (
+        "job j1 to +15551234567: undecided: FAX.PLUS has a fax to this number"
+        in results["lost-sends"].detail
+    )
+    assert "mailfax jobs retry ID --adopt FAX_ID" in results["lost-sends"].fix

@@ -16,7 +16,15 @@ from mailfax.jobs import JobState
 from mailfax.smtp.extraction import ExtractionPool
 from mailfax.store import open_store
 from tests.conftest import eventually
-from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
+from tests.gateway import (
+    faxed_comment,
+    faxed_documents,
+    gateway_env,
+    receipts_in,
+    smtp_transaction,
+    start_gateway,
+    text_part,
+)
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
 
 
@@ -62,8 +70,8 @@ async def test_pdf_mail_is_faxed_and_a_receipt_comes_back(gateway: Gateway, tmp_
     [receipt] = await wait_receipts(tmp_path, 1)
     [sent] = ledger(gateway)
     assert sent["to"] == "+15551234567"
-    assert sent["comment"] == "Please find the invoice attached."
-    assert [(f["name"], f["pages"]) for f in sent["files"]] == [("invoice.pdf", 2)]
+    assert faxed_comment(sent) == "Please find the invoice attached."
+    assert faxed_documents(sent) == [("invoice.pdf", 2)]
     assert sent["status"] == "success"
     job_tags = [t for t in sent["tags"] if t.startswith("mailfax-job:")]
     assert len(job_tags) == 1

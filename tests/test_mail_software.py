@@ -25,7 +25,7 @@ from mailfax.config import load_settings
 from mailfax.sandbox import DEFAULT_TOKEN
 from mailfax.users import User, hash_password, save_users
 from tests.conftest import eventually
-from tests.gateway import gateway_env, receipts_in, start_gateway
+from tests.gateway import faxed_comment, faxed_documents, gateway_env, receipts_in, start_gateway
 from tests.pdfs import pdf_with_pages
 from tests.postfix import COMMAND_TIMEOUT, DEPLOY, POSTFIX, Postfix, mailfax_transport
 from tests.test_cli import free_port
@@ -220,8 +220,8 @@ async def test_swaks_sends_a_fax(gateway: Gateway, tmp_path: Path) -> None:
     assert code == 0, out
     assert "<-  250 2.0.0 Ok: queued as" in out
     fax = await assert_faxed(gateway, "+15551234567", "swaks", 3)
-    assert fax["comment"] == "The quote, as promised."
-    assert [f["name"] for f in fax["files"]] == ["quote.pdf"]
+    assert faxed_comment(fax) == "The quote, as promised."
+    assert [name for name, _ in faxed_documents(fax)] == ["quote.pdf"]
 
 
 @pytest.mark.skipif(S_NAIL is None, reason="s-nail is not installed (.ci/run installs it)")
@@ -254,8 +254,8 @@ async def test_s_nail_builds_its_own_mime_and_sends_a_fax(gateway: Gateway, tmp_
     )
     assert code == 0, out
     fax = await assert_faxed(gateway, "+15557654321", "s-nail", 2)
-    assert fax["comment"] == "Please sign and fax back."
-    assert [f["name"] for f in fax["files"]] == ["contract.pdf"]
+    assert faxed_comment(fax) == "Please sign and fax back."
+    assert [name for name, _ in faxed_documents(fax)] == ["contract.pdf"]
 
 
 @pytest.mark.skipif(SWAKS is None, reason="swaks is not installed (.ci/run installs it)")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 import pytest
 
 from mailfax.config import FaxplusSettings, QueueSettings
-from mailfax.dispatch import job_tag
+from mailfax.fax_identity import comment_with_marker, job_tag
 from mailfax.faxplus import OutboxRecord, format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
@@ -137,15 +138,74 @@ async def test_retry_of_an_unknown_job_adopts_or_resends(desk: Desk) -> None:
     await a_job(desk.store, "found", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     await a_job(desk.store, "lost", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     desk.api.faxes["fax-9"] = fax_record(
-        "fax-9", "+15551234567", "in_progress", format_api_time(NOW - 25)
+        "fax-9",
+        "+15551234567",
+        "in_progress",
+        format_api_time(NOW - 25),
+        comment=comment_with_marker("hello", "found"),
     )
 
     assert "found at FAX.PLUS as fax fax-9" in await desk.operator.retry("found")
-    # Only one fax to that number exists, and it is taken: the other send never arrived.
+    # Only one fax to that number exists, and it is found's: the other send never arrived.
     assert "queued to be sent again" in await desk.operator.retry("lost")
     found, lost = await desk.store.get_job("found"), await desk.store.get_job("lost")
     assert found is not None and found.state is S.SUBMITTED and found.fax_id == "fax-9"
     assert lost is not None and lost.state is S.QUEUED
+
+
+async def test_an_undecided_send_is_settled_by_the_operator(desk: Desk) -> None:
+    """A fax to the number without proof: `retry` says it is undecided and how to settle it;
+    --adopt takes a fax that can be the job's, --resend sends it again; both in the history."""
+    await a_job(desk.store, "j1", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
+    await a_job(desk.store, "j2", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
+    submitted = format_api_time(NOW - 25)
+    desk.api.faxes["fx"] = fax_record("fx", "+15551234567", "success", submitted)
+    said = await desk.operator.retry("j1")
+    assert "undecided" in said and "--adopt FAX_ID" in said and "--resend" in said
+    assert desk.api.sends == []
+
+    assert "adopted FAX.PLUS fax fx" in await desk.operator.decide_lost_send("j1", "fx", False)
+    assert "queued to be sent again" in await desk.operator.decide_lost_send("j2", None, True)
+    j1, j2 = await desk.store.get_job("j1"), await desk.store.get_job("j2")
+    assert j1 is not None and (j1.state, j1.fax_id) == (S.SUBMITTED, "fx")
+    assert j2 is not None and j2.state is S.QUEUED
+    assert (await desk.store.job_events("j1"))[-1][1:] == (
+        "unknown",
+        "submitted",
+        "operator: sent as fax fx",
+    )
+    assert (await desk.store.job_events("j2"))[-1][3] == "operator: not sent; sending again"
+
+
+@pytest.mark.parametrize(
+    ("fax", "refusal"),
+    [
+        ("missing", "FAX.PLUS has no fax missing"),
+        ("elsewhere", "went to +15557654321, not to job j1's number"),
+        ("marked", "is the send of job other, not of job j1"),
+        ("held", "is the send of job j0, not of job j1"),
+    ],
+)
+async def test_adopting_a_fax_that_cannot_be_the_jobs_is_refused(
+    desk: Desk, fax: str, refusal: str
+) -> None:
+    await a_job(desk.store, "j0", S.UPLOADING, S.SUBMITTING, S.SUBMITTED, fax_id="held")
+    await a_job(desk.store, "j1", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
+    at = format_api_time(NOW - 25)
+    desk.api.faxes["elsewhere"] = fax_record("elsewhere", "+15557654321", "success", at)
+    marked = comment_with_marker("hi", "other")
+    desk.api.faxes["marked"] = fax_record("marked", "+15551234567", "success", at, comment=marked)
+    desk.api.faxes["held"] = fax_record("held", "+15551234567", "success", at)
+    with pytest.raises(OperationRefused, match=re.escape(refusal)):
+        await desk.operator.decide_lost_send("j1", fax, False)
+    job = await desk.store.get_job("j1")
+    assert job is not None and job.state is S.UNKNOWN
+
+
+async def test_adopt_and_resend_apply_only_to_a_lost_send(desk: Desk) -> None:
+    await a_job(desk.store, "j1")
+    with pytest.raises(OperationRefused, match="settle only a lost send"):
+        await desk.operator.decide_lost_send("j1", None, True)
 
 
 async def test_retry_of_a_failed_job_is_a_new_job(desk: Desk) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mailfax.config import FaxplusSettings, QueueSettings
-from mailfax.dispatch import job_tag
-from mailfax.faxplus import LIST_PAGE, OutboxRecord, format_api_time
+from mailfax.fax_identity import comment_with_marker, job_tag, upload_name
+from mailfax.faxplus import LIST_PAGE, FaxRecord, OutboxRecord, format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.receipts.compose import ReceiptComposer
@@ -96,13 +96,26 @@ async def test_a_lost_send_found_in_the_outbox_waits(world: World) -> None:
     assert world.api.sends == []
 
 
+def own_fax(
+    fax_id: str, job_id: str, second: float = NOW + 1, comment: str = "", file_name: str = ""
+) -> FaxRecord:
+    """A fax record to +15551234567 carrying the job's marker in its comment (or the proof
+    given)."""
+    if not (comment or file_name):
+        comment = comment_with_marker(f"mail of {job_id}", job_id)
+    submitted = format_api_time(second)
+    return fax_record(
+        fax_id, "+15551234567", "success", submitted, comment=comment, file_name=file_name
+    )
+
+
 async def test_a_lost_send_found_among_sent_faxes_is_adopted(world: World) -> None:
     await make_unknown(world)
     # Another fax to the same number, before the attempt, must not be taken for ours.
     world.api.faxes["old"] = fax_record(
         "old", "+15551234567", "success", format_api_time(NOW - 3600)
     )
-    world.api.faxes["f9"] = fax_record("f9", "+1 555-123-4567", "success", format_api_time(NOW + 1))
+    world.api.faxes["f9"] = own_fax("f9", "j1")
     await world.reconciler.step()
     job = await world.store.get_job("j1")
     assert job is not None and job.state is S.SUBMITTED and job.fax_id == "f9"
@@ -138,8 +151,7 @@ async def test_a_lost_send_in_a_crowded_second_waits_for_its_webhook(world: Worl
     await world.reconciler.step()
     assert await state(world) is S.UNKNOWN and world.api.sends == []
     # Its webhook came (parked: no job had that fax id): the fax is looked up and adopted.
-    lost = fax_record("lost", "+15551234567", "success", format_api_time(NOW + 1))
-    world.api.unlisted["lost"] = lost
+    world.api.unlisted["lost"] = own_fax("lost", "j1")
     assert await world.store.park_fax_event("lost", "hook-lost", "success", world.clock.now)
     await world.reconciler.step()
     job = await world.store.get_job("j1")
@@ -187,3 +199,116 @@ async def test_silent_faxes_are_polled_after_webhook_grace(world: World) -> None
     await world.reconciler.step()  # not twice while the first poll is pending
     events = await world.store.due_fax_events(world.clock.now, 10)
     assert [(e.fax_id, e.hook_id) for e in events] == [("f1", "backstop")]
+
+
+async def test_a_fax_to_the_number_without_proof_leaves_the_send_undecided(world: World) -> None:
+    """Number and time are no proof: neither adopted (it may be another's) nor resent (it may
+    be its own); noted once in the history, however many passes look at it."""
+    await make_unknown(world)
+    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    for _ in range(3):
+        await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.UNKNOWN and job.fax_id is None
+    assert world.api.sends == []
+    notes = [e for e in await world.store.job_events("j1") if e[1] == e[2] == "unknown"]
+    assert len(notes) == 1 and "f9" in notes[0][3] and "no proof" in notes[0][3]
+    # Proof that comes later (the comment as FAX.PLUS now shows it) settles it.
+    world.api.faxes["f9"] = own_fax("f9", "j1")
+    await world.reconciler.step()
+    assert await state(world) is S.SUBMITTED
+
+
+async def test_a_fax_whose_file_name_names_the_job_is_adopted(world: World) -> None:
+    await make_unknown(world)
+    world.api.faxes["f9"] = own_fax("f9", "j1", file_name=upload_name("j1", 0, "a.pdf"))
+    await world.reconciler.step()
+    job = await world.store.get_job("j1")
+    assert job is not None and job.state is S.SUBMITTED and job.fax_id == "f9"
+
+
+async def make_same_number_burst(world: World, jobs: list[str]) -> None:
+    """Lost sends of several jobs to one number, all attempted within one second."""
+    for job_id in jobs:
+        await accept(world.store, job_id)
+    for _ in jobs:
+        assert await claim_one(world.store, "w", NOW, NOW + 10) is not None
+    for job_id in jobs:
+        await world.store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW, {"submitted_at": NOW})
+        await world.store.transition(job_id, S.SUBMITTING, S.UNKNOWN, NOW)
+    world.clock.now = NOW + 61
+
+
+async def outcomes(world: World, jobs: list[str]) -> dict[str, tuple[JobState, str | None]]:
+    found = {}
+    for job_id in jobs:
+        job = await world.store.get_job(job_id)
+        assert job is not None
+        found[job_id] = (job.state, job.fax_id)
+    return found
+
+
+async def test_lost_sends_to_one_number_each_adopt_their_own_fax(world: World) -> None:
+    """The ERP case: four lost sends to one number in one second; FAX.PLUS has the faxes of
+    j3 and j1 (listed in that order, j3's first): each adopts its own, and the two that
+    FAX.PLUS has no fax of are sent again."""
+    jobs = ["j1", "j2", "j3", "j4"]
+    await make_same_number_burst(world, jobs)
+    world.api.faxes["fax-of-j3"] = own_fax("fax-of-j3", "j3", NOW)
+    world.api.faxes["fax-of-j1"] = own_fax("fax-of-j1", "j1", NOW + 1)
+    await world.reconciler.step()
+    assert await outcomes(world, jobs) == {
+        "j1": (S.SUBMITTED, "fax-of-j1"),
+        "j2": (S.QUEUED, None),
+        "j3": (S.SUBMITTED, "fax-of-j3"),
+        "j4": (S.QUEUED, None),
+    }
+
+
+async def test_lost_sends_to_one_number_without_proof_all_stay_undecided(world: World) -> None:
+    """FAX.PLUS's records carry no comment or name of ours (the docs do not promise them):
+    two faxes went to the number, four sends were lost. Nobody's fax is adopted, nobody is
+    sent again."""
+    jobs = ["j1", "j2", "j3", "j4"]
+    await make_same_number_burst(world, jobs)
+    for fax_id in ("fa", "fb"):
+        world.api.faxes[fax_id] = fax_record(
+            fax_id, "+15551234567", "success", format_api_time(NOW + 1)
+        )
+    await world.reconciler.step()
+    assert await outcomes(world, jobs) == {job: (S.UNKNOWN, None) for job in jobs}
+    assert world.api.sends == []
+
+
+async def test_proof_for_some_lost_sends_leaves_the_others_undecided(world: World) -> None:
+    """j2's fax proves its own; a fax without proof may be j1's, j3's or j4's: they wait."""
+    jobs = ["j1", "j2", "j3", "j4"]
+    await make_same_number_burst(world, jobs)
+    world.api.faxes["fb"] = own_fax("fb", "j2")
+    world.api.faxes["fx"] = fax_record("fx", "+15551234567", "success", format_api_time(NOW))
+    await world.reconciler.step()
+    assert await outcomes(world, jobs) == {
+        "j1": (S.UNKNOWN, None),
+        "j2": (S.SUBMITTED, "fb"),
+        "j3": (S.UNKNOWN, None),
+        "j4": (S.UNKNOWN, None),
+    }
+
+
+async def test_a_mail_quoting_another_jobs_marker_proves_nothing_for_it(world: World) -> None:
+    """A mail body may quote a marker (a forwarded receipt): only the last line counts."""
+    jobs = ["j1", "j2"]
+    await make_same_number_burst(world, jobs)
+    quoting = comment_with_marker("see mailfax-job:j2\nthanks", "j1")
+    world.api.faxes["f1"] = own_fax("f1", "j1", comment=quoting)
+    await world.reconciler.step()
+    assert await outcomes(world, jobs) == {"j1": (S.SUBMITTED, "f1"), "j2": (S.QUEUED, None)}
+
+
+async def test_an_undecided_send_does_not_expire(world: World) -> None:
+    """ "Not sent within 5 days" could be false for a send that may have gone out."""
+    await make_unknown(world)
+    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    world.clock.now = NOW + 5 * 86400 + 1
+    await world.reconciler.step()
+    assert await state(world) is S.UNKNOWN

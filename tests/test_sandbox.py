@@ -175,8 +175,8 @@ async def servers() -> AsyncIterator[Servers]:
 async def start_sandbox(servers: Servers) -> AsyncIterator[SandboxFactory]:
     started: list[Sandbox] = []
 
-    async def start(delay: float = 0.0) -> Sandbox:
-        sim = Simulator(SimulatorSettings(delay=delay))
+    async def start(delay: float = 0.0, variants: tuple[str, ...] = ()) -> Sandbox:
+        sim = Simulator(SimulatorSettings(delay=delay, variants=variants))
         server = await servers.start(sim.app)
         api = httpx.AsyncClient(
             base_url=f"{server.url}/v3",
@@ -515,6 +515,42 @@ async def test_fax_sent_webhook_payload(sandbox: Sandbox, sink: WebhookSink) -> 
     assert TIME.fullmatch(data["start_time"])
     assert re.fullmatch(r"[0-9a-f]{32}\.tiff", data["file"])
     assert data["file_name"] == "fax-to-15551110001"
+
+
+@pytest.mark.parametrize(
+    ("variants", "comment", "file_name"),
+    [
+        ((), "job 7\n\nmailfax-job:7", "fax-to-15551110001"),
+        (("no-comment",), "", "fax-to-15551110001"),
+        (("upload-names",), "job 7\n\nmailfax-job:7", "mailfax-job-7-1-scan.pdf"),
+        (("all",), "", "mailfax-job-7-1-scan.pdf"),
+    ],
+)
+async def test_variants_decide_what_a_fax_record_carries_of_the_send(
+    start_sandbox: SandboxFactory,
+    sink: WebhookSink,
+    variants: tuple[str, ...],
+    comment: str,
+    file_name: str,
+) -> None:
+    """The docs promise neither that a fax record keeps the send's comment text nor that its
+    file_name is the uploaded name: each reading is one the gateway must be correct in."""
+    sandbox = await start_sandbox(variants=variants)
+    await sandbox.add_hook(sink.url)
+    path = await sandbox.upload(name="mailfax-job-7-1-scan.pdf")
+    sent = {"text": "job 7\n\nmailfax-job:7", "tags": ["mailfax-job:7"]}
+    fax_id = (await sandbox.send_ok(["+15551110001"], [path], comment=sent))["+15551110001"]
+    ((webhook,),) = [await sink.next()]
+    record = (await sandbox.api.get(f"/accounts/self/faxes/{fax_id}")).json()
+    assert (record["comment"], record["file_name"]) == (comment, file_name)
+    assert webhook["data"]["file_name"] == file_name
+    # The ledger keeps what was sent, whatever the records show.
+    assert sandbox.ledger_entry(fax_id)["comment"] == sent["text"]
+
+
+def test_unknown_variants_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown simulator variant 'sorted' \\(known: "):
+        SimulatorSettings(variants=("no-comment,sorted",))
 
 
 async def test_webhook_delivery_retries_server_errors(sandbox: Sandbox, servers: Servers) -> None:

@@ -62,6 +62,7 @@ class FaxRecord:
     submit_time: str
     duration: float | None
     comment: str
+    file_name: str = ""
 
     @property
     def is_final(self) -> bool:
@@ -78,7 +79,8 @@ class FaxRecord:
             start_time=str(data.get("start_time") or ""),
             submit_time=str(data.get("submit_time") or ""),
             duration=_float_or_none(data.get("duration")),
-            comment=str(data.get("comment") or ""),
+            comment=_comment_text(data.get("comment")),
+            file_name=str(data.get("file_name") or ""),
         )
 
 
@@ -125,6 +127,15 @@ def parse_api_time(text: str) -> float | None:
         return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+
+
+def _comment_text(value: Any) -> str:
+    """A fax record's comment is a string; an outbox entry's is {text, tags}: read either."""
+    if isinstance(value, dict):
+        return " ".join(
+            [str(value.get("text") or ""), *(str(tag) for tag in value.get("tags") or [])]
+        ).strip()
+    return str(value or "")
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -48,6 +48,7 @@ from mailfax.sandbox.state import (
     format_time,
     utc_now,
 )
+from mailfax.sandbox.variants import parse_variants
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class SimulatorSettings:
     webhook_wrong_path_rate: float = 0.0  # ... sent to the target, last segment altered
     # The ledger is kept in this JSON file across restarts; "" or None: in memory only.
     state_file: str | os.PathLike[str] | None = None
+    # Readings of FAX.PLUS other than the default one (see variants.py); () = the default.
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -92,6 +95,7 @@ class SimulatorSettings:
         if not re.fullmatch(r"\+[0-9]{8,}", self.from_number):
             raise ValueError(f"from_number must look like +15550000001, got {self.from_number!r}")
         check_fault_settings(self)
+        parse_variants(self.variants)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SimulatorSettings:
@@ -126,7 +130,9 @@ class Simulator:
         self._state_file = Path(settings.state_file) if settings.state_file else None
         # Entries of earlier runs are final: their faxes died with the process that held them.
         self._earlier_ledger = [] if self._state_file is None else load_ledger(self._state_file)
-        self._state = AccountState(settings.from_number, self._save_ledger)
+        self._state = AccountState(
+            settings.from_number, self._save_ledger, parse_variants(settings.variants)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._transmissions: dict[str, asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None

@@ -172,11 +172,8 @@ class FaxRecord:
     started_at: datetime
     scheduled_time: datetime | None
     cover_page: JsonObject | None
+    file_name: str
     is_read: bool = False
-
-    @property
-    def file_name(self) -> str:
-        return f"fax-to-{self.destination.lstrip('+')}"
 
     def to_json(self, uid: str) -> JsonObject:
         pages = self.outcome.pages_sent
@@ -275,7 +272,13 @@ class LedgerEntry:
 class AccountState:
     """An individual FAX.PLUS account with one active number."""
 
-    def __init__(self, number: str, on_ledger_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        number: str,
+        on_ledger_change: Callable[[], None],
+        variants: frozenset[str] = frozenset(),
+    ) -> None:
+        self._variants = variants
         self.uid = uuid.uuid4().hex
         self.number = number
         self._number_id = uuid.uuid4().hex
@@ -341,7 +344,7 @@ class AccountState:
                 file_id=uuid.uuid4().hex,
                 source=request.source,
                 destination=destination,
-                comment=entry.comment,
+                comment="" if "no-comment" in self._variants else entry.comment,
                 outcome=outcome_for(destination, request.page_count),
                 files=request.files,
                 retry=request.retry,
@@ -349,12 +352,18 @@ class AccountState:
                 started_at=now,
                 scheduled_time=request.send_time,
                 cover_page=request.cover_page,
+                file_name=self._record_file_name(request, destination),
             )
             self.faxes[fax_id] = record
             self._ledger[fax_id].status = record.outcome.status
             records.append(record)
         self._on_ledger_change()
         return records
+
+    def _record_file_name(self, request: SendRequest, destination: str) -> str:
+        if "upload-names" in self._variants and request.files:
+            return request.files[0].file_name
+        return f"fax-to-{destination.lstrip('+')}"
 
     def find_fax(self, fax_or_file_id: str) -> FaxRecord | None:
         """Look a fax up by its id, or by the `file` handle its record advertises."""

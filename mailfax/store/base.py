@@ -128,10 +128,14 @@ class JobSummary:
 
 @dataclass(frozen=True)
 class JobStats:
-    """How many jobs are in each state, and when the oldest unfinished one was accepted."""
+    """How many jobs are in each state, when the oldest unfinished one was accepted, and
+    since when the oldest unknown one is unknown."""
 
     counts: Mapping[JobState, int]
     oldest_unfinished: float | None
+    # Since when the longest-unknown job has been unknown (a lost send the reconciler could
+    # not settle stays so until the operator does).
+    oldest_unknown: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,12 @@ class Store(Protocol):
         mail final, `group(jobs)` makes the one summary, queued in this transaction (once per
         mail); `receipt` is queued only if the summary was queued before (a job retried
         after it)."""
+
+    async def note_job(
+        self, job_id: str, state: JobState, now: float, detail: str, values: Mapping[str, Any]
+    ) -> bool:
+        """Record a finding in the history of a job still in `state` (a row from `state` to
+        itself), setting `values` but not its `updated_at`; False if it has moved on."""
 
     async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
         """Extend a claim's lease; False if the claim was lost."""

@@ -799,6 +799,20 @@ class SqlStore:
                 await _insert_receipt(conn, moved.message_id, about_job, receipt, now)
             return True
 
+    async def note_job(
+        self, job_id: str, state: JobState, now: float, detail: str, values: Mapping[str, Any]
+    ) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == state.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._event(conn, job_id, state, state, now, detail)
+        return True
+
     async def renew_lease(self, job_id: str, owner: str, until: float) -> bool:
         async with self._tx() as conn:
             result = await conn.execute(
@@ -1082,7 +1096,15 @@ class SqlStore:
                     select(func.min(jobs.c.created_at)).where(jobs.c.state.in_(unfinished))
                 )
             ).scalar()
-        return JobStats({JobState(state): int(count) for state, count in rows}, oldest)
+            unknown_since = (
+                await conn.execute(
+                    select(func.min(jobs.c.updated_at)).where(
+                        jobs.c.state == JobState.UNKNOWN.value
+                    )
+                )
+            ).scalar()
+        counts = {JobState(state): int(count) for state, count in rows}
+        return JobStats(counts, oldest, unknown_since)
 
     async def list_jobs(
         self, state: JobState | None, since: float | None, sender: str, limit: int

@@ -544,6 +544,14 @@ def _validate(s: Settings) -> None:
             "must be > 0 (retries >= 0)",
             "e.g. 600",
         )
+    if s.faxplus.request_timeout * 2 >= s.queue.lease:
+        raise ConfigError(
+            f"[faxplus] request_timeout ({s.faxplus.request_timeout:g} s) must be less than "
+            f"half of [queue] lease ({s.queue.lease:g} s): a send must end "
+            "within its worker's lease, or the job could be taken for lost and faxed twice. "
+            "Fix: raise [queue] lease to more than twice request_timeout (e.g. lease = 120 "
+            "with request_timeout = 30), or lower request_timeout"
+        )
     if s.sandbox.delay < 0:
         _fail("[sandbox] delay", s.sandbox.delay, "must be 0 or more", "e.g. 2")
     try:

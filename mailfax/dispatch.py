@@ -72,6 +72,54 @@ def cover_page_for(job: Job, message: MessageRecord) -> dict[str, str]:
     return cover
 
 
+class Lease:
+    """A claimed job's lease, renewed every third of its length while the worker works on it.
+
+    It is lost when a renewal finds the claim taken over, and runs out when renewals fail
+    (the store unreachable): either way the worker must not start a send on it."""
+
+    def __init__(
+        self, store: Store, job_id: str, owner: str, since: float, length: float, clock: Clock
+    ) -> None:
+        self._store = store
+        self._job_id = job_id
+        self.owner = owner
+        self._length = length
+        self._clock = clock
+        self._until = since + length
+        self._lost = False
+
+    def valid(self, now: float) -> bool:
+        return not self._lost and now < self._until
+
+    def renewed(self, now: float) -> float:
+        """The end of a lease renewed at `now` (the caller writes it with its own change)."""
+        self._until = now + self._length
+        return self._until
+
+    async def keep(self) -> None:
+        """Renew until cancelled (the job's work is over) or the claim is lost."""
+        while not self._lost:
+            await asyncio.sleep(self._length / 3)
+            now = self._clock()
+            try:
+                held = await self._store.renew_lease(self._job_id, self.owner, now + self._length)
+            except StoreUnavailable as exc:
+                log_event(
+                    log,
+                    "job.lease_renewal_failed",
+                    logging.WARNING,
+                    job=self._job_id,
+                    error=str(exc),
+                )
+                continue
+            if held:
+                self._until = now + self._length
+            else:
+                self._lost = True
+                log_event(log, "job.lease_lost", logging.WARNING, job=self._job_id)
+
+
 class Dispatcher:
     """Turns queued jobs into FAX.PLUS sends; several may share one store."""
 
@@ -117,7 +165,7 @@ class Dispatcher:
             for _ in range(free - len(claimed)):
                 self._slots.release()
             for job, owner in zip(claimed, owners, strict=False):
-                task = asyncio.create_task(self._run(job, owner))
+                task = asyncio.create_task(self._run(job, owner, now))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if len(claimed) < free:
@@ -150,33 +198,29 @@ class Dispatcher:
         if released:
             log_event(log, "dispatch.released", jobs=released)
 
-    async def _run(self, job: Job, owner: str) -> None:
+    async def _run(self, job: Job, owner: str, claimed_at: float) -> None:
+        lease = Lease(self._store, job.id, owner, claimed_at, self._settings.lease, self._clock)
+        keeper = asyncio.create_task(lease.keep())
         try:
-            await self._process(job, owner)
+            await self._process(job, lease)
         except Exception:
             log.exception("job.crashed", extra={"job": job.id})
         finally:
+            keeper.cancel()
             self._slots.release()
 
-    async def _process(self, job: Job, owner: str) -> None:
+    async def _process(self, job: Job, lease: Lease) -> None:
+        owner = lease.owner
         log_event(log, "job.claimed", job=job.id, number=job.number, attempt=job.attempts)
         documents = await self._store.documents(job.message_id)
         reused = bool(job.uploaded)
         paths = list(job.uploaded)
         try:
-            lease_renewed = self._clock()
             for index in range(len(paths), len(documents)):
                 # Named after the job: a fax record's file_name may then prove whose it is.
                 document = documents[index]
                 name = upload_name(job.id, index, document.name)
                 paths.append(await self._api.upload_file(name, document.data))
-                # Renewing costs a write; only a slow upload that used half the lease needs it.
-                if self._clock() - lease_renewed > self._settings.lease / 2:
-                    lease_renewed = self._clock()
-                    lease_until = lease_renewed + self._settings.lease
-                    if not await self._store.renew_lease(job.id, owner, lease_until):
-                        log_event(log, "job.lease_lost", logging.WARNING, job=job.id)
-                        return
         except TransientApiError as exc:
             await self._retry(job, owner, JobState.UPLOADING, str(exc), paths, exc.retry_after)
             return
@@ -185,12 +229,15 @@ class Dispatcher:
             return
         await self._pacer.wait()
         attempt = self._clock()
-        if not await self._store.transition(
+        # Never a send on a lease that may have run out: recovery may have handed the job to
+        # reconciliation, which could send it again. The send starts on a fresh lease, which
+        # outlasts it ([faxplus] request_timeout < [queue] lease / 2, checked at start).
+        if not lease.valid(attempt) or not await self._store.transition(
             job.id,
             JobState.UPLOADING,
             JobState.SUBMITTING,
             attempt,
-            {"uploaded": paths, "submitted_at": attempt},
+            {"uploaded": paths, "submitted_at": attempt, "lease_until": lease.renewed(attempt)},
             owner=owner,
         ):
             log_event(log, "job.lease_lost", logging.WARNING, job=job.id)

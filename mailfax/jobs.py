@@ -75,8 +75,17 @@ class Job:
     fax_cost: float | None = None
 
 
-# FAX.PLUS statuses after which dialling again later may well succeed.
-REDIAL_STATUSES = frozenset({"failed_user_busy", "failed_no_answer"})
+# FAX.PLUS statuses after which dialling again later may well succeed: busy, no answer, and
+# those its docs call transient (the system was busy, a network problem, a normal clearing).
+REDIAL_STATUSES = frozenset(
+    {
+        "failed_user_busy",
+        "failed_no_answer",
+        "failed_to_send",
+        "failed_normal_temporary_failure",
+        "failed_normal_clearing",
+    }
+)
 
 
 def should_redial(status: str, redials: int, retries: int) -> bool:

@@ -4,16 +4,15 @@ webhooks, expiry), always by what FAX.PLUS demonstrably has."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 
 from mailfax.config import FaxplusSettings, QueueSettings
 from mailfax.fax_identity import LostSend, Verdict, settle_lost_send
 from mailfax.faxplus import (
-    LIST_PAGE,
     ApiError,
     FaxApi,
     FaxRecord,
+    TransientApiError,
     parse_api_time,
 )
 from mailfax.finish import JobFinisher
@@ -36,12 +35,6 @@ BATCH = 50
 
 def _submitted(fax: FaxRecord) -> float:
     return parse_api_time(fax.submit_time or fax.start_time) or 0.0
-
-
-def _crowded_seconds(sent: list[FaxRecord]) -> set[float]:
-    """Seconds with a full listing page of faxes: FAX.PLUS may have more it could not list."""
-    per_second = Counter(int(_submitted(fax)) for fax in sent)
-    return {float(second) for second, count in per_second.items() if count >= LIST_PAGE}
 
 
 def _attempt(job: Job) -> float:
@@ -73,6 +66,7 @@ class Reconciler:
         self._clock = clock
         self._jobs_wakeup = jobs_wakeup
         self._webhook_wakeup = webhook_wakeup
+        self._quiet_until = 0.0
 
     async def step(self) -> float | None:
         await self._recover()
@@ -120,13 +114,23 @@ class Reconciler:
 
     async def _reconcile_unknown(self) -> None:
         now = self._clock()
+        if now < self._quiet_until:
+            return  # FAX.PLUS asked for a pause (429 Retry-After)
         unknown = await self._store.jobs_in_state(
             JobState.UNKNOWN, now - self._queue.reconcile_after, BATCH
         )
         try:
             await self.settle_unknown(unknown)
         except ApiError as exc:
-            log_event(log, "reconcile.api_error", logging.WARNING, error=str(exc))
+            retry_after = exc.retry_after if isinstance(exc, TransientApiError) else None
+            self._quiet_until = now + (retry_after or 0.0)
+            log_event(
+                log,
+                "reconcile.api_error",
+                logging.WARNING,
+                error=str(exc),
+                retry_after=retry_after or 0,
+            )
 
     async def settle_unknown(self, unknown: list[Job]) -> None:
         """A send whose answer was lost: adopt the fax that proves to be its own, resend only
@@ -139,8 +143,8 @@ class Reconciler:
         # sent faxes; the other order could miss it in both.
         outbox = await self._api.list_outbox()
         since = min(_attempt(job) for job in unknown)
-        sent = await self._api.list_sent_faxes(since)
-        crowded = _crowded_seconds(sent)
+        listing = await self._api.list_sent_faxes(since)
+        sent, crowded = listing.faxes, listing.unlisted_seconds
         if crowded:
             sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
         outbox_tags = {tag for record in outbox for tag in record.tags}

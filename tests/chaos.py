@@ -218,7 +218,7 @@ async def run_chaos(tmp_path: Path, plan: ChaosPlan) -> ChaosReport:
         "MAILFAX_FAXPLUS_FROM_NUMBER": FROM_NUMBER,
         "MAILFAX_FAXPLUS_REQUEST_TIMEOUT": "2",
         "MAILFAX_FAXPLUS_WEBHOOK_GRACE": "3",
-        "MAILFAX_QUEUE_LEASE": "3",
+        "MAILFAX_QUEUE_LEASE": "5",
         "MAILFAX_QUEUE_RECONCILE_AFTER": "1",
         "MAILFAX_QUEUE_MIN_BACKOFF": "0.2",
         "MAILFAX_QUEUE_MAX_BACKOFF": "2",

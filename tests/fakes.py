@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailfax.faxplus import FaxRecord, NotFoundApiError, OutboxRecord
+from mailfax.faxplus import FaxRecord, NotFoundApiError, OutboxRecord, SentListing
 
 
 @dataclass
@@ -20,6 +20,8 @@ class FakeFaxApi:
     reports: dict[str, bytes] = field(default_factory=dict)  # confirmation reports by fax id
     # Faxes GET /faxes/{id} knows that no listing shows (beyond a crowded second's page).
     unlisted: dict[str, FaxRecord] = field(default_factory=dict)
+    # Seconds of which the listing says it could not list every fax.
+    unlisted_seconds: set[float] = field(default_factory=set)
 
     async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
         self.uploads.append(name)
@@ -55,8 +57,8 @@ class FakeFaxApi:
     async def list_outbox(self) -> list[OutboxRecord]:
         return list(self.outbox)
 
-    async def list_sent_faxes(self, after: float) -> list[FaxRecord]:
-        return list(self.faxes.values())
+    async def list_sent_faxes(self, after: float) -> SentListing:
+        return SentListing(list(self.faxes.values()), frozenset(self.unlisted_seconds))
 
     async def list_numbers(self) -> list[dict[str, Any]]:
         return [{"number": "+15550000001", "status": "active", "is_canceled": False}]

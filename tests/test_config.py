@@ -107,3 +107,15 @@ def test_simulator_variants_are_read_and_checked() -> None:
     assert settings.sandbox.variants == ("no-comment", "upload-names")
     with pytest.raises(ConfigError, match=r"\[sandbox\] variants: unknown simulator variant"):
         load_settings(environ={"MAILFAX_SANDBOX_VARIANTS": "no-comment,sorted"})
+
+
+def test_a_request_that_could_outlast_its_lease_is_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"MAILFAX_QUEUE_LEASE": "5"})
+    message = str(raised.value)
+    assert "[faxplus] request_timeout (30 s)" in message and "[queue] lease (5 s)" in message
+    assert "Fix: raise [queue] lease" in message
+    settings = load_settings(
+        environ={"MAILFAX_QUEUE_LEASE": "5", "MAILFAX_FAXPLUS_REQUEST_TIMEOUT": "2"}
+    )
+    assert settings.queue.lease == 5.0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from mailfax.config import QueueSettings
 from mailfax.dispatch import Dispatcher, SendPacer
@@ -12,6 +16,7 @@ from mailfax.jobs import JobState
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.store import open_store
 from mailfax.worker import Wakeup
+from tests.conftest import eventually
 from tests.fakes import FakeFaxApi
 from tests.test_store import accepted
 
@@ -75,3 +80,69 @@ def test_send_pacer_holds_every_second_to_its_rate() -> None:
     assert pacer.reserve() == 0.5  # a second after the second start (100.0): 101.0
     now[0] = 103.0
     assert pacer.reserve() == 0.0  # the window has moved on
+
+
+class SlowUploads(FakeFaxApi):
+    """Each upload waits until the test lets it finish (and may move the clock meanwhile)."""
+
+    def __init__(self, clock: list[float], advance: float = 0.0) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self._clock = clock
+        self._advance = advance
+
+    async def upload_file(self, name: str, data: bytes, file_format: str = "pdf") -> str:
+        self.started.set()
+        await self.release.wait()
+        self._clock[0] += self._advance
+        return await super().upload_file(name, data, file_format)
+
+
+async def start_one(tmp_path: Path, api: FakeFaxApi, clock: list[float], lease: float) -> Any:
+    store = await open_store("", tmp_path)
+    await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
+    finisher = JobFinisher(store, ReceiptComposer("gw@x.org", "gw", "fax.local"), Wakeup())
+    dispatcher = Dispatcher(
+        store, api, finisher, "+15550000001", QueueSettings(lease=lease), lambda: clock[0], Wakeup()
+    )
+    await dispatcher.step()
+    return store, dispatcher
+
+
+async def test_a_send_never_starts_on_a_lease_that_ran_out(tmp_path: Path) -> None:
+    """Uploads outlasted the lease (no renewal got through): recovery may already have handed
+    the job to reconciliation, so the worker must not send it."""
+    clock = [1000.0]
+    api = SlowUploads(clock, advance=200.0)
+    store, dispatcher = await start_one(tmp_path, api, clock, lease=120.0)
+    try:
+        api.release.set()
+        await dispatcher.drain(10)
+        assert api.sends == []
+        job = await store.get_job("j1")
+        assert job is not None and job.state is JobState.UPLOADING
+    finally:
+        await store.close()
+
+
+async def test_the_lease_is_renewed_while_the_worker_works(tmp_path: Path) -> None:
+    clock = [1000.0]
+    api = SlowUploads(clock)
+    store, dispatcher = await start_one(tmp_path, api, clock, lease=0.3)
+    try:
+        await asyncio.wait_for(api.started.wait(), 5)
+        clock[0] = 1001.0  # later renewals say so
+
+        async def renewed() -> bool:
+            with contextlib.closing(sqlite3.connect(tmp_path / "mailfax.sqlite3")) as db:
+                row = db.execute("SELECT state, lease_until FROM jobs").fetchone()
+            return bool(row == ("uploading", 1001.3))
+
+        await eventually(renewed, timeout=5, what="a renewed lease")
+        api.release.set()
+        await dispatcher.drain(10)
+        job = await store.get_job("j1")
+        assert job is not None and job.state is JobState.SUBMITTED and len(api.sends) == 1
+    finally:
+        await store.close()

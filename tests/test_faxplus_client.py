@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -14,6 +15,7 @@ from mailfax.faxplus import (
     NotFoundApiError,
     PermanentApiError,
     TransientApiError,
+    parse_api_time,
 )
 
 TOKEN = "alohi_pat_TOPSECRET"
@@ -23,9 +25,30 @@ def client(handler: httpx.MockTransport) -> FaxPlusClient:
     return FaxPlusClient("https://api.test/v3", TOKEN, transport=handler)
 
 
-async def test_sent_faxes_are_listed_past_a_second_fuller_than_a_page() -> None:
-    """Times are whole seconds and a page holds LIST_PAGE: after a page of one second that
-    brings nothing new, the listing goes on from the second before, not stop there."""
+async def test_sent_faxes_are_listed_newest_first_page_by_page() -> None:
+    """The order is asked for (the default is not documented) and pages follow by offset: a
+    second fuller than a page is listed whole."""
+    crowded = [{"id": f"c{i}", "submit_time": "2026-11-27 10:00:05"} for i in range(80)]
+    asked: list[dict[str, str]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        asked.append(params)
+        offset, limit = int(params.get("offset", 0)), int(params["limit"])
+        return httpx.Response(200, json={"data": {"records": crowded[offset : offset + limit]}})
+
+    listed = await client(httpx.MockTransport(handle)).list_sent_faxes(0.0)
+    assert {fax.id for fax in listed.faxes} == {f"c{i}" for i in range(80)}
+    assert listed.unlisted_seconds == frozenset()
+    assert [(p["sort_by"], p["order"], p.get("offset")) for p in asked] == [
+        ("date", "desc", None),
+        ("date", "desc", str(LIST_PAGE)),
+    ]
+
+
+async def test_an_ignored_offset_falls_back_to_time_windows() -> None:
+    """Should FAX.PLUS ignore `offset`: after a page of one second that brings nothing new,
+    the listing goes on from the second before, and says which second it could not list."""
     crowded = [{"id": f"c{i}", "submit_time": "2026-11-27 10:00:05"} for i in range(LIST_PAGE)]
     older = [{"id": "o1", "submit_time": "2026-11-27 10:00:03"}]
     asked: list[str | None] = []
@@ -37,8 +60,9 @@ async def test_sent_faxes_are_listed_past_a_second_fuller_than_a_page() -> None:
         return httpx.Response(200, json={"data": {"records": records}})
 
     listed = await client(httpx.MockTransport(handle)).list_sent_faxes(0.0)
-    assert {fax.id for fax in listed} == {f"c{i}" for i in range(LIST_PAGE)} | {"o1"}
-    assert asked == [None, "2026-11-27 10:00:05", "2026-11-27 10:00:04"]
+    assert {fax.id for fax in listed.faxes} == {f"c{i}" for i in range(LIST_PAGE)} | {"o1"}
+    assert asked == [None, None, "2026-11-27 10:00:04"]
+    assert listed.unlisted_seconds == {parse_api_time("2026-11-27 10:00:05")}
 
 
 async def test_a_listing_page_that_fails_once_is_asked_again() -> None:
@@ -50,7 +74,7 @@ async def test_a_listing_page_that_fails_once_is_asked_again() -> None:
         return httpx.Response(status, json={"data": {"records": records}})
 
     listed = await client(httpx.MockTransport(handle)).list_sent_faxes(0.0)
-    assert [fax.id for fax in listed] == ["f1"]
+    assert [fax.id for fax in listed.faxes] == ["f1"]
 
 
 async def test_send_posts_the_documented_payload() -> None:
@@ -73,6 +97,7 @@ async def test_send_posts_the_documented_payload() -> None:
         "to": ["+15551234567"],
         "files": ["/transient-1"],
         "comment": {"text": "hi", "tags": ["mailfax", "mailfax-job:j1"]},
+        "options": {"retry": {"count": 0, "delay": 0}},
         "return_ids": True,
     }
 
@@ -139,3 +164,36 @@ async def test_send_answer_without_ids_is_ambiguous() -> None:
     api = client(httpx.MockTransport(lambda r: httpx.Response(201, json={})))
     with pytest.raises(AmbiguousApiError):
         await api.send_fax("+1", ["+2"], ["/p"], "", [])
+
+
+async def test_a_listing_told_to_wait_long_hands_the_wait_to_its_caller() -> None:
+    """A 429 Retry-After is honoured: a short one waited out, a long one raised at once."""
+    asked: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        wait = "30" if len(asked) == 1 else "0"
+        return httpx.Response(429, headers={"Retry-After": wait}, json={"error": "slow down"})
+
+    api = client(httpx.MockTransport(handle))
+    with pytest.raises(TransientApiError) as raised:
+        await api.list_sent_faxes(0.0)
+    assert raised.value.retry_after == 30.0 and len(asked) == 1
+    with pytest.raises(TransientApiError):
+        await api.list_outbox()
+    assert len(asked) == 4  # a short wait is waited out, up to three tries
+
+
+async def test_a_request_as_a_whole_is_bounded_by_the_timeout() -> None:
+    """httpx bounds each phase; a send that trickles must still end within request_timeout
+    (its worker's lease depends on it), as a lost answer."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()  # never answers
+        raise AssertionError
+
+    api = FaxPlusClient(
+        "https://api.test/v3", TOKEN, timeout=0.2, transport=httpx.MockTransport(handle)
+    )
+    with pytest.raises(AmbiguousApiError, match="TimeoutError"):
+        await api.send_fax("+15550000001", ["+15551234567"], ["/t"], "hi", [])

@@ -15,6 +15,7 @@ from mailfax.jobs import (
     check_transition,
     new_id,
     retry_delay,
+    should_redial,
 )
 
 S = JobState
@@ -70,3 +71,23 @@ def test_ids_are_time_ordered_and_unique() -> None:
     ids = [new_id(1_700_000_000 + i) for i in range(100)]
     assert ids == sorted(ids)
     assert len(set(new_id(1.0) for _ in range(1000))) == 1000
+
+
+@pytest.mark.parametrize(
+    ("status", "redial"),
+    [
+        ("failed_user_busy", True),
+        ("failed_no_answer", True),
+        # FAX.PLUS's docs call these transient: the system was busy, a network problem.
+        ("failed_to_send", True),
+        ("failed_normal_temporary_failure", True),
+        ("failed_normal_clearing", True),
+        ("failed_unallocated_number", False),
+        ("failed_invalid_number_format", False),
+        ("insufficient_credit", False),
+        ("success", False),
+    ],
+)
+def test_which_results_mailfax_dials_again(status: str, redial: bool) -> None:
+    assert should_redial(status, redials=0, retries=2) is redial
+    assert should_redial(status, redials=2, retries=2) is False  # retries used up

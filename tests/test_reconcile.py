@@ -13,7 +13,7 @@ import pytest
 
 from mailfax.config import FaxplusSettings, QueueSettings
 from mailfax.fax_identity import comment_with_marker, job_tag, upload_name
-from mailfax.faxplus import LIST_PAGE, FaxRecord, OutboxRecord, format_api_time
+from mailfax.faxplus import LIST_PAGE, FaxRecord, OutboxRecord, TransientApiError, format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.receipts.compose import ReceiptComposer
@@ -148,6 +148,7 @@ async def test_a_lost_send_in_a_crowded_second_waits_for_its_webhook(world: Worl
     for i in range(LIST_PAGE):
         number = f"+1555000{i:04d}"
         world.api.faxes[f"o{i}"] = fax_record(f"o{i}", number, "success", format_api_time(NOW + 1))
+    world.api.unlisted_seconds = {float(int(NOW + 1))}  # the listing could not show them all
     await world.reconciler.step()
     assert await state(world) is S.UNKNOWN and world.api.sends == []
     # Its webhook came (parked: no job had that fax id): the fax is looked up and adopted.
@@ -312,3 +313,37 @@ async def test_an_undecided_send_does_not_expire(world: World) -> None:
     world.clock.now = NOW + 5 * 86400 + 1
     await world.reconciler.step()
     assert await state(world) is S.UNKNOWN
+
+
+class Throttled(FakeFaxApi):
+    """FAX.PLUS answering 429 with a long Retry-After to every listing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def list_outbox(self) -> list[OutboxRecord]:
+        self.asked += 1
+        raise TransientApiError("HTTP 429: slow down", retry_after=30.0)
+
+
+async def test_a_429_pauses_reconciliation_for_its_retry_after(world: World) -> None:
+    api = Throttled()
+    world.reconciler = Reconciler(
+        world.store,
+        api,
+        world.reconciler._finisher,
+        QUEUE,
+        FAXPLUS,
+        world.clock,
+        Wakeup(),
+        Wakeup(),
+    )
+    await make_unknown(world)
+    await world.reconciler.step()
+    world.clock.now += 29
+    await world.reconciler.step()
+    assert api.asked == 1 and await state(world) is S.UNKNOWN
+    world.clock.now += 2
+    await world.reconciler.step()
+    assert api.asked == 2

@@ -249,7 +249,7 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
             with contextlib.suppress(NotFoundApiError):
                 await client.delete_outbox("0" * 32)
             await client.get_fax(next(iter(ids.values())))
-            # A full first page makes the client ask for the next one ("before").
+            # A full first page makes the client ask for the next one ("offset").
             for _ in range(50):
                 await client.send_fax(FROM, ["+15551110002"], [path], "c", ["mailfax"])
             await client.list_sent_faxes(0.0)
@@ -274,7 +274,14 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
         await asyncio.to_thread(apis.faxes.get_fax, "self", sent.ids["+15551110001"])
         window = {"after": send_time(timedelta(hours=-1))[:19], "before": send_time(timedelta())}
         listed = await asyncio.to_thread(
-            apis.faxes.list_faxes, "self", category="sent", limit=50, **window
+            apis.faxes.list_faxes,
+            "self",
+            category="sent",
+            limit=50,
+            offset=0,
+            sort_by="date",
+            order="desc",
+            **window,
         )
         assert sent.ids["+15551110001"] in [record.id for record in listed.data.records]
         created = await asyncio.to_thread(
@@ -293,6 +300,5 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
         if not any(e == endpoint and keys <= k for e, k in sdk_calls.calls)
     }
     assert uncovered == set()
-    assert ("GET /accounts/{id}/faxes", frozenset({"category", "after", "before", "limit"})) in (
-        gateway_calls.calls
-    )
+    paged = frozenset({"category", "after", "limit", "offset", "sort_by", "order"})
+    assert ("GET /accounts/{id}/faxes", paged) in gateway_calls.calls

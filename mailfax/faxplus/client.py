@@ -85,6 +85,15 @@ class FaxRecord:
 
 
 @dataclass(frozen=True)
+class SentListing:
+    """The sent faxes of a time window, and the whole seconds of it FAX.PLUS may hold more
+    faxes of than it could list."""
+
+    faxes: list[FaxRecord]
+    unlisted_seconds: frozenset[float] = frozenset()
+
+
+@dataclass(frozen=True)
 class OutboxRecord:
     """A fax FAX.PLUS has accepted but not yet sent."""
 
@@ -111,6 +120,7 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LIST_PAGE = 50
 # A listing of many pages through a flaky API: each request is tried up to this often.
 _PAGE_TRIES = 3
+_LISTING_PATIENCE = 2.0  # seconds of Retry-After a listing page waits out by itself
 _MAX_PAGES = 40
 
 
@@ -171,7 +181,7 @@ class FaxApi(Protocol):
 
     async def list_outbox(self) -> list[OutboxRecord]: ...
 
-    async def list_sent_faxes(self, after: float) -> list[FaxRecord]: ...
+    async def list_sent_faxes(self, after: float) -> SentListing: ...
 
     async def list_numbers(self) -> list[dict[str, Any]]: ...
 
@@ -219,6 +229,9 @@ class FaxPlusClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._user = user_id
+        # httpx's timeout bounds each phase (connect, write, read); a request as a whole is
+        # bounded too, so that a send always ends within its worker's lease.
+        self._deadline = timeout
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "User-Agent": f"mailfax/{__version__}"},
@@ -235,14 +248,15 @@ class FaxPlusClient:
         endpoint = api_endpoint(method, path)
         try:
             with API_LATENCY.labels(endpoint).time():
-                response = await self._http.request(method, path, **kwargs)
+                async with asyncio.timeout(self._deadline):
+                    response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             API_ERRORS.labels(endpoint, exc.__class__.__name__).inc()
             # Nothing reached FAX.PLUS.
             raise TransientApiError(
                 f"cannot connect to FAX.PLUS: {exc.__class__.__name__}"
             ) from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, TimeoutError) as exc:
             API_ERRORS.labels(endpoint, exc.__class__.__name__).inc()
             message = f"{method} {path}: connection failed mid-request ({exc.__class__.__name__})"
             if idempotent:
@@ -304,6 +318,10 @@ class FaxPlusClient:
             "to": list(to),
             "files": list(files),
             "comment": {"text": comment, "tags": list(tags)},
+            # Exactly one layer redials: mailfax ([faxplus] retries, after busy or no answer),
+            # so that every dial is a job attempt with its own record; FAX.PLUS is told not
+            # to, whatever the account's own retry setting says.
+            "options": {"retry": {"count": 0, "delay": 0}},
             "return_ids": True,
         }
         if cover_page is not None:
@@ -332,19 +350,28 @@ class FaxPlusClient:
         """Take a fax out of the outbox before it is sent (404 once it has left)."""
         await self._json("DELETE", f"/accounts/{self._user}/outbox/{outbox_id}")
 
-    async def list_sent_faxes(self, after: float) -> list[FaxRecord]:
-        """Every sent fax submitted since `after`, newest first.
+    async def list_sent_faxes(self, after: float) -> SentListing:
+        """Every sent fax submitted since `after`, in the order asked for (newest first:
+        `sort_by=date&order=desc`; the default order is not documented).
 
-        The API pages only by time window (limit <= 50, newest first), so each further
-        page asks for faxes up to the oldest submit time seen (boundaries are inclusive).
-        Times are whole seconds: of a second with more than LIST_PAGE faxes only a page can be
-        listed, so the listing steps on to the second before (the reconciler allows for it)."""
+        Pages by `offset` (SDK 3.0.5). Should FAX.PLUS ignore the offset (a full page that
+        brings nothing new), the listing steps on by time window instead (`before` the oldest
+        submit time seen; boundaries are inclusive). Times are whole seconds, so of a second
+        with more than LIST_PAGE faxes only a page can then be listed: such seconds are
+        reported as `unlisted_seconds` (the reconciler allows for them)."""
         found: dict[str, FaxRecord] = {}
-        params: dict[str, str | int] = {"category": "sent", "after": format_api_time(after)}
+        unlisted: set[float] = set()
+        params: dict[str, str | int] = {
+            "category": "sent",
+            "after": format_api_time(after),
+            "sort_by": "date",
+            "order": "desc",
+            "limit": LIST_PAGE,
+        }
+        offset = 0
         for _ in range(_MAX_PAGES):
-            body = await self._listing(
-                f"/accounts/{self._user}/faxes", {**params, "limit": LIST_PAGE}
-            )
+            paged = {**params, "offset": offset} if offset else params
+            body = await self._listing(f"/accounts/{self._user}/faxes", paged)
             data = body.get("data") if isinstance(body, dict) else None
             records = data.get("records") if isinstance(data, dict) else None
             page = [FaxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
@@ -353,12 +380,18 @@ class FaxPlusClient:
             oldest = min((r.submit_time for r in page if r.submit_time), default="")
             if len(page) < LIST_PAGE or not oldest:
                 break
+            if fresh and "before" not in params:
+                offset += LIST_PAGE
+                continue
+            offset = 0
             if fresh:
                 params["before"] = oldest[:19]
             else:
                 # A page full of one second: the rest of it cannot be listed.
-                params["before"] = format_api_time((parse_api_time(oldest) or 0.0) - 1)
-        return list(found.values())
+                second = float(int(parse_api_time(oldest) or 0.0))
+                unlisted.add(second)
+                params["before"] = format_api_time(second - 1)
+        return SentListing(list(found.values()), frozenset(unlisted))
 
     async def _listing(self, path: str, params: dict[str, str | int] | None = None) -> Any:
         """A listing (or one page of it) for reconciliation. A read, so a transient failure is
@@ -369,10 +402,13 @@ class FaxPlusClient:
             try:
                 return await self._json("GET", path, params=params)
             except TransientApiError as exc:
-                if tries == _PAGE_TRIES:
+                # A 429's Retry-After is honoured: a short one waited for here, a longer one
+                # handed to the caller, which leaves FAX.PLUS alone until then.
+                wait = exc.retry_after or 0.0
+                if tries == _PAGE_TRIES or wait > _LISTING_PATIENCE:
                     raise
                 tries += 1
-                await asyncio.sleep(min(exc.retry_after or 0.0, 1.0))  # a 429's Retry-After
+                await asyncio.sleep(wait)
 
     async def get_account(self) -> dict[str, Any]:
         body = await self._json("GET", f"/accounts/{self._user}")

@@ -36,8 +36,11 @@ def comment_with_marker(text: str, job_id: str) -> str:
 
 def upload_name(job_id: str, index: int, name: str) -> str:
     """The name a job's document is uploaded under: the job id (in case a fax record's
-    `file_name` reflects it), then its own name (for people reading FAX.PLUS's web app)."""
-    return f"mailfax-job-{job_id}-{index + 1}-{name}"
+    `file_name` reflects it), then its own name (for people reading FAX.PLUS's web app),
+    ending in .pdf as every faxed document is one (a converted scan.tif or terms.docx too):
+    FAX.PLUS may go by the extension."""
+    pdf = name if name.lower().endswith(".pdf") else f"{name}.pdf"
+    return f"mailfax-job-{job_id}-{index + 1}-{pdf}"
 
 
 class FaxEvidence(Protocol):

@@ -129,11 +129,18 @@ def faxed_comment(fax: Mapping[str, Any]) -> str:
     return text.rstrip("\n")
 
 
+UPLOADED = re.compile(r"mailfax-job-[0-9A-Za-z]+-[0-9]+-(.*)\.pdf", re.S | re.I)
+CONVERTED = re.compile(r"\.(png|jpe?g|gif|tiff?|bmp|docx?|xlsx?|odt|ods|rtf|pptx?|txt)$", re.I)
+
+
 def faxed_documents(fax: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """(document name, pages) of a ledger fax's files, each uploaded under its job's name."""
+    """(document name, pages) of a ledger fax's files, each uploaded under its job's name and
+    as a PDF."""
     found = []
     for upload in fax["files"]:
-        match = re.fullmatch(r"mailfax-job-[0-9A-Za-z]+-[0-9]+-(.*)", str(upload["name"]), re.S)
-        assert match, f"not uploaded under a job's name: {upload['name']!r}"
-        found.append((match.group(1), int(upload["pages"])))
+        match = UPLOADED.fullmatch(upload["name"])
+        assert match, f"not uploaded under a job's name, as a PDF: {upload['name']!r}"
+        # A converted document (scan.png) is uploaded as scan.png.pdf, a PDF as itself.
+        name = match.group(1) if CONVERTED.search(match.group(1)) else f"{match.group(1)}.pdf"
+        found.append((name, int(upload["pages"])))
     return found

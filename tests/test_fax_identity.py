@@ -32,7 +32,10 @@ def test_a_send_carries_its_job_in_tag_comment_and_upload_names() -> None:
     assert comment_with_marker("Please sign.", "1a2b") == "Please sign.\n\nmailfax-job:1a2b"
     assert comment_with_marker("", "1a2b") == "mailfax-job:1a2b"
     assert upload_name("1a2b", 0, "invoice.pdf") == "mailfax-job-1a2b-1-invoice.pdf"
-    assert upload_name("1a2b", 2, "x.pdf") == "mailfax-job-1a2b-3-x.pdf"
+    assert upload_name("1a2b", 2, "x.PDF") == "mailfax-job-1a2b-3-x.PDF"
+    # Converted documents are PDFs too, and uploaded as such.
+    assert upload_name("1a2b", 0, "terms.docx") == "mailfax-job-1a2b-1-terms.docx.pdf"
+    assert upload_name("1a2b", 0, "scan") == "mailfax-job-1a2b-1-scan.pdf"
 
 
 @pytest.mark.parametrize(

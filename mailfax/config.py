@@ -505,12 +505,14 @@ def _validate(s: Settings) -> None:
                 "a token is required for the real API",
                 "create a Personal Access Token in FAX.PLUS and set MAILFAX_FAXPLUS_TOKEN",
             )
-    if s.faxplus.from_number and not re.fullmatch(r"\+[0-9]{8,}", s.faxplus.from_number):
+    numbers = [n.strip() for n in s.faxplus.from_number.split(",")]
+    if s.faxplus.from_number and not all(re.fullmatch(r"\+[0-9]{8,}", n) for n in numbers):
         _fail(
             "[faxplus] from_number",
             s.faxplus.from_number,
-            "not an E.164 number",
-            'write e.g. "+15550000001", or "" for the account\'s first active number',
+            "not an E.164 number, or comma-separated E.164 numbers",
+            'write e.g. "+15550000001" (or "+15550000001,+15550000002" to let FAX.PLUS '
+            'balance sends over both), or "" for the account\'s first active number',
         )
     if s.faxplus.request_timeout <= 0:
         _fail("[faxplus] request_timeout", s.faxplus.request_timeout, "must be > 0", "e.g. 30")

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from mailfax.app import webhook_secret, webhook_target
 from mailfax.config import Settings
-from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError
+from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_numbers
 from mailfax.jobs import JobState
 from mailfax.store import open_store
 from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
@@ -156,20 +156,23 @@ async def _check_from_number(context: Context) -> str:
                 "the account has no active fax number", "buy or renew a number in FAX.PLUS"
             )
         return f"{active[0]} (the account's first active number; [faxplus] from_number is empty)"
-    match = next((n for n in numbers if _digits(str(n.get("number"))) == _digits(configured)), None)
     others = ", ".join(active) or "none"
-    if match is None:
-        raise CheckFailed(
-            f"{configured} is not a number of this account (active: {others})",
-            'set [faxplus] from_number to an active number, or "" for the first one',
-        )
-    if str(match.get("number")) not in active:
-        raise CheckFailed(
-            f"{configured} is {match.get('status') or 'not active'}"
-            f"{' (cancelled)' if match.get('is_canceled') else ''}",
-            f"renew it in FAX.PLUS, or set [faxplus] from_number to another (active: {others})",
-        )
-    return f"{configured} is active on the account"
+    # FAX.PLUS load-balances over a comma-separated `from`: every number in it must work.
+    for wanted in sending_numbers(configured):
+        match = next((n for n in numbers if _digits(str(n.get("number"))) == _digits(wanted)), None)
+        if match is None:
+            raise CheckFailed(
+                f"{wanted} is not a number of this account (active: {others})",
+                'set [faxplus] from_number to active numbers, or "" for the first one',
+            )
+        if str(match.get("number")) not in active:
+            raise CheckFailed(
+                f"{wanted} is {match.get('status') or 'not active'}"
+                f"{' (cancelled)' if match.get('is_canceled') else ''}",
+                f"renew it in FAX.PLUS, or set [faxplus] from_number to others (active: {others})",
+            )
+    several = len(sending_numbers(configured)) > 1
+    return f"{configured} {'are' if several else 'is'} active on the account"
 
 
 async def _check_webhook(context: Context) -> str:

@@ -126,6 +126,15 @@ async def test_a_number_not_on_the_account_fails(surroundings: Surroundings) -> 
         "+15559999999 is not a number of this account (active: +15550000001)"
     )
 
+    # Every number of a comma-separated `from` (FAX.PLUS balances sends over them).
+    both = "+15550000001, +15559999999"
+    results = await doctor(surroundings.env, faxplus_from_number=both)
+    assert results["from-number"].status == FAIL
+    assert results["from-number"].detail.startswith("+15559999999 is not a number")
+    same = "+15550000001,+15550000001"
+    results = await doctor(surroundings.env, faxplus_from_number=same)
+    assert results["from-number"].detail == f"{same} are active on the account"
+
 
 @pytest.mark.parametrize(
     ("overrides", "problem", "fix"),

@@ -15,6 +15,7 @@ from mailfax.faxplus.client import (
     choose_from_number,
     format_api_time,
     parse_api_time,
+    sending_numbers,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "choose_from_number",
     "format_api_time",
     "parse_api_time",
+    "sending_numbers",
 ]

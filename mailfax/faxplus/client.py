@@ -446,10 +446,17 @@ class FaxPlusClient:
         return response.content
 
 
+def sending_numbers(configured: str) -> list[str]:
+    """The numbers of a `from` value: one, or several comma-separated (FAX.PLUS load-balances
+    a send over them)."""
+    return [number.strip() for number in configured.split(",") if number.strip()]
+
+
 async def choose_from_number(api: FaxApi, configured: str) -> str:
-    """The configured sending number, or the account's first active one."""
+    """The configured sending number(s), as a send's `from`, or the account's first active
+    number."""
     if configured:
-        return configured
+        return ",".join(sending_numbers(configured))
     for number in await api.list_numbers():
         if number.get("status") == "active" and not number.get("is_canceled"):
             return str(number["number"])

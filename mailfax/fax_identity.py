@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 TAG_PREFIX = "mailfax-job:"
 # Only the comment's last line counts: the mail's own text may quote another job's marker.
@@ -56,6 +56,9 @@ class FaxEvidence(Protocol):
     def file_name(self) -> str: ...
 
 
+FaxT = TypeVar("FaxT", bound=FaxEvidence)
+
+
 def proven_jobs(fax: FaxEvidence) -> set[str]:
     """The job ids a fax record names as its own (normally none or one)."""
     found = set()
@@ -64,6 +67,12 @@ def proven_jobs(fax: FaxEvidence) -> set[str]:
         if match:
             found.add(match.group(1))
     return found
+
+
+def own_faxes(job_id: str, faxes: Sequence[FaxT], submitted_at: Mapping[str, float]) -> list[FaxT]:
+    """The faxes that prove to be the job's, earliest submitted first."""
+    own = [fax for fax in faxes if job_id in proven_jobs(fax)]
+    return sorted(own, key=lambda fax: submitted_at.get(fax.id, 0.0))
 
 
 def digits(number: str) -> str:
@@ -96,7 +105,7 @@ class LostSend:
 def settle_lost_send(
     send: LostSend,
     faxes: Sequence[FaxEvidence],
-    submitted_at: dict[str, float],
+    submitted_at: Mapping[str, float],
     outbox_tags: Collection[str],
     taken: Collection[str],
     crowded: Iterable[float],
@@ -106,8 +115,7 @@ def settle_lost_send(
     seconds it could not list in full)."""
     if job_tag(send.job_id) in outbox_tags:
         return Settlement(Verdict.WAIT, "FAX.PLUS holds the fax in its outbox")
-    own = [fax for fax in faxes if send.job_id in proven_jobs(fax)]
-    own.sort(key=lambda fax: submitted_at.get(fax.id, 0.0))
+    own = own_faxes(send.job_id, faxes, submitted_at)
     free = [fax for fax in own if fax.id not in taken]
     if free:
         fax = free[0]

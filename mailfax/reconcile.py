@@ -33,11 +33,12 @@ CLOCK_SKEW = 120.0
 BATCH = 50
 
 
-def _submitted(fax: FaxRecord) -> float:
+def submitted_time(fax: FaxRecord) -> float:
+    """When FAX.PLUS says the fax was submitted (epoch seconds; 0 when it does not say)."""
     return parse_api_time(fax.submit_time or fax.start_time) or 0.0
 
 
-def _attempt(job: Job) -> float:
+def attempt_window(job: Job) -> float:
     """The earliest submit time a fax record of the job's last send attempt can carry."""
     return (job.submitted_at or job.created_at) - CLOCK_SKEW
 
@@ -142,16 +143,16 @@ class Reconciler:
         # The outbox first: a fax leaving it between the two calls is then in the list of
         # sent faxes; the other order could miss it in both.
         outbox = await self._api.list_outbox()
-        since = min(_attempt(job) for job in unknown)
+        since = min(attempt_window(job) for job in unknown)
         listing = await self._api.list_sent_faxes(since)
         sent, crowded = listing.faxes, listing.unlisted_seconds
         if crowded:
             sent += await self._faxes_of_parked_webhooks({fax.id for fax in sent})
         outbox_tags = {tag for record in outbox for tag in record.tags}
         taken = await self._store.fax_ids_in_use([fax.id for fax in sent])
-        submitted = {fax.id: _submitted(fax) for fax in sent}
+        submitted = {fax.id: submitted_time(fax) for fax in sent}
         for job in unknown:
-            lost = LostSend(job.id, job.number, _attempt(job))
+            lost = LostSend(job.id, job.number, attempt_window(job))
             settlement = settle_lost_send(lost, sent, submitted, outbox_tags, taken, crowded)
             if settlement.verdict is Verdict.ADOPT and settlement.fax_id:
                 taken.add(settlement.fax_id)

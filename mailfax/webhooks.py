@@ -16,12 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mailfax.config import QueueSettings
+from mailfax.fax_identity import own_faxes, proven_jobs
 from mailfax.faxplus import ApiError, FaxApi, FaxRecord, NotFoundApiError
 from mailfax.finish import JobFinisher
 from mailfax.jobs import Job, JobState, retry_delay, should_redial
 from mailfax.logs import log_event
 from mailfax.metrics import WEBHOOK_EVENTS
 from mailfax.receipts.compose import FaxOutcome
+from mailfax.reconcile import CLOCK_SKEW, attempt_window, submitted_time
 from mailfax.store.base import FaxEvent, Store
 from mailfax.webhook_guard import WebhookGuard, content_type_refusal, read_body
 from mailfax.worker import Wakeup
@@ -37,6 +39,8 @@ PARK_LIMIT = 24 * 3600.0
 MAX_EVENT_BACKOFF = 600.0
 # Webhook confirmations in flight at once (each a GET /faxes/{id}, then the receipt).
 CONCURRENT_CONFIRMATIONS = 16
+# Seconds between listings that look for the ids of faxes webhooks named and no job has.
+RELIST_INTERVAL = 5.0
 
 
 def fax_ids_of(payload: Any) -> tuple[list[str], str]:
@@ -136,6 +140,7 @@ class FaxStatusConfirmer:
         self._queue = queue
         self._retries = retries
         self._rng = random.Random()
+        self._next_relisting = 0.0
 
     async def step(self) -> float | None:
         # Each confirmation waits on FAX.PLUS (the fax, then its report for the receipt): one
@@ -170,6 +175,8 @@ class FaxStatusConfirmer:
     async def _handle(self, event: FaxEvent) -> None:
         job = await self._store.job_by_fax_id(event.fax_id)
         if job is None:
+            if event.attempts == 0:
+                await self._learn_listed_ids(event.received_at)
             await self._later(event, "no job has this fax id")
             return
         if job.state is not JobState.SUBMITTED:
@@ -179,8 +186,11 @@ class FaxStatusConfirmer:
         try:
             record = await self._api.get_fax(event.fax_id)
         except NotFoundApiError:
-            await self._later(event, "FAX.PLUS does not know this fax id")
-            return
+            found = await self._listed_record(job)
+            if found is None:
+                await self._later(event, "FAX.PLUS does not know this fax id")
+                return
+            record = found
         except ApiError as exc:
             log_event(log, "webhook.confirm_failed", logging.WARNING, job=job.id, error=str(exc))
             await self._later(event, str(exc))
@@ -206,6 +216,59 @@ class FaxStatusConfirmer:
                 job, JobState.SUBMITTED, outcome_from_record(record), self._clock()
             )
         await self._store.fax_event_done(event.id)
+
+    async def _listed_record(self, job: Job) -> FaxRecord | None:
+        """The job's fax as FAX.PLUS lists it, found by proof: the docs do not promise that
+        the id a send answers is one GET /faxes/{id} knows. Its listed id is learnt."""
+        try:
+            listing = await self._api.list_sent_faxes(attempt_window(job))
+        except ApiError:
+            return None
+        submitted = {fax.id: submitted_time(fax) for fax in listing.faxes}
+        for fax in own_faxes(job.id, listing.faxes, submitted):
+            if await self._learn_id(job, fax.id):
+                return fax
+        return None
+
+    async def _learn_listed_ids(self, since: float) -> None:
+        """A webhook names a fax no job has: FAX.PLUS may know a fax by other ids than its
+        send's answer (the SDK says the webhook's may differ from the listing's). The faxes
+        listed since then that prove whose they are teach their jobs the listed ids, and are
+        confirmed under them. At most once every RELIST_INTERVAL."""
+        now = self._clock()
+        if now < self._next_relisting:
+            return
+        self._next_relisting = now + RELIST_INTERVAL
+        try:
+            listing = await self._api.list_sent_faxes(since - CLOCK_SKEW)
+        except ApiError as exc:
+            log_event(log, "webhook.relisting_failed", logging.WARNING, error=str(exc))
+            return
+        known = await self._store.fax_ids_in_use([fax.id for fax in listing.faxes])
+        for fax in listing.faxes:
+            if fax.id in known:
+                continue
+            for job_id in proven_jobs(fax):
+                job = await self._store.get_job(job_id)
+                if job is not None and await self._learn_id(job, fax.id):
+                    await self._store.park_fax_event(fax.id, "listing", "", now)
+
+    async def _learn_id(self, job: Job, fax_id: str) -> bool:
+        """The job's fax is `fax_id` at FAX.PLUS (unless another job holds that id)."""
+        if job.fax_id == fax_id:
+            return True
+        if job.state is not JobState.SUBMITTED:
+            return False
+        holder = await self._store.job_by_fax_id(fax_id)
+        if holder is not None and holder.id != job.id:
+            return False
+        detail = f"FAX.PLUS lists its fax as {fax_id} (its send answered {job.fax_id})"
+        if not await self._store.note_job(
+            job.id, JobState.SUBMITTED, self._clock(), detail, {"fax_id": fax_id}
+        ):
+            return False
+        log_event(log, "job.fax_id_learnt", job=job.id, fax_id=fax_id, sent_as=job.fax_id or "")
+        return True
 
     async def _redial(self, job: Job, record: FaxRecord) -> None:
         now = self._clock()

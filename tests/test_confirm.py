@@ -1,0 +1,100 @@
+"""The confirmer on a real store and an in-memory FAX.PLUS whose ids disagree: a fax is found
+under whichever id FAX.PLUS lists it, by the proof it carries, never by number and time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mailfax.config import QueueSettings
+from mailfax.fax_identity import comment_with_marker
+from mailfax.faxplus import format_api_time
+from mailfax.finish import JobFinisher
+from mailfax.jobs import JobState
+from mailfax.receipts.compose import ReceiptComposer
+from mailfax.store import SqlStore, open_store
+from mailfax.webhooks import FaxStatusConfirmer
+from mailfax.worker import Wakeup
+from tests.conftest import claim_one
+from tests.fakes import FakeFaxApi, fax_record
+from tests.test_store import accepted
+
+S = JobState
+NOW = 1_800_000_000.0
+
+
+class Desk:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.api = FakeFaxApi()
+        self.now = NOW
+        finisher = JobFinisher(
+            store, ReceiptComposer("gw@example.com", "gw", "fax.local"), Wakeup()
+        )
+        self.confirmer = FaxStatusConfirmer(
+            store, self.api, finisher, lambda: self.now, QueueSettings(), retries=2
+        )
+
+    async def submitted(self, job_id: str, sent_as: str) -> None:
+        """A job whose send answered with id `sent_as`."""
+        await self.store.accept(accepted(f"m-{job_id}", NOW), [(job_id, "+15551234567")])
+        assert await claim_one(self.store, "w", NOW, NOW + 10) is not None
+        await self.store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW, {"submitted_at": NOW})
+        await self.store.transition(job_id, S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": sent_as})
+
+    def listed(self, fax_id: str, job_id: str | None) -> None:
+        """A fax record FAX.PLUS lists under `fax_id` (with the job's marker, if given)."""
+        comment = comment_with_marker("hello", job_id) if job_id else ""
+        self.api.faxes[fax_id] = fax_record(
+            fax_id, "+15551234567", "success", format_api_time(NOW + 1), comment=comment
+        )
+
+    async def state(self, job_id: str) -> tuple[JobState, str | None]:
+        job = await self.store.get_job(job_id)
+        assert job is not None
+        return job.state, job.fax_id
+
+
+@pytest.fixture
+async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    store = await open_store("", tmp_path)
+    yield Desk(store)
+    await store.close()
+
+
+async def test_a_fax_unknown_under_its_send_id_is_found_by_its_proof(desk: Desk) -> None:
+    """GET /faxes/<send id> answers 404 (the docs do not promise the ids agree): the listing's
+    record that names the job is its fax; its id is learnt and its result finishes the job."""
+    await desk.submitted("j1", sent_as="send-1")
+    desk.listed("rec-9", None)  # another fax to the number, without proof: not taken
+    desk.listed("rec-1", "j1")
+    assert await desk.store.park_fax_event("send-1", "backstop", "", NOW)
+    await desk.confirmer.step()
+    assert await desk.state("j1") == (S.DELIVERED, "rec-1")
+    notes = [e[3] for e in await desk.store.job_events("j1") if e[1] == e[2] == "submitted"]
+    assert notes == ["FAX.PLUS lists its fax as rec-1 (its send answered send-1)"]
+
+
+async def test_without_proof_a_fax_unknown_under_its_send_id_is_not_guessed(desk: Desk) -> None:
+    await desk.submitted("j1", sent_as="send-1")
+    desk.listed("rec-1", None)
+    assert await desk.store.park_fax_event("send-1", "backstop", "", NOW)
+    await desk.confirmer.step()
+    assert await desk.state("j1") == (S.SUBMITTED, "send-1")
+
+
+async def test_a_webhook_under_an_id_no_job_has_teaches_the_listed_ids(desk: Desk) -> None:
+    """The webhook's data.id is a third id (the SDK: it may differ from the listing's): the
+    faxes listed since then that prove whose they are are confirmed under their listed ids;
+    jobs of other faxes are left alone."""
+    await desk.submitted("j1", sent_as="send-1")
+    await desk.submitted("j2", sent_as="send-2")
+    desk.listed("rec-1", "j1")
+    assert await desk.store.park_fax_event("hook-77", "hook-77", "success", NOW + 2)
+    desk.now = NOW + 3
+    await desk.confirmer.step()  # learns rec-1 and parks its confirmation
+    await desk.confirmer.step()
+    assert await desk.state("j1") == (S.DELIVERED, "rec-1")
+    assert await desk.state("j2") == (S.SUBMITTED, "send-2")

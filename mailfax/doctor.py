@@ -25,6 +25,7 @@ OK, FAIL, SKIP = "ok", "FAIL", "skip"
 SMTP_TIMEOUT = 10.0
 # A lost send still unknown this long after reconciliation began is waiting for the operator.
 UNDECIDED_GRACE = 60.0
+CREDIT_SCAN = 1000  # newest queued jobs looked at for a credit problem
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,26 @@ async def _check_store(context: Context) -> str:
     return f"{shown} answers; schema version {version} (current: {LATEST})"
 
 
+async def _check_credit(context: Context) -> str:
+    """Faxes FAX.PLUS refused for want of credit wait in the queue (none is failed for it)."""
+    if not context.learnt.get("store"):
+        raise CheckSkipped("needs the store (see the store check)")
+    settings = context.settings
+    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
+    try:
+        queued = await store.list_jobs(JobState.QUEUED, None, "", CREDIT_SCAN)
+    finally:
+        await store.close()
+    waiting = [s.job for s in queued if s.job.fax_status == "insufficient_credit"]
+    if not waiting:
+        return "no fax waits for credit"
+    raise CheckFailed(
+        f"FAX.PLUS refused {len(waiting)} queued fax(es) for insufficient credit; they wait "
+        f"and are retried with backoff (e.g. job {waiting[0].id})",
+        "top up the FAX.PLUS account; then `mailfax jobs retry ID` sends one at once",
+    )
+
+
 async def _check_lost_sends(context: Context) -> str:
     """Lost sends the reconciler could not settle by proof (it tries every second): they
     wait for the operator, and their senders for a receipt."""
@@ -314,4 +335,5 @@ CHECKS: tuple[Check, ...] = (
     Check("store", "the store answers and its schema is current", _check_store),
     Check("smarthost", "the receipts smarthost accepts a connection", _check_smarthost),
     Check("lost-sends", "no lost send waits for the operator's decision", _check_lost_sends),
+    Check("credit", "no fax waits for the FAX.PLUS account to have credit", _check_credit),
 )

@@ -88,6 +88,28 @@ REDIAL_STATUSES = frozenset(
 )
 
 
+# FAX.PLUS could not turn a document into fax pages.
+CONVERTER_STATUSES = frozenset(
+    {
+        "failed_office_converter_issue",
+        "failed_unknown_converter_issue",
+        "failed_convert_to_tiff_issue",
+        "failed_mimetype_not_supported",
+        "failed_image_preparation",
+        "failed_separate_file_pages_issue",
+    }
+)
+
+
+def account_problem(status: str) -> str:
+    """The operator's problem a FAX.PLUS fax status shows, or "" (a problem of the fax's)."""
+    if status == "insufficient_credit":
+        return status
+    if status in CONVERTER_STATUSES:
+        return "converter"
+    return ""
+
+
 def should_redial(status: str, redials: int, retries: int) -> bool:
     """mailfax's own retry of a busy or unanswered fax, up to `retries` times."""
     return status in REDIAL_STATUSES and redials < retries

@@ -60,6 +60,15 @@ RECEIPTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+ACCOUNT_PROBLEMS = Counter(
+    "mailfax_faxplus_account_problems",
+    "Fax results that need the FAX.PLUS account's operator: insufficient_credit (sending waits "
+    "for credit) and converter (FAX.PLUS could not convert a document)",
+    ["problem"],
+    registry=REGISTRY,
+)
+for _problem in ("insufficient_credit", "converter"):
+    ACCOUNT_PROBLEMS.labels(_problem)
 for _outcome in ("sent", "retry", "dropped"):
     RECEIPTS.labels(_outcome)
 for _outcome in ("parked", "duplicate", "refused", "confirmed", "contradicted", "dropped"):

@@ -19,9 +19,9 @@ from mailfax.config import QueueSettings
 from mailfax.fax_identity import own_faxes, proven_jobs
 from mailfax.faxplus import ApiError, FaxApi, FaxRecord, NotFoundApiError
 from mailfax.finish import JobFinisher
-from mailfax.jobs import Job, JobState, retry_delay, should_redial
+from mailfax.jobs import Job, JobState, account_problem, retry_delay, should_redial
 from mailfax.logs import log_event
-from mailfax.metrics import WEBHOOK_EVENTS
+from mailfax.metrics import ACCOUNT_PROBLEMS, WEBHOOK_EVENTS
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.reconcile import CLOCK_SKEW, attempt_window, submitted_time
 from mailfax.store.base import FaxEvent, Store
@@ -209,7 +209,16 @@ class FaxStatusConfirmer:
                 actual=record.status,
             )
         WEBHOOK_EVENTS.labels("contradicted" if contradicted else "confirmed").inc()
-        if should_redial(record.status, job.redials, self._retries):
+        problem = account_problem(record.status)
+        if problem:
+            ACCOUNT_PROBLEMS.labels(problem).inc()
+            log_event(
+                log, "faxplus.account_problem", logging.WARNING, job=job.id, status=record.status
+            )
+        if record.status == "insufficient_credit":
+            # Every queued fax would fail the same way: none is failed for it; each waits.
+            await self._redial(job, record, credit=True)
+        elif should_redial(record.status, job.redials, self._retries):
             await self._redial(job, record)
         else:
             await self._finisher.finish(
@@ -270,11 +279,15 @@ class FaxStatusConfirmer:
         log_event(log, "job.fax_id_learnt", job=job.id, fax_id=fax_id, sent_as=job.fax_id or "")
         return True
 
-    async def _redial(self, job: Job, record: FaxRecord) -> None:
+    async def _redial(self, job: Job, record: FaxRecord, credit: bool = False) -> None:
+        """Back to the queue: a redial (busy, no answer, transient), or (`credit`) a wait for
+        the account to have credit again, which uses up no redial; the job expires with
+        [queue] max_lifetime if it never has."""
         now = self._clock()
         delay = retry_delay(
             now - job.created_at, self._queue.min_backoff, self._queue.max_backoff, self._rng
         )
+        what = "waiting for the FAX.PLUS account to have credit" if credit else "dialling again"
         if await self._store.transition(
             job.id,
             JobState.SUBMITTED,
@@ -282,10 +295,13 @@ class FaxStatusConfirmer:
             now,
             {
                 "run_at": now + delay,
-                "redials": job.redials + 1,
+                "redials": job.redials if credit else job.redials + 1,
                 "fax_id": None,
                 "fax_status": record.status,
+                "error": f"{record.status}: {what}",
             },
-            detail=f"{record.status} on fax {record.id}: dialling again",
+            detail=f"{record.status} on fax {record.id}: {what}",
         ):
-            log_event(log, "job.redial", job=job.id, status=record.status, delay=round(delay, 1))
+            event = "job.waits_for_credit" if credit else "job.redial"
+            level = logging.WARNING if credit else logging.INFO
+            log_event(log, event, level, job=job.id, status=record.status, delay=round(delay, 1))

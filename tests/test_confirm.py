@@ -3,6 +3,7 @@ under whichever id FAX.PLUS lists it, by the proof it carries, never by number a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mailfax.fax_identity import comment_with_marker
 from mailfax.faxplus import format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
+from mailfax.metrics import REGISTRY
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.store import SqlStore, open_store
 from mailfax.webhooks import FaxStatusConfirmer
@@ -98,3 +100,35 @@ async def test_a_webhook_under_an_id_no_job_has_teaches_the_listed_ids(desk: Des
     await desk.confirmer.step()
     assert await desk.state("j1") == (S.DELIVERED, "rec-1")
     assert await desk.state("j2") == (S.SUBMITTED, "send-2")
+
+
+def problems(kind: str) -> float:
+    value = REGISTRY.get_sample_value("mailfax_faxplus_account_problems_total", {"problem": kind})
+    return value or 0.0
+
+
+async def test_a_fax_refused_for_want_of_credit_waits_in_the_queue(desk: Desk) -> None:
+    """Every queued fax would fail the same way: none is failed for it, none uses a redial."""
+    await desk.submitted("j1", sent_as="f1")
+    desk.listed("f1", "j1")
+    desk.api.faxes["f1"] = dataclasses.replace(desk.api.faxes["f1"], status="insufficient_credit")
+    before = problems("insufficient_credit")
+    assert await desk.store.park_fax_event("f1", "f1", "insufficient_credit", NOW)
+    await desk.confirmer.step()
+    job = await desk.store.get_job("j1")
+    assert job is not None and (job.state, job.redials, job.fax_id) == (S.QUEUED, 0, None)
+    assert job.error == "insufficient_credit: waiting for the FAX.PLUS account to have credit"
+    assert job.run_at > NOW and job.fax_status == "insufficient_credit"
+    assert problems("insufficient_credit") == before + 1
+
+
+async def test_a_converter_failure_fails_the_fax_and_tells_the_operator(desk: Desk) -> None:
+    await desk.submitted("j1", sent_as="f1")
+    desk.listed("f1", "j1")
+    failed = "failed_office_converter_issue"
+    desk.api.faxes["f1"] = dataclasses.replace(desk.api.faxes["f1"], status=failed)
+    before = problems("converter")
+    assert await desk.store.park_fax_event("f1", "f1", failed, NOW)
+    await desk.confirmer.step()
+    assert await desk.state("j1") == (S.FAILED, "f1")
+    assert problems("converter") == before + 1

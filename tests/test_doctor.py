@@ -94,7 +94,7 @@ def statuses(results: dict[str, CheckResult]) -> dict[str, str]:
 async def test_a_healthy_gateway_passes_every_check(surroundings: Surroundings) -> None:
     results = await doctor(surroundings.env)
     assert statuses(results) == dict.fromkeys(
-        ("token", "from-number", "webhook", "store", "smarthost", "lost-sends"), OK
+        ("token", "from-number", "webhook", "store", "smarthost", "lost-sends", "credit"), OK
     )
     assert results["token"].detail.startswith("FAX.PLUS account sandbox@example.com is active")
     assert results["webhook"].detail.endswith(f"targets {PUBLIC_URL}/webhooks/faxplus/<secret>")
@@ -197,6 +197,7 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
         ["ok", "store"],
         ["ok", "smarthost"],
         ["ok", "lost-sends"],
+        ["ok", "credit"],
     ]
 
     broken = {**surroundings.env, "MAILFAX_FAXPLUS_FROM_NUMBER": "+15559999999"}
@@ -235,3 +236,24 @@ async def test_a_lost_send_left_undecided_fails_with_the_way_to_settle_it(
         in results["lost-sends"].detail
     )
     assert "mailfax jobs retry ID --adopt FAX_ID" in results["lost-sends"].fix
+
+
+async def test_faxes_waiting_for_credit_fail_the_credit_check(
+    surroundings: Surroundings, tmp_path: Path
+) -> None:
+    store = await open_store("", tmp_path)
+    try:
+        await store.accept(accepted("m1", time.time()), [("j1", "+15551234567")])
+        assert await claim_one(store, "w", time.time(), time.time() + 10) is not None
+        S = JobState
+        now = time.time()
+        await store.transition("j1", S.UPLOADING, S.SUBMITTING, now)
+        await store.transition("j1", S.SUBMITTING, S.SUBMITTED, now, {"fax_id": "f1"})
+        waits = {"fax_status": "insufficient_credit", "fax_id": None, "run_at": now + 60}
+        await store.transition("j1", S.SUBMITTED, S.QUEUED, now, waits)
+    finally:
+        await store.close()
+    results = await doctor(surroundings.env)
+    assert results["credit"].status == FAIL
+    assert "refused 1 queued fax(es) for insufficient credit" in results["credit"].detail
+    assert results["credit"].fix.startswith("top up the FAX.PLUS account")

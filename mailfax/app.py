@@ -206,7 +206,19 @@ class Gateway:
                 webhook_wakeup,
                 cover_page=s.faxplus.cover_page == "always",
             )
-            confirmer = FaxStatusConfirmer(store, api, finisher, clock, s.queue, s.faxplus.retries)
+            facts = await store.faxplus_facts()
+            if facts:
+                learnt = {k: str(v) for k, v in sorted(facts.items())}
+                log_event(log, "faxplus.facts", logging.INFO, **learnt)
+            confirmer = FaxStatusConfirmer(
+                store,
+                api,
+                finisher,
+                clock,
+                s.queue,
+                s.faxplus.retries,
+                ids_agree=facts.get("ids_agree") is True,
+            )
             reconciler = Reconciler(
                 store,
                 api,

@@ -61,12 +61,19 @@ FaxT = TypeVar("FaxT", bound=FaxEvidence)
 
 def proven_jobs(fax: FaxEvidence) -> set[str]:
     """The job ids a fax record names as its own (normally none or one)."""
-    found = set()
-    for pattern, text in ((_COMMENT_MARKER, fax.comment), (_NAME_MARKER, fax.file_name)):
-        match = pattern.search(text)
-        if match:
-            found.add(match.group(1))
-    return found
+    return {job for job in (comment_proof(fax.comment), name_proof(fax.file_name)) if job}
+
+
+def comment_proof(comment: str) -> str | None:
+    """The job a fax comment names on its last line."""
+    match = _COMMENT_MARKER.search(comment)
+    return match.group(1) if match else None
+
+
+def name_proof(file_name: str) -> str | None:
+    """The job a file name carries (as uploaded by `upload_name`)."""
+    match = _NAME_MARKER.search(file_name)
+    return match.group(1) if match else None
 
 
 def own_faxes(job_id: str, faxes: Sequence[FaxT], submitted_at: Mapping[str, float]) -> list[FaxT]:

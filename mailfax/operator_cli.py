@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -15,9 +16,10 @@ from typing import Any
 from mailfax.app import DatabaseClock
 from mailfax.config import ConfigError, Settings, load_settings
 from mailfax.doctor import FAIL, CheckResult, Context, config_result, run_checks
-from mailfax.faxplus import FaxPlusClient
+from mailfax.faxplus import ApiError, FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
+from mailfax.live_test import live_test
 from mailfax.logs import setup_logging
 from mailfax.operations import (
     JobOperator,
@@ -49,6 +51,17 @@ def add_operator_commands(
         description="One line per check, with a fix for each failure; exits 1 on any failure.",
     )
     doctor.add_argument("--json", action="store_true", help="print a JSON list of the checks")
+    doctor.add_argument(
+        "--live-test",
+        metavar="NUMBER",
+        help="send ONE single-page test fax to NUMBER (E.164) through the account, wait for its "
+        "result and report what the account does (ids, listing order, retries); stored for the "
+        "gateway",
+    )
+    doctor.add_argument("--yes", action="store_true", help="do not ask before the test fax")
+    doctor.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS", help="wait for its result"
+    )
     config_option(doctor)
     doctor.set_defaults(func=_doctor)
 
@@ -129,6 +142,8 @@ def _doctor(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         results = [config_result(args.config, exc)]
     else:
+        if args.live_test:
+            return _live_test(settings, args.live_test, args.yes, args.timeout)
         results = [config_result(args.config, None), *asyncio.run(_doctor_checks(settings))]
     if args.json:
         print(json.dumps([asdict(result) for result in results], indent=2))
@@ -137,6 +152,40 @@ def _doctor(args: argparse.Namespace) -> int:
         for result in results:
             print(result.line(width))
     return 1 if any(result.status == FAIL for result in results) else 0
+
+
+def _live_test(settings: Settings, number: str, yes: bool, timeout: float) -> int:
+    if not re.fullmatch(r"\+[0-9]{8,15}", number):
+        print(
+            f"mailfax doctor: {number!r} is not an E.164 number (e.g. +12125550100)",
+            file=sys.stderr,
+        )
+        return 2
+    if not yes:
+        if not sys.stdin.isatty():
+            print("mailfax doctor: --live-test sends a real fax; add --yes", file=sys.stderr)
+            return 2
+        answer = input(f"Send one test fax to {number} through {settings.faxplus.api_url}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing sent")
+            return 1
+
+    async def run() -> int:
+        api = api_client(settings)
+        async with contextlib.aclosing(api), _opened_store(settings) as store:
+            from_number = await choose_from_number(api, settings.faxplus.from_number)
+            report = await live_test(api, store, from_number, number, timeout)
+        for line in report.lines:
+            print(line)
+        return 0 if report.ok else 1
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        print(
+            f"mailfax doctor: FAX.PLUS answered {exc}. Fix: run `mailfax doctor`", file=sys.stderr
+        )
+        return 1
 
 
 async def _doctor_checks(settings: Settings) -> list[CheckResult]:

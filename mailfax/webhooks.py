@@ -132,6 +132,7 @@ class FaxStatusConfirmer:
         clock: Clock,
         queue: QueueSettings,
         retries: int,
+        ids_agree: bool = False,
     ) -> None:
         self._store = store
         self._api = api
@@ -141,6 +142,9 @@ class FaxStatusConfirmer:
         self._retries = retries
         self._rng = random.Random()
         self._next_relisting = 0.0
+        # doctor --live-test saw the send's, the record's and the webhook's ids agree: a
+        # webhook under an id no job has is early or foreign, and no listing can teach more.
+        self._ids_agree = ids_agree
 
     async def step(self) -> float | None:
         # Each confirmation waits on FAX.PLUS (the fax, then its report for the receipt): one
@@ -175,7 +179,7 @@ class FaxStatusConfirmer:
     async def _handle(self, event: FaxEvent) -> None:
         job = await self._store.job_by_fax_id(event.fax_id)
         if job is None:
-            if event.attempts == 0:
+            if event.attempts == 0 and not self._ids_agree:
                 await self._learn_listed_ids(event.received_at)
             await self._later(event, "no job has this fax id")
             return

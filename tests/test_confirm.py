@@ -11,7 +11,7 @@ import pytest
 
 from mailfax.config import QueueSettings
 from mailfax.fax_identity import comment_with_marker
-from mailfax.faxplus import format_api_time
+from mailfax.faxplus import SentListing, format_api_time
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.metrics import REGISTRY
@@ -132,3 +132,28 @@ async def test_a_converter_failure_fails_the_fax_and_tells_the_operator(desk: De
     await desk.confirmer.step()
     assert await desk.state("j1") == (S.FAILED, "f1")
     assert problems("converter") == before + 1
+
+
+class CountedListings(FakeFaxApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    async def list_sent_faxes(self, after: float) -> SentListing:
+        self.listings += 1
+        return await super().list_sent_faxes(after)
+
+
+@pytest.mark.parametrize(("ids_agree", "listings"), [(True, 0), (False, 1)])
+async def test_where_the_live_test_saw_the_ids_agree_no_listing_is_asked(
+    desk: Desk, ids_agree: bool, listings: int
+) -> None:
+    """An unknown webhook id is then an early or foreign one: listing could teach nothing."""
+    api = CountedListings()
+    finisher = JobFinisher(desk.store, ReceiptComposer("gw@x.org", "gw", "fax.local"), Wakeup())
+    confirmer = FaxStatusConfirmer(
+        desk.store, api, finisher, lambda: NOW, QueueSettings(), 2, ids_agree=ids_agree
+    )
+    assert await desk.store.park_fax_event("hook-1", "hook-1", "success", NOW)
+    await confirmer.step()
+    assert api.listings == listings

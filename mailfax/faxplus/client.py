@@ -63,6 +63,7 @@ class FaxRecord:
     duration: float | None
     comment: str
     file_name: str = ""
+    max_retry: int | None = None  # FAX.PLUS's own redials of this fax (0-3)
 
     @property
     def is_final(self) -> bool:
@@ -81,6 +82,7 @@ class FaxRecord:
             duration=_float_or_none(data.get("duration")),
             comment=_comment_text(data.get("comment")),
             file_name=str(data.get("file_name") or ""),
+            max_retry=_int_or_none(data.get("max_retry")),
         )
 
 
@@ -146,6 +148,13 @@ def _comment_text(value: Any) -> str:
             [str(value.get("text") or ""), *(str(tag) for tag in value.get("tags") or [])]
         ).strip()
     return str(value or "")
+
+
+def _fax_records(body: Any) -> list[FaxRecord]:
+    """The records of a GET /faxes answer ({"data": {"records": [...]}})."""
+    data = body.get("data") if isinstance(body, dict) else None
+    records = data.get("records") if isinstance(data, dict) else None
+    return [FaxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -371,10 +380,7 @@ class FaxPlusClient:
         offset = 0
         for _ in range(_MAX_PAGES):
             paged = {**params, "offset": offset} if offset else params
-            body = await self._listing(f"/accounts/{self._user}/faxes", paged)
-            data = body.get("data") if isinstance(body, dict) else None
-            records = data.get("records") if isinstance(data, dict) else None
-            page = [FaxRecord.from_json(r) for r in records or [] if isinstance(r, dict)]
+            page = _fax_records(await self._listing(f"/accounts/{self._user}/faxes", paged))
             fresh = [r for r in page if r.id not in found]
             found.update((r.id, r) for r in fresh)
             oldest = min((r.submit_time for r in page if r.submit_time), default="")
@@ -392,6 +398,12 @@ class FaxPlusClient:
                 unlisted.add(second)
                 params["before"] = format_api_time(second - 1)
         return SentListing(list(found.values()), frozenset(unlisted))
+
+    async def list_sent_faxes_unsorted(self, limit: int) -> list[FaxRecord]:
+        """One page of sent faxes in the order FAX.PLUS lists them when not told (for doctor
+        --live-test: the docs do not say which)."""
+        params: dict[str, str | int] = {"category": "sent", "limit": limit}
+        return _fax_records(await self._listing(f"/accounts/{self._user}/faxes", params))
 
     async def _listing(self, path: str, params: dict[str, str | int] | None = None) -> Any:
         """A listing (or one page of it) for reconciliation. A read, so a transient failure is

@@ -243,6 +243,12 @@ class Store(Protocol):
     async def next_due(self, now: float) -> float | None:
         """Earliest future time at which a queued job or pending receipt becomes due."""
 
+    async def faxplus_facts(self) -> dict[str, Any]:
+        """What `doctor --live-test` learnt of the FAX.PLUS account ({} before it ran)."""
+
+    async def learn_faxplus_facts(self, facts: Mapping[str, Any], now: float) -> None:
+        """Record facts (JSON values) of the FAX.PLUS account, replacing older ones."""
+
     async def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot be reached."""
 

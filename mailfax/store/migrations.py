@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailfax.store.schema import blob_chunks, blobs_in_progress, metadata
+from mailfax.store.schema import blob_chunks, blobs_in_progress, faxplus_facts, metadata
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,15 @@ async def _blob_chunks(conn: AsyncConnection) -> None:
         await conn.run_sync(table.create, checkfirst=True)
 
 
+async def _faxplus_facts(conn: AsyncConnection) -> None:
+    await conn.run_sync(faxplus_facts.create, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "large mails stored in pieces", _blob_chunks),
+    Migration(3, "what doctor --live-test learnt of the FAX.PLUS account", _faxplus_facts),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -70,6 +70,16 @@ blobs_in_progress = Table(
     Column("started_at", Double, nullable=False),
 )
 
+# What `mailfax doctor --live-test` learnt of the FAX.PLUS account (its ids, listing order,
+# what its records keep): one JSON value per key, shared by every instance.
+faxplus_facts = Table(
+    "faxplus_facts",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("learnt_at", Double, nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

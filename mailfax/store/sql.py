@@ -58,6 +58,7 @@ from mailfax.store.schema import (
     blobs_in_progress,
     documents,
     fax_events,
+    faxplus_facts,
     job_events,
     jobs,
     messages,
@@ -1069,6 +1070,22 @@ class SqlStore:
             ).scalar()
         times = [t for t in (job_due, receipt_due) if t is not None]
         return min(times) if times else None
+
+    async def faxplus_facts(self) -> dict[str, Any]:
+        async with self._read() as conn:
+            rows = (await conn.execute(select(faxplus_facts.c.key, faxplus_facts.c.value))).all()
+        return {row.key: json.loads(row.value) for row in rows}
+
+    async def learn_faxplus_facts(self, facts: Mapping[str, Any], now: float) -> None:
+        async with self._tx() as conn:
+            await conn.execute(faxplus_facts.delete().where(faxplus_facts.c.key.in_(list(facts))))
+            await conn.execute(
+                insert(faxplus_facts),
+                [
+                    {"key": key, "value": json.dumps(value), "learnt_at": now}
+                    for key, value in facts.items()
+                ],
+            )
 
     async def ping(self) -> None:
         async with self._read() as conn:

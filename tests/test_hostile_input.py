@@ -7,16 +7,20 @@ import struct
 import time
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 import trustme
+from argon2 import PasswordHasher
 
 from mailfax.app import Gateway
+from mailfax.smtp.auth import MAX_LOGIN_DELAY, USER_FREE_FAILURES
+from mailfax.users import User, save_users
 from tests.conftest import eventually
-from tests.gateway import SmtpOutcome, smtp_transaction
+from tests.gateway import SmtpOutcome, smtp_transaction, transaction
 from tests.pdfs import fax_mail, pdf_with_pages
 from tests.test_access_policy import PREMIUM_BY_PREFIX
 from tests.test_smtp_data import running_gateway
-from tests.test_smtp_security import PASSWORD, close, connect, secure_gateway
+from tests.test_smtp_security import PASSWORD, FakeClock, close, connect, secure_gateway
 
 FAX = "+15551234567@fax.local"
 
@@ -164,3 +168,52 @@ def test_a_pdf_inside_a_container_does_not_make_it_a_pdf(name: str, mime: str) -
     assert identify(mime, name, inside) != "pdf"
     assert identify("application/octet-stream", "scan.pdf", inside) == "pdf"
     assert identify("application/octet-stream", None, b"junk\r\n" + pdf_with_pages(1)) == "pdf"
+
+
+# --- 6: failed logins elsewhere never lock a user out ---------------------------------------
+
+
+async def test_guessing_alices_password_elsewhere_does_not_lock_her_out(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    clock = FakeClock()
+    async with secure_gateway(tmp_path, ca, clock=clock) as gateway:
+        assert gateway.endpoints is not None
+        endpoints = gateway.endpoints
+        # A cheap hash (its parameters travel with it): thirty checks of the default one cost
+        # seconds on a busy machine.
+        cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+        save_users(tmp_path / "users.toml", {"alice": User("alice", ("alice@example.com",), cheap)})
+
+        async def login(source: str, password: str = PASSWORD) -> tuple[int, str]:
+            client = await connect(endpoints, ca, source=source)
+            try:
+                await client.auth_plain("alice", password)
+                return 235, "ok"
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                return exc.code, exc.message
+            finally:
+                await close(client)
+
+        async def guesses(count: int) -> None:
+            for _ in range(count):
+                clock.offset += MAX_LOGIN_DELAY + 1  # past the attacker's own address's delay
+                assert (await login("127.0.0.2", "guess"))[0] == 535
+
+        assert await login("127.0.0.3") == (235, "ok")
+        # The case: nine wrong passwords from one address; alice elsewhere logs in.
+        await guesses(9)
+        assert (await login("127.0.0.2"))[0] == 454  # the guessing address is throttled
+        assert await login("127.0.0.4") == (235, "ok")
+        # Past USER_FREE_FAILURES from anywhere, only addresses alice never used must wait.
+        await guesses(USER_FREE_FAILURES + 1)
+        refused = await login("127.0.0.5")
+        assert refused[0] == 454 and refused[1].startswith("4.7.0 Too many failed logins")
+        assert await login("127.0.0.3") == (235, "ok")
+        assert await login("127.0.0.4") == (235, "ok")
+        client = await connect(endpoints, ca, source="127.0.0.3", login=("alice", PASSWORD))
+        try:
+            outcome = await transaction(client, fax_mail(), [FAX])
+        finally:
+            await close(client)
+        assert outcome.data is not None and outcome.data[0] == 250

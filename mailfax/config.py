@@ -177,6 +177,13 @@ class LimitsSettings:
     data_deadline: float = 300.0
     # How often one connection may send each command (trusted networks: only AUTH counted).
     command_call_limit: int = 100
+    # A mail past 1 MB holds a large-mail slot while it arrives: it must keep arriving at this
+    # many bytes per second (over 5 s windows) or the connection is closed; 0 = no minimum.
+    large_mail_min_rate: int = 20_000
+    # Large mails one client address may send (or wait to send) at once; trusted networks exempt.
+    large_mails_per_client: int = 1
+    # Seconds a large mail waits for a free slot before it is answered 451 4.3.2.
+    large_mail_wait: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -554,6 +561,19 @@ def _validate(s: Settings) -> None:
             "Fix: raise [queue] lease to more than twice request_timeout (e.g. lease = 120 "
             "with request_timeout = 30), or lower request_timeout"
         )
+    if s.limits.large_mail_min_rate < 0:
+        _fail(
+            "[limits] large_mail_min_rate", s.limits.large_mail_min_rate, "negative", "e.g. 20000"
+        )
+    if s.limits.large_mails_per_client < 1:
+        _fail(
+            "[limits] large_mails_per_client",
+            s.limits.large_mails_per_client,
+            "must be at least 1",
+            "e.g. 1",
+        )
+    if s.limits.large_mail_wait <= 0:
+        _fail("[limits] large_mail_wait", s.limits.large_mail_wait, "must be > 0", "e.g. 30")
     if s.sandbox.delay < 0:
         _fail("[sandbox] delay", s.sandbox.delay, "must be 0 or more", "e.g. 2")
     try:

@@ -3,8 +3,10 @@ input goes through the real SMTP listener, and an ordinary sender is answered me
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosmtplib
@@ -13,13 +15,15 @@ import trustme
 from argon2 import PasswordHasher
 
 from mailfax.app import Gateway
+from mailfax.smtp import protocol, server
 from mailfax.smtp.auth import MAX_LOGIN_DELAY, USER_FREE_FAILURES
+from mailfax.smtp.protocol import LARGE_MAIL_BYTES
 from mailfax.users import User, save_users
 from tests.conftest import eventually
 from tests.gateway import SmtpOutcome, smtp_transaction, transaction
-from tests.pdfs import fax_mail, pdf_with_pages
+from tests.pdfs import fax_mail, large_pdf, pdf_with_pages
 from tests.test_access_policy import PREMIUM_BY_PREFIX
-from tests.test_smtp_data import running_gateway
+from tests.test_smtp_data import RawClient, crlf_mail, running_gateway, stuffed
 from tests.test_smtp_security import PASSWORD, FakeClock, close, connect, secure_gateway
 
 FAX = "+15551234567@fax.local"
@@ -217,3 +221,105 @@ async def test_guessing_alices_password_elsewhere_does_not_lock_her_out(
         finally:
             await close(client)
         assert outcome.data is not None and outcome.data[0] == 250
+
+
+# --- 4: large-mail slots: held only while bytes flow, capped per client, never waited out ---
+
+
+async def raw_from(gateway: Gateway, source: str) -> RawClient:
+    """A hand-driven SMTP session from `source` (a loopback address), greeted."""
+    assert gateway.endpoints is not None and gateway.endpoints.smtp is not None
+    reader, writer = await asyncio.open_connection(*gateway.endpoints.smtp, local_addr=(source, 0))
+    client = RawClient(reader, writer)
+    assert (await client.reply()).startswith("220 ")
+    assert (await client.command("EHLO client.example")).startswith("250 ")
+    return client
+
+
+def slots_held(gateway: Gateway, client: str) -> Callable[[], Awaitable[bool]]:
+    async def held() -> bool:
+        assert gateway._smtp is not None
+        return client in gateway._smtp._large_mails._taken
+
+    return held
+
+
+@pytest.fixture
+def one_large_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One large-mail slot (as on a 2-core machine), rates measured over 1 s windows."""
+    monkeypatch.setattr(server, "large_mail_slots", lambda: 1)
+    monkeypatch.setattr(protocol, "RATE_WINDOW", 1.0)
+
+
+LARGE = stuffed(crlf_mail("A large scan.", large_pdf(2 * LARGE_MAIL_BYTES)))
+
+
+@pytest.mark.usefixtures("one_large_slot")
+async def test_a_stalled_large_upload_gives_its_slot_up(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as gateway:
+        stalled = await raw_from(gateway, "127.0.0.2")
+        await stalled.envelope()
+        await stalled.send(LARGE[: LARGE_MAIL_BYTES + 200_000])  # and then silence
+        await eventually(slots_held(gateway, "127.0.0.2"), what="the stalled mail's slot")
+        started = time.monotonic()
+        other = await raw_from(gateway, "127.0.0.3")
+        await other.envelope()
+        await other.send(LARGE + b".\r\n")
+        assert (await other.reply()).startswith("250 2.0.0 Ok: queued as ")
+        # Within the rate window (1 s here) and the mail's own time, not the 300 s DATA deadline.
+        assert time.monotonic() - started < 3
+        assert await stalled.reply() == (
+            "421 4.4.2 Large mail arriving too slowly (under 20000 bytes/s); closing connection"
+        )
+        await eventually(lambda: faxes_sent(gateway, 1), timeout=10, what="the other fax")
+
+
+@pytest.mark.usefixtures("one_large_slot")
+async def test_large_mails_are_capped_per_client_and_a_waiting_one_answered_early(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(
+        tmp_path,
+        smtp_trusted_networks="127.0.0.1/32",  # 127.0.0.4 is not a relay: it is capped
+        limits_large_mail_min_rate="1000",
+        limits_large_mail_wait="1",
+    ) as gateway:
+        holder = await raw_from(gateway, "127.0.0.4")
+        await holder.envelope()
+        await holder.send(LARGE[: LARGE_MAIL_BYTES + 10_000])
+        await eventually(slots_held(gateway, "127.0.0.4"), what="the first mail's slot")
+        keep_flowing = True
+
+        async def trickle(at: int) -> int:
+            while keep_flowing:  # 2 KB per 0.2 s: above the 1000 bytes/s minimum
+                await holder.send(LARGE[at : at + 2000])
+                at += 2000
+                await asyncio.sleep(0.2)
+            return at
+
+        flowing = asyncio.create_task(trickle(LARGE_MAIL_BYTES + 10_000))
+        # A second large mail from the same address: refused at once, answered at its end.
+        second = await raw_from(gateway, "127.0.0.4")
+        await second.envelope()
+        await second.send(LARGE + b".\r\n")
+        assert await second.reply() == (
+            "451 4.3.2 Too many large mails from your address at once; send them one after another"
+        )
+        # Another address waits large_mail_wait for the slot, then is told so: not timed out.
+        started = time.monotonic()
+        waiting = await raw_from(gateway, "127.0.0.5")
+        await waiting.envelope()
+        await waiting.send(LARGE + b".\r\n")
+        assert await waiting.reply() == (
+            "451 4.3.2 The gateway is busy with large mails; try again in a few minutes"
+        )
+        assert time.monotonic() - started < 3
+        # Small mails never wait for a large-mail slot.
+        await ordinary_mail_answered(gateway)
+        keep_flowing = False
+        sent = await flowing
+        await holder.send(LARGE[sent:] + b".\r\n")
+        assert (await holder.reply()).startswith("250 2.0.0 Ok: queued as ")
+        await waiting.envelope()
+        await waiting.send(LARGE + b".\r\n")
+        assert (await waiting.reply()).startswith("250 2.0.0 Ok: queued as ")

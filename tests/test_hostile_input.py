@@ -4,8 +4,10 @@ input goes through the real SMTP listener, and an ordinary sender is answered me
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import aiosmtplib
 import pytest
 import trustme
 from argon2 import PasswordHasher
+from PIL import Image
 
 from mailfax.app import Gateway
 from mailfax.smtp import protocol, server
@@ -40,8 +43,28 @@ async def send(gateway: Gateway, message: object, sender: str = "bob@example.com
     return await smtp_transaction(gateway.endpoints, message, [FAX], sender)  # type: ignore[arg-type]
 
 
+async def workers_warm(gateway: Gateway) -> None:
+    """The extraction workers started (as on a gateway that has run a while)."""
+    assert gateway._smtp is not None
+    pool = gateway._smtp._extraction
+
+    async def started() -> bool:
+        return len(pool.worker_pids()) >= pool._workers
+
+    await eventually(started, what="the extraction workers")
+
+
+async def warmed(gateway: Gateway) -> None:
+    """As a gateway that has run a while: its workers up, a first mail answered (the first
+    one pays for the gateway's own first-use costs, 0.6 s on a busy machine)."""
+    await workers_warm(gateway)
+    outcome = await send(gateway, fax_mail(), "warm@example.com")
+    assert outcome.data is not None and outcome.data[0] == 250, outcome
+
+
 async def ordinary_mail_answered(gateway: Gateway, within: float = 1.0) -> float:
     """An ordinary one-page mail from another sender: accepted with 250 within `within` s."""
+    await workers_warm(gateway)
     started = time.monotonic()
     outcome = await send(
         gateway, fax_mail(attachments=[("a.pdf", pdf_with_pages(1), "application/pdf")])
@@ -99,6 +122,7 @@ def nested_mail(levels: int, kind: str) -> bytes:
 @pytest.mark.parametrize("kind", ["multipart", "rfc822"])
 async def test_thousand_levels_of_nesting_are_refused_for_good(tmp_path: Path, kind: str) -> None:
     async with running_gateway(tmp_path) as gateway:
+        await warmed(gateway)
         outcome = await send(gateway, nested_mail(1000, kind), sender="eve@example.com")
         assert outcome.data is not None
         assert outcome.data[0] == 554 and outcome.data[1].startswith("5.6.0 The message's parts"), (
@@ -151,6 +175,7 @@ async def test_a_winmail_dat_of_many_pdfs_is_tnef(tmp_path: Path) -> None:
     assert b"%PDF-" in blob[:1024]
     mail = fax_mail(attachments=[("winmail.dat", blob, "application/ms-tnef")])
     async with running_gateway(tmp_path, smtp_max_pages="5") as gateway:
+        await warmed(gateway)
         started = time.monotonic()
         outcome = await send(gateway, mail, sender="eve@example.com")
         assert outcome.data is not None and outcome.data[0] == 552, outcome
@@ -284,6 +309,7 @@ async def test_large_mails_are_capped_per_client_and_a_waiting_one_answered_earl
         limits_large_mail_min_rate="1000",
         limits_large_mail_wait="1",
     ) as gateway:
+        await warmed(gateway)
         holder = await raw_from(gateway, "127.0.0.4")
         await holder.envelope()
         await holder.send(LARGE[: LARGE_MAIL_BYTES + 10_000])
@@ -323,3 +349,166 @@ async def test_large_mails_are_capped_per_client_and_a_waiting_one_answered_earl
         await waiting.envelope()
         await waiting.send(LARGE + b".\r\n")
         assert (await waiting.reply()).startswith("250 2.0.0 Ok: queued as ")
+
+
+# --- 2 and 7: what a mail costs to read is bounded before and while it is read ---------------
+
+
+def zlib_of_zeros(rows: int, row: int) -> bytes:
+    """A zlib stream of rows x row zero bytes, a few KB per MB: one full-flushed block
+    repeated (it needs no earlier data), then an empty final block and the Adler-32 (for
+    zeros: a = 1, b = the length)."""
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(bytes(row)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(bytes(row)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    adler = ((rows * row) % 65521) << 16 | 1
+    return first + block * (rows - 1) + b"\x03\x00" + adler.to_bytes(4, "big")
+
+
+def flate_bomb_pdf(gib: int = 5) -> bytes:
+    """A one-page PDF whose content stream is [/FlateDecode /FlateDecode] over `gib` GiB of
+    zeros, without a cross-reference table (so it is repaired and rewritten)."""
+    content = zlib.compress(zlib_of_zeros(gib * 1024, 1 << 20), 9)
+    return (
+        b"%PDF-1.4\n1 0 obj <</Type/Catalog/Pages 2 0 R>> endobj\n"
+        b"2 0 obj <</Type/Pages/Kids[3 0 R]/Count 1>> endobj\n"
+        b"3 0 obj <</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R>> endobj\n"
+        + f"4 0 obj <</Length {len(content)}/Filter[/FlateDecode/FlateDecode]>> stream\n".encode()
+        + content
+        + b"\nendstream endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
+    )
+
+
+def png_of_zeros(width: int, height: int, depth: int, colour: int, channels: int) -> bytes:
+    """A PNG of that size that is all zeros, small on disk however many pixels it has."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    rows = zlib_of_zeros(height, 1 + width * channels * depth // 8)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def attached(name: str, data: bytes, mime: str) -> bytes:
+    return fax_mail(attachments=[(name, data, mime)], sender="eve@example.com").as_bytes()
+
+
+async def sent_together(gateway: Gateway, mails: list[bytes]) -> list[tuple[int, str]]:
+    outcomes = await asyncio.gather(*(send(gateway, m, "eve@example.com") for m in mails))
+    return [o.data for o in outcomes if o.data is not None]
+
+
+async def test_flate_bombs_are_not_decoded_and_others_are_answered_meanwhile(
+    tmp_path: Path,
+) -> None:
+    bomb = attached("bomb.pdf", flate_bomb_pdf(), "application/pdf")
+    assert len(bomb) < 100_000
+    async with running_gateway(tmp_path) as gateway:
+        await warmed(gateway)
+        started = time.monotonic()
+        bombs = asyncio.ensure_future(sent_together(gateway, [bomb] * 3))
+        await ordinary_mail_answered(gateway)
+        replies = await bombs
+        # Repaired without decoding its streams: a moment each, not 50-95 s.
+        assert [code for code, _ in replies] == [250] * 3
+        assert time.monotonic() - started < 5
+        await eventually(lambda: faxes_sent(gateway, 4), timeout=10, what="the four faxes")
+
+
+async def test_a_mail_over_its_cpu_budget_is_refused_and_its_worker_replaced(
+    tmp_path: Path,
+) -> None:
+    # Within the image budgets, but well over a 0.3 s CPU budget to convert.
+    frames = [Image.new("L", (2000, 2000), n) for n in range(60)]
+    out = io.BytesIO()
+    frames[0].save(
+        out, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_adobe_deflate"
+    )
+    tiff = attached("scan.tif", out.getvalue(), "image/tiff")
+    async with running_gateway(tmp_path, limits_extraction_cpu_seconds="0.3") as gateway:
+        await warmed(gateway)
+        assert gateway._smtp is not None
+        pool = gateway._smtp._extraction
+        before = pool.worker_pids()
+        outcome = await send(gateway, tiff, "eve@example.com")
+        assert outcome.data is not None and outcome.data[0] == 552, outcome
+        assert outcome.data[1].startswith("5.3.4 The mail is too complex to fax")
+        await ordinary_mail_answered(gateway)
+        await eventually(lambda: faxes_sent(gateway, 2), timeout=10, what="the ordinary fax")
+        # The worker the kernel stopped was replaced at once.
+        after = pool.worker_pids()
+        assert len(after) == len(before) and len(after - before) == 1
+
+
+async def test_a_mail_over_its_memory_budget_is_refused(tmp_path: Path) -> None:
+    # 7000 x 7000 RGBA: 196 MB decoded, within image_frame_memory here; flattening it onto
+    # white needs more than the worker's 200 MB.
+    png = attached("big.png", png_of_zeros(7000, 7000, 8, 6, 4), "image/png")
+    async with running_gateway(
+        tmp_path, limits_extraction_memory="200MB", limits_image_frame_memory="500MB"
+    ) as gateway:
+        await warmed(gateway)
+        outcome = await send(gateway, png, "eve@example.com")
+        assert outcome.data is not None and outcome.data[0] == 552, outcome
+        assert outcome.data[1].startswith("5.3.4 The mail is too complex to fax")
+        await ordinary_mail_answered(gateway)
+
+
+async def test_images_over_the_decoding_budget_are_refused_before_decoding(
+    tmp_path: Path,
+) -> None:
+    # The issue's 461 KB PNG: 7700 x 7700 RGBA at 16 bits (785 MB to convert on main).
+    png = attached("poster.png", png_of_zeros(7700, 7700, 16, 6, 4), "image/png")
+    many = io.BytesIO()  # 30 frames of 2000 x 2000 grey: 120 MB decoded in all
+    frame = Image.new("L", (2000, 2000))
+    frame.save(
+        many, "TIFF", save_all=True, append_images=[frame] * 29, compression="tiff_adobe_deflate"
+    )
+    tiff = attached("scan.tif", many.getvalue(), "image/tiff")
+    async with running_gateway(tmp_path, limits_image_total_memory="100MB") as gateway:
+        await warmed(gateway)
+        together = asyncio.ensure_future(sent_together(gateway, [png, png, tiff]))
+        await ordinary_mail_answered(gateway)
+        first, second, third = await together
+        assert (
+            first
+            == second
+            == (
+                552,
+                "5.3.4 The image 'poster.png' is too large to fax: 7700x7700 pixels need 237 MB to "
+                "decode, more than the 200 MB allowed; scan at 300 dpi or less.",
+            )
+        )
+        assert third == (
+            552,
+            "5.3.4 The image 'scan.tif' is too large to fax: its 30 pages need 120 MB to "
+            "decode, more than the 100 MB allowed; scan at 300 dpi or less, or send a PDF.",
+        )
+
+
+@pytest.mark.usefixtures("one_large_slot")
+async def test_a_small_mail_decoding_large_waits_for_a_large_mail_slot(tmp_path: Path) -> None:
+    # 5000 x 5000 RGB: 75 MB decoded from a mail of a few KB.
+    png = attached("photo.png", png_of_zeros(5000, 5000, 8, 2, 3), "image/png")
+    async with running_gateway(
+        tmp_path, limits_large_mail_wait="1", limits_large_mail_min_rate="0"
+    ) as gateway:
+        await warmed(gateway)
+        holder = await raw_from(gateway, "127.0.0.4")
+        await holder.envelope()
+        await holder.send(LARGE[: LARGE_MAIL_BYTES + 200_000])
+        await eventually(slots_held(gateway, "127.0.0.4"), what="the large mail's slot")
+        outcome = await send(gateway, png, "eve@example.com")
+        assert outcome.data == (
+            451,
+            "4.3.2 The gateway is busy with large mails; try again in a few minutes",
+        )
+        await ordinary_mail_answered(gateway)
+        await holder.send(LARGE[LARGE_MAIL_BYTES + 200_000 :] + b".\r\n")
+        assert (await holder.reply()).startswith("250 2.0.0 Ok: queued as ")
+        outcome = await send(gateway, png, "eve@example.com")
+        assert outcome.data is not None and outcome.data[0] == 250, outcome

@@ -9,8 +9,11 @@ from urllib.parse import unquote
 
 from mailfax.documents import (
     ConversionError,
+    ImageTooLarge,
     PdfCheck,
+    check_image_budget,
     check_pdf,
+    image_size,
     image_to_pdf,
     office_to_pdf,
 )
@@ -21,6 +24,7 @@ from mailfax.mail.model import (
     Document,
     Extraction,
     ExtractionOptions,
+    NeedsLargeSlot,
     PartReport,
 )
 from mailfax.mail.parse import (
@@ -288,9 +292,17 @@ class _Walker:
             self.inline_images += 1
             self._report_leaf(leaf, None, "ignored", f"{label} image shown in the mail's text")
             return
+        opts = self.options
         try:
-            pdf = image_to_pdf(leaf.data, self.options.max_pages)
+            size = image_size(leaf.data, opts.max_pages)
+            check_image_budget(size, opts.image_frame_bytes, opts.image_total_bytes)
+            if opts.large_decoded_bytes and size.largest_frame_bytes > opts.large_decoded_bytes:
+                raise NeedsLargeSlot
+            pdf = image_to_pdf(leaf.data)
         except ConversionError as exc:
+            if isinstance(exc, ImageTooLarge) and self.refusal is None:
+                # Refused with its reason even when it is the mail's only document.
+                self.refusal = Refusal(552, "5.3.4", f"The image {leaf.name!r} {exc}.")
             self._report_leaf(leaf, None, "unreadable", f"the {label} image {exc}")
             self.unreadable_images.append(f"The image {leaf.name!r} {exc}.")
             return

@@ -177,6 +177,21 @@ class LimitsSettings:
     data_deadline: float = 300.0
     # How often one connection may send each command (trusted networks: only AUTH counted).
     command_call_limit: int = 100
+    # A mail past 1 MB holds a large-mail slot while it arrives: it must keep arriving at this
+    # many bytes per second (over 5 s windows) or the connection is closed; 0 = no minimum.
+    large_mail_min_rate: int = 20_000
+    # Large mails one client address may send (or wait to send) at once; trusted networks exempt.
+    large_mails_per_client: int = 1
+    # Seconds a large mail waits for a free slot before it is answered 451 4.3.2.
+    large_mail_wait: float = 30.0
+    # What extracting one mail may cost in its worker process: CPU seconds and data memory.
+    # A mail over either is refused 552 5.3.4 "too complex to fax"; 0 = no limit.
+    extraction_cpu_seconds: float = 30.0
+    extraction_memory: str = "1GB"
+    # Decoded size (header dimensions x depth) one image frame, and all frames of one image,
+    # may have; checked before decoding, a larger image is refused with the reason.
+    image_frame_memory: str = "200MB"
+    image_total_memory: str = "1GB"
 
 
 @dataclass(frozen=True)
@@ -554,6 +569,20 @@ def _validate(s: Settings) -> None:
             "Fix: raise [queue] lease to more than twice request_timeout (e.g. lease = 120 "
             "with request_timeout = 30), or lower request_timeout"
         )
+    if s.limits.large_mail_min_rate < 0:
+        _fail(
+            "[limits] large_mail_min_rate", s.limits.large_mail_min_rate, "negative", "e.g. 20000"
+        )
+    if s.limits.large_mails_per_client < 1:
+        _fail(
+            "[limits] large_mails_per_client",
+            s.limits.large_mails_per_client,
+            "must be at least 1",
+            "e.g. 1",
+        )
+    _validate_extraction_limits(s.limits)
+    if s.limits.large_mail_wait <= 0:
+        _fail("[limits] large_mail_wait", s.limits.large_mail_wait, "must be > 0", "e.g. 30")
     if s.sandbox.delay < 0:
         _fail("[sandbox] delay", s.sandbox.delay, "must be 0 or more", "e.g. 2")
     try:
@@ -572,6 +601,27 @@ def _validate(s: Settings) -> None:
     if s.log.format not in ("text", "json"):
         _fail("[log] format", s.log.format, "unknown format", '"text" or "json"')
     _validate_access(s)
+
+
+def _validate_extraction_limits(limits: LimitsSettings) -> None:
+    if limits.extraction_cpu_seconds < 0:
+        _fail(
+            "[limits] extraction_cpu_seconds",
+            limits.extraction_cpu_seconds,
+            "negative",
+            "e.g. 30 (0 = no limit)",
+        )
+    for key in ("extraction_memory", "image_frame_memory", "image_total_memory"):
+        value = getattr(limits, key)
+        try:
+            size = parse_size(value)
+        except ValueError:
+            _fail(f"[limits] {key}", value, "not a size", 'write e.g. "1GB" or "200MB"')
+        if key != "extraction_memory" and size == 0:
+            _fail(f"[limits] {key}", value, "must be more than 0", 'e.g. "200MB"')
+        if key == "extraction_memory" and 0 < size < 200_000_000:
+            # The worker's own libraries and one 30 MB mail's copies need about that much.
+            _fail(f"[limits] {key}", value, "too small", 'at least "200MB"; "0" = no limit')
 
 
 def without_password(url: str) -> str:

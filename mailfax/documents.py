@@ -56,7 +56,11 @@ def check_pdf(data: bytes) -> PdfCheck:
 
 def _rewritten(pdf: pikepdf.Pdf) -> bytes:
     out = io.BytesIO()
-    pdf.save(out)
+    # Streams are copied as they are, never decoded: by default qpdf decodes and recompresses
+    # every Flate stream, and a page of [/FlateDecode /FlateDecode] over 5 GiB of zeros (12 KB
+    # as mailed) took a worker 50-95 s. compress_streams decodes them too (to see whether they
+    # are compressed already): off, a stream the sender left uncompressed stays so.
+    pdf.save(out, stream_decode_level=pikepdf.StreamDecodeLevel.none, compress_streams=False)
     return out.getvalue()
 
 
@@ -64,28 +68,85 @@ class ConversionError(Exception):
     """A file could not be turned into PDF; the message completes "The file 'x' ..."."""
 
 
-def image_to_pdf(data: bytes, max_pages: int) -> bytes:
-    """JPEG, PNG or TIFF (every frame) as PDF pages, losslessly where the format allows."""
+# Bits Pillow keeps per pixel in each mode ("1" is a byte per pixel once decoded).
+_MODE_BITS = {"1": 8, "L": 8, "P": 8, "LA": 16, "PA": 16, "La": 16, "RGB": 24, "YCbCr": 24}
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """What decoding an image will take, read from its header (no pixel decoded)."""
+
+    width: int  # of its largest frame
+    height: int
+    frames: int
+    largest_frame_bytes: int
+    total_bytes: int
+
+
+def image_size(data: bytes, max_pages: int) -> ImageSize:
+    """Frame dimensions x depth from the header of each frame; raises ConversionError for an
+    unreadable image, or one of more pages than a fax may have (their headers are not read)."""
     if not data:
         raise ConversionError("is empty")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
             frames = int(getattr(image, "n_frames", 1))
+            if frames > max_pages:
+                raise ConversionError(f"has {frames} pages, more than the {max_pages} allowed")
+            sizes = []
+            for frame in range(frames):
+                image.seek(frame)
+                bits = _MODE_BITS.get(image.mode, 32)  # I;16, I, F, RGBA, CMYK: 16-32 bits
+                sizes.append((image.size, image.size[0] * image.size[1] * bits // 8))
+    except (ConversionError, MemoryError):
+        raise
     except Exception as exc:  # Pillow raises many types for unreadable images
         raise ConversionError("is damaged and cannot be read") from exc
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ConversionError(f"is too large ({width}x{height} pixels)")
-    if frames > max_pages:
-        raise ConversionError(f"has {frames} pages, more than the {max_pages} allowed")
+    (width, height), largest = max(sizes, key=lambda size: size[1])
+    return ImageSize(width, height, frames, largest, sum(size[1] for size in sizes))
+
+
+class ImageTooLarge(ConversionError):
+    """The image would need more memory to decode than allowed."""
+
+
+def check_image_budget(size: ImageSize, frame_bytes: int, total_bytes: int) -> None:
+    """Refuse, before decoding, an image that would need more memory than allowed."""
+    if size.width * size.height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"is too large ({size.width}x{size.height} pixels)")
+    if frame_bytes and size.largest_frame_bytes > frame_bytes:
+        raise ImageTooLarge(
+            f"is too large to fax: {size.width}x{size.height} pixels need "
+            f"{_megabytes(size.largest_frame_bytes)} to decode, more than the "
+            f"{_megabytes(frame_bytes)} allowed; scan at 300 dpi or less"
+        )
+    if total_bytes and size.total_bytes > total_bytes:
+        raise ImageTooLarge(
+            f"is too large to fax: its {size.frames} pages need {_megabytes(size.total_bytes)} "
+            f"to decode, more than the {_megabytes(total_bytes)} allowed; scan at 300 dpi or "
+            "less, or send a PDF"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:,.0f} MB"
+
+
+def image_to_pdf(data: bytes) -> bytes:
+    """JPEG, PNG or TIFF (every frame) as PDF pages, losslessly where the format allows (its
+    size checked with image_size and check_image_budget first)."""
     try:
         return bytes(img2pdf.convert(data, layout_fun=_LAYOUT, rotation=img2pdf.Rotation.ifvalid))
     except img2pdf.AlphaChannelError:
         pass  # transparency has no lossless PDF form: flattened onto white below
+    except MemoryError:
+        raise  # over the worker's memory budget: the mail is refused as too complex
     except Exception as exc:  # img2pdf and Pillow raise many types for damaged images
         raise ConversionError("is damaged and cannot be read") from exc
     try:
         return bytes(img2pdf.convert(_flattened_frames(data), layout_fun=_LAYOUT))
+    except MemoryError:
+        raise
     except Exception as exc:
         raise ConversionError("is damaged and cannot be read") from exc
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, shortnumberinfo
+from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType, shortnumberinfo
+
+with warnings.catch_warnings():
+    # The stdlib's own regular-expression parser: deprecated as a public name since 3.11, and
+    # still the only way to read libphonenumber's patterns as data.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import sre_constants
+    import sre_parse
 
 from mailfax.policy import Refusal
 
@@ -22,6 +31,22 @@ _TYPE_NAMES = {
     PhoneNumberType.VOICEMAIL: "voicemail",
     PhoneNumberType.MOBILE: "mobile",
 }
+
+
+# The same types as the metadata's PhoneNumberDesc fields, for the prefix rules of invalid numbers.
+_TYPE_FIELDS = {
+    "premium-rate": "premium_rate",
+    "shared-cost": "shared_cost",
+    "toll-free": "toll_free",
+    "voip": "voip",
+    "personal": "personal_number",
+    "pager": "pager",
+    "uan": "uan",
+    "voicemail": "voicemail",
+    "mobile": "mobile",
+}
+# How many leading digits of the national number a prefix rule looks at.
+PREFIX_DIGITS = 3
 
 
 # Fax numbers repeat (a scanner faxes the same few); a lookup costs ~0.2 ms of the event loop.
@@ -48,6 +73,106 @@ def number_kinds(e164: str) -> frozenset[str]:
     if shortnumberinfo.is_valid_short_number(parsed):
         kinds.add("short-code")
     return frozenset(kinds)
+
+
+@functools.lru_cache(maxsize=4096)
+def prefix_kinds(e164: str) -> frozenset[str]:
+    """For a number libphonenumber finds invalid (a digit more or less), the types whose
+    ranges its first PREFIX_DIGITS national digits begin: "+49 900 1234 5670" (one digit too
+    many) starts like a premium-rate number. Empty for valid numbers: their type is known."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return frozenset()
+    if phonenumbers.is_valid_number(parsed):
+        return frozenset()
+    national = phonenumbers.national_significant_number(parsed)
+    start = national[:PREFIX_DIGITS]
+    rules = _prefix_rules(parsed.country_code or 0)
+    return frozenset(kind for kind, starts in rules.items() if start in starts)
+
+
+@functools.lru_cache(maxsize=256)
+def _prefix_rules(country_code: int) -> dict[str, frozenset[str]]:
+    """Per type, the leading digits of its ranges in the metadata of the country code's
+    regions, less those that also begin a fixed-line or mobile number (an invalid number
+    starting like one of those could be an ordinary number mistyped)."""
+    metadata = [
+        found
+        for region in phonenumbers.region_codes_for_country_code(country_code)
+        if (found := PhoneMetadata.metadata_for_region(region)) is not None
+    ]
+
+    def starts(field: str) -> set[str]:
+        return {p for md in metadata for p in _leading_digits(getattr(md, field, None))}
+
+    ordinary = starts("fixed_line") | starts("mobile")
+    rules = {kind: starts(field) for kind, field in _TYPE_FIELDS.items()}
+    return {
+        kind: frozenset(found if kind == "mobile" else found - ordinary)
+        for kind, found in rules.items()
+        if found
+    }
+
+
+def _leading_digits(desc: PhoneNumberDesc | None) -> set[str]:
+    """The PREFIX_DIGITS-digit strings that numbers matching the range's pattern start with."""
+    pattern = desc.national_number_pattern if desc is not None else None
+    if not pattern:
+        return set()
+    try:
+        found = _extend({""}, sre_parse.parse(pattern))
+    except ValueError:  # a construct this reader does not know: no prefix rule from it
+        return set()
+    return {start for start in found if len(start) == PREFIX_DIGITS}
+
+
+def _extend(starts: set[str], items: Any) -> set[str]:
+    """The beginnings (up to PREFIX_DIGITS digits) after matching the parsed `items`."""
+    for op, arg in items:
+        starts = _step(starts, op, arg)
+    return starts
+
+
+def _step(starts: set[str], op: Any, arg: Any) -> set[str]:
+    if op is sre_constants.SUBPATTERN:
+        return _extend(starts, arg[-1])
+    if op is sre_constants.BRANCH:
+        return set().union(*(_extend(starts, branch) for branch in arg[1]))
+    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+        low, high, repeated = arg
+        found: set[str] = set()
+        # Past PREFIX_DIGITS more repeats, every beginning is complete.
+        for count in range(min(high, low + PREFIX_DIGITS) + 1):
+            if count >= low:
+                found |= starts
+            starts = _extend(starts, repeated)
+        return found
+    if op is sre_constants.LITERAL:
+        digits = {chr(arg)}
+    elif op is sre_constants.IN:
+        digits = _class_digits(arg)
+    else:
+        raise ValueError(f"unexpected pattern element {op}")
+    return {s if len(s) >= PREFIX_DIGITS else s + d for s in starts for d in digits}
+
+
+def _class_digits(items: Any) -> set[str]:
+    """The digits a character class ([0-35], \\d, [^9]) admits."""
+    negated = False
+    admitted: set[str] = set()
+    for op, arg in items:
+        if op is sre_constants.NEGATE:
+            negated = True
+        elif op is sre_constants.LITERAL:
+            admitted.add(chr(arg))
+        elif op is sre_constants.RANGE:
+            admitted.update(chr(code) for code in range(arg[0], arg[1] + 1))
+        elif op is sre_constants.CATEGORY and arg is sre_constants.CATEGORY_DIGIT:
+            admitted.update("0123456789")
+        else:
+            raise ValueError(f"unexpected class element {op}")
+    return {digit for digit in "0123456789" if (digit in admitted) != negated}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -105,10 +230,16 @@ class NumberPolicy:
             if country not in self.allowed_countries:
                 where = f"{country} is" if country else "its country is"
                 return self._refuse(e164, f"{where} not an allowed country", "allowed_countries")
+        if not self.refused_types:
+            return None
         refused = sorted(number_kinds(e164) & self.refused_types)
         if refused:
             article = "an" if refused[0][0] in "aeiou" else "a"
             return self._refuse(e164, f"it is {article} {refused[0]} number", "refused_types")
+        refused = sorted(prefix_kinds(e164) & self.refused_types)
+        if refused:
+            why = f"it is not a valid number and starts like a {refused[0]} number"
+            return self._refuse(e164, why, "refused_types")
         return None
 
     def _refuse(self, e164: str, why: str, key: str) -> Refusal:

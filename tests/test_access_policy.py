@@ -13,7 +13,7 @@ import pytest
 
 from mailfax.config import ConfigError, load_settings
 from mailfax.mail.model import Document, PartReport
-from mailfax.number_policy import NumberPolicy, number_kinds
+from mailfax.number_policy import NumberPolicy, number_kinds, prefix_kinds
 from mailfax.quotas import DAY, HOUR, QuotaExceeded, QuotaLimits, quota_charges
 from mailfax.sender_policy import SenderPatterns, aligned, authentication_results_verdict
 from mailfax.store import AcceptedMessage, SqlStore
@@ -36,6 +36,39 @@ MAILFAX = [sys.executable, "-m", "mailfax"]
 )
 def test_number_kinds(number: str, kinds: set[str]) -> None:
     assert number_kinds(number) == kinds
+
+
+# Premium-rate numbers with a digit more or less: libphonenumber finds them invalid (no type).
+PREMIUM_BY_PREFIX = (
+    "+4990012345670",
+    "+4390012345",
+    "+44901234567",
+    "+61190012345",
+    "+32900123450",
+    "+19000550100",
+)
+
+
+@pytest.mark.parametrize("number", PREMIUM_BY_PREFIX)
+def test_an_invalid_number_is_typed_by_its_prefix(number: str) -> None:
+    assert number_kinds(number) == set()
+    assert prefix_kinds(number) == {"premium-rate"}
+    refusal = NumberPolicy.from_lists({"refused_types": ("premium-rate",)}).refusal(number)
+    assert refusal is not None and refusal.text == (
+        f"Fax to {number} refused: it is not a valid number and starts like a premium-rate "
+        "number ([policy] refused_types)"
+    )
+    assert NumberPolicy.from_lists({"refused_types": ("toll-free",)}).refusal(number) is None
+
+
+@pytest.mark.parametrize(
+    "number",
+    # Valid numbers keep their own type; the reserved 555 range and mistyped ordinary numbers
+    # start like no special type.
+    ["+4930123456", "+15551234567", "+19005550100", "+4930123456789012", "+4412345"],
+)
+def test_prefix_rules_leave_other_numbers_alone(number: str) -> None:
+    assert prefix_kinds(number) == set()
 
 
 def test_number_policy_rules_and_their_names() -> None:

@@ -20,7 +20,7 @@ from PIL import Image
 from mailfax.config import ConfigError, load_settings
 from mailfax.documents import PdfCheck, check_pdf
 from mailfax.mail.extract import extract_documents
-from mailfax.mail.model import ExtractionOptions, extraction_options
+from mailfax.mail.model import LARGE_DECODED_BYTES, ExtractionOptions, extraction_options
 from mailfax.mail.parse import decode_text, sanitise_filename
 from mailfax.typeset import body_pdf
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
@@ -468,9 +468,24 @@ def test_options_come_from_the_configuration(
         "MAILFAX_SMTP_BODY_ONLY": "render",
         "MAILFAX_FAXPLUS_MAX_COMMENT_CHARS": "99",
         "MAILFAX_CONVERT_TIMEOUT": "5",
+        "MAILFAX_LIMITS_EXTRACTION_CPU_SECONDS": "12",
+        "MAILFAX_LIMITS_EXTRACTION_MEMORY": "500MB",
+        "MAILFAX_LIMITS_IMAGE_FRAME_MEMORY": "100MB",
+        "MAILFAX_LIMITS_IMAGE_TOTAL_MEMORY": "2GB",
     }
     options = extraction_options(load_settings(environ=env))
-    assert options == ExtractionOptions(7, "render", 99, soffice, 5.0)
+    assert options == ExtractionOptions(
+        7,
+        "render",
+        99,
+        soffice,
+        5.0,
+        image_frame_bytes=100_000_000,
+        image_total_bytes=2_000_000_000,
+        large_decoded_bytes=LARGE_DECODED_BYTES,
+        cpu_seconds=12.0,
+        memory_bytes=500_000_000,
+    )
     off = extraction_options(load_settings(environ={**env, "MAILFAX_CONVERT_OFFICE": "off"}))
     assert off.soffice is None
 

@@ -9,8 +9,11 @@ from urllib.parse import unquote
 
 from mailfax.documents import (
     ConversionError,
+    ImageTooLarge,
     PdfCheck,
+    check_image_budget,
     check_pdf,
+    image_size,
     image_to_pdf,
     office_to_pdf,
 )
@@ -21,6 +24,7 @@ from mailfax.mail.model import (
     Document,
     Extraction,
     ExtractionOptions,
+    NeedsLargeSlot,
     PartReport,
 )
 from mailfax.mail.parse import (
@@ -47,9 +51,24 @@ INLINE_IMAGE_BYTES = 10_000
 MAX_DEPTH = 30
 
 
+# Parts nested hundreds deep exhaust the recursion of the stdlib's parser and of the walk.
+TOO_DEEP = Refusal(
+    554,
+    "5.6.0",
+    "The message's parts are nested too deeply to read (more than 30 levels of parts or "
+    "attached mails); send the documents attached to one ordinary mail.",
+)
+
+
 def extract_documents(raw: bytes, options: ExtractionOptions | None = None) -> Extraction:
     """Parse a raw RFC 5322 message and decide what would be faxed."""
-    opts = options or ExtractionOptions()
+    try:
+        return _extract(raw, options or ExtractionOptions())
+    except RecursionError:
+        return Extraction((), (), "", "", "", "", TOO_DEEP)
+
+
+def _extract(raw: bytes, opts: ExtractionOptions) -> Extraction:
     message = parse_message(raw)
     walker = _Walker(opts, _cid_references(message))
     bodies = walker.walk(message, _Context())
@@ -174,6 +193,7 @@ class _Walker:
     # Text found only inside winmail.dat: the comment when the mail has no other text.
     fallback_body: str = ""
     inline_images: int = 0
+    pages: int = 0
     # Why each attached image could not be read: a refusal when other documents would be
     # faxed without it; alone, the mail is answered like one without a document.
     unreadable_images: list[str] = field(default_factory=list)
@@ -240,7 +260,11 @@ class _Walker:
 
     def _handle(self, leaf: _Leaf, ctx: _Context) -> None:
         kind = leaf.kind
-        if kind == "pdf":
+        if self.pages > self.options.max_pages:
+            # Refused for its page count already: a winmail.dat or mail of thousands of PDFs
+            # costs no more than the first max_pages pages.
+            self._report_leaf(leaf, None, "ignored", "not read: the page limit is exceeded")
+        elif kind == "pdf":
             self._pdf(leaf)
         elif kind in FAXABLE_IMAGES:
             self._image(leaf)
@@ -268,9 +292,17 @@ class _Walker:
             self.inline_images += 1
             self._report_leaf(leaf, None, "ignored", f"{label} image shown in the mail's text")
             return
+        opts = self.options
         try:
-            pdf = image_to_pdf(leaf.data, self.options.max_pages)
+            size = image_size(leaf.data, opts.max_pages)
+            check_image_budget(size, opts.image_frame_bytes, opts.image_total_bytes)
+            if opts.large_decoded_bytes and size.largest_frame_bytes > opts.large_decoded_bytes:
+                raise NeedsLargeSlot
+            pdf = image_to_pdf(leaf.data)
         except ConversionError as exc:
+            if isinstance(exc, ImageTooLarge) and self.refusal is None:
+                # Refused with its reason even when it is the mail's only document.
+                self.refusal = Refusal(552, "5.3.4", f"The image {leaf.name!r} {exc}.")
             self._report_leaf(leaf, None, "unreadable", f"the {label} image {exc}")
             self.unreadable_images.append(f"The image {leaf.name!r} {exc}.")
             return
@@ -293,6 +325,7 @@ class _Walker:
 
     def _accept(self, leaf: _Leaf, check: PdfCheck, pdf: bytes, action: Action, why: str) -> None:
         self.documents.append(Document(leaf.name, pdf, check.pages))
+        self.pages += check.pages
         self._report_leaf(leaf, check.pages, action, why)
 
     def _tnef(self, leaf: _Leaf, ctx: _Context) -> None:

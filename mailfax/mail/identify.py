@@ -22,6 +22,9 @@ Kind = Literal[
 ]
 
 FAXABLE_IMAGES: tuple[Kind, ...] = ("jpeg", "png", "tiff")
+# Kinds that hold other files: a PDF inside one is not the part itself (a winmail.dat or a ZIP
+# of PDFs has "%PDF-" in its first KB when its first file is stored uncompressed).
+CONTAINERS: frozenset[Kind] = frozenset({"tnef", "message", "outlook-item", "office", "archive"})
 
 # Types that say nothing about the content: the name and the bytes decide.
 GENERIC_TYPES = frozenset(
@@ -137,13 +140,18 @@ def extension(name: str | None) -> str:
 
 
 def kind_by_content(data: bytes) -> Kind | None:
-    # The PDF spec allows the header anywhere in the first 1024 bytes.
-    if b"%PDF-" in data[:1024]:
+    """The kind the first bytes announce (a PDF's header at the start)."""
+    if data.startswith(b"%PDF-"):
         return "pdf"
     for magic, kind in _MAGIC:
         if data.startswith(magic):
             return kind
     return None
+
+
+def has_late_pdf_header(data: bytes) -> bool:
+    # The PDF spec allows the header anywhere in the first 1024 bytes.
+    return b"%PDF-" in data[:1024]
 
 
 def kind_by_type(declared: str | None) -> Kind | None:
@@ -170,7 +178,8 @@ def kind_by_name(name: str | None) -> Kind | None:
 
 
 def identify(declared: str | None, name: str | None, data: bytes) -> Kind:
-    """The part's kind: magic bytes win over the declared type, which wins over the name."""
+    """The part's kind: magic bytes win over the declared type, which wins over the name; a
+    PDF header after the first byte only where neither says the part is a container."""
     by_content = kind_by_content(data)
     by_name = kind_by_name(name)
     if by_content == "archive" and by_name == "office":
@@ -182,4 +191,7 @@ def identify(declared: str | None, name: str | None, data: bytes) -> Kind:
         return kind_by_type(declared) or "other"
     if by_content is not None:
         return by_content
-    return kind_by_type(declared) or by_name or "other"
+    claimed = kind_by_type(declared) or by_name
+    if claimed not in CONTAINERS and has_late_pdf_header(data):
+        return "pdf"
+    return claimed or "other"

@@ -72,10 +72,31 @@ class ExtractionOptions:
     # LibreOffice's soffice executable; None = Office documents are reported, not converted.
     soffice: str | None = None
     convert_timeout: float = 120.0
+    # Decoded bytes one image frame may need, and all frames of one image together; known from
+    # the image's header before it is decoded (0 = no limit).
+    image_frame_bytes: int = 200_000_000
+    image_total_bytes: int = 1_000_000_000
+    # An image needing more than this decoded is extracted only with a large-mail slot held
+    # (NeedsLargeSlot otherwise); 0 = never ask.
+    large_decoded_bytes: int = 0
+    # What one extraction worker may use per mail: CPU seconds and bytes of data memory
+    # (0 = no limit). Only the workers enforce them (as resource limits).
+    cpu_seconds: float = 0.0
+    memory_bytes: int = 0
+
+
+class NeedsLargeSlot(Exception):
+    """The mail is small but decodes large: extract it again with a large-mail slot held."""
+
+
+# Images decoding to more than this take a large-mail slot, as mails over 1 MB do.
+LARGE_DECODED_BYTES = 50_000_000
 
 
 def extraction_options(settings: Settings) -> ExtractionOptions:
     """The options of a configured gateway (looks LibreOffice up on PATH when office = auto)."""
+    from mailfax.config import parse_size  # the workers unpickle options without config code
+
     soffice = shutil.which("soffice") if settings.convert.office == "auto" else None
     body_only: BodyOnly = "render" if settings.smtp.body_only == "render" else "reject"
     return ExtractionOptions(
@@ -84,4 +105,9 @@ def extraction_options(settings: Settings) -> ExtractionOptions:
         max_comment_chars=settings.faxplus.max_comment_chars,
         soffice=soffice,
         convert_timeout=settings.convert.timeout,
+        image_frame_bytes=parse_size(settings.limits.image_frame_memory),
+        image_total_bytes=parse_size(settings.limits.image_total_memory),
+        large_decoded_bytes=LARGE_DECODED_BYTES,
+        cpu_seconds=settings.limits.extraction_cpu_seconds,
+        memory_bytes=parse_size(settings.limits.extraction_memory),
     )

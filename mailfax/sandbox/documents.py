@@ -61,9 +61,13 @@ def fax_document(contents: Sequence[bytes]) -> bytes:
             merged.pages.extend(source.pages)
         if not merged.pages:
             return contents[0]
-        # Copied pages read their streams from the sources, so save while those are open.
+        # Copied pages read their streams from the sources, so save while those are open; the
+        # streams as they are (qpdf's default decodes and recompresses each: a page of nested
+        # Flate over 5 GiB of zeros took a minute).
         output = io.BytesIO()
-        merged.save(output)
+        merged.save(
+            output, stream_decode_level=pikepdf.StreamDecodeLevel.none, compress_streams=False
+        )
     return output.getvalue()
 
 

@@ -18,43 +18,55 @@ log = logging.getLogger("mailfax.smtp")
 Clock = Callable[[], float]
 
 INVALID_CREDENTIALS = "535 5.7.8 Authentication credentials invalid"
-# After n failures in a row a client address (or a user name) waits 2**(n-1) seconds before
-# its next attempt is even checked, up to MAX_LOGIN_DELAY; FORGET_AFTER quiet seconds reset it.
+# After n failures in a row a key waits 2**(n - free) seconds before its next attempt is even
+# checked (free: the failures it may make before any wait), up to MAX_LOGIN_DELAY;
+# FORGET_AFTER quiet seconds reset it. The keys: the client address, the (address, user) pair,
+# and the user name alone. The last has a much higher allowance and is never consulted for an
+# address that has logged in successfully before: an attacker elsewhere guessing alice's
+# password slows down only the addresses alice never used, and only after USER_FREE_FAILURES.
 MAX_LOGIN_DELAY = 600.0
 FORGET_AFTER = 3600.0
 MAX_TRACKED = 10_000
+CLIENT_FREE_FAILURES = 1
+USER_FREE_FAILURES = 20
+# Addresses remembered as having logged in (in memory, the most recent first to stay).
+MAX_KNOWN_CLIENTS = 10_000
 
 
 @dataclass
 class _Failures:
     count: int
     last: float
+    free: int
 
     @property
     def next_allowed(self) -> float:
-        return self.last + min(2.0 ** (self.count - 1), MAX_LOGIN_DELAY)
+        if self.count < self.free:
+            return self.last
+        return self.last + min(2.0 ** (self.count - self.free), MAX_LOGIN_DELAY)
 
 
 class LoginThrottle:
-    """Failed logins per client address and per user name, in memory."""
+    """Failed logins per key (client address, address and user, user name), in memory."""
 
     def __init__(self) -> None:
         self._failures: dict[str, _Failures] = {}
 
-    def wait(self, keys: tuple[str, ...], now: float) -> float:
+    def wait(self, keys: dict[str, int], now: float) -> float:
         """Seconds before another attempt for any of `keys` is allowed (0 = now)."""
         waits = [f.next_allowed - now for k in keys if (f := self._failures.get(k)) is not None]
         return max([0.0, *waits])
 
-    def failed(self, keys: tuple[str, ...], now: float) -> int:
-        """Record a failure; returns the highest count of consecutive failures."""
+    def failed(self, keys: dict[str, int], now: float) -> int:
+        """Record a failure for each key (the value: its free failures); returns the highest
+        count of consecutive failures."""
         if len(self._failures) >= MAX_TRACKED:
             self._forget(now)
         counts = []
-        for key in keys:
+        for key, free in keys.items():
             failures = self._failures.get(key)
             if failures is None or now - failures.last > FORGET_AFTER:
-                failures = self._failures[key] = _Failures(0, now)
+                failures = self._failures[key] = _Failures(0, now, free)
             failures.count += 1
             failures.last = now
             counts.append(failures.count)
@@ -79,10 +91,27 @@ class PasswordAuthenticator:
         self._directory = directory
         self._clock = clock
         self._throttle = LoginThrottle()
+        # Client addresses that have logged in successfully, oldest first (insertion order).
+        self._known_clients: dict[str, None] = {}
+
+    def _keys(self, client: str, name: str) -> dict[str, int]:
+        keys = {
+            f"client:{client}": CLIENT_FREE_FAILURES,
+            f"pair:{client} {name}": CLIENT_FREE_FAILURES,
+        }
+        if client not in self._known_clients:
+            keys[f"user:{name}"] = USER_FREE_FAILURES
+        return keys
+
+    def _known(self, client: str) -> None:
+        self._known_clients.pop(client, None)
+        self._known_clients[client] = None
+        if len(self._known_clients) > MAX_KNOWN_CLIENTS:
+            del self._known_clients[next(iter(self._known_clients))]
 
     async def authenticate(self, client: str, login: bytes, password: bytes) -> AuthResult:
         name = login.decode("utf-8", errors="replace")
-        keys = (f"client:{client}", f"user:{name}")
+        keys = self._keys(client, name)
         wait = self._throttle.wait(keys, self._clock())
         if wait > 0:
             # Not even checked: a guess made now cannot succeed, so it teaches nothing.
@@ -107,6 +136,10 @@ class PasswordAuthenticator:
                 log, "smtp.auth_failed", logging.WARNING, peer=client, user=name, failures=failures
             )
             return AuthResult(success=False, handled=False, message=INVALID_CREDENTIALS)
+        # The client address's own count stays: a valid account must not reset the throttle
+        # on guesses at other users' passwords from the same address.
+        self._throttle.succeeded(f"pair:{client} {name}")
         self._throttle.succeeded(f"user:{name}")
+        self._known(client)
         log_event(log, "smtp.auth_ok", peer=client, user=name)
         return AuthResult(success=True, auth_data=user)

@@ -17,18 +17,27 @@ import contextlib
 import fcntl
 import importlib
 import logging
+import math
 import os
 import pickle
+import resource
+import signal
 import struct
 import sys
+from dataclasses import replace
 from typing import BinaryIO
 
 from mailfax.logs import log_event
-from mailfax.mail.model import Extraction, ExtractionOptions
+from mailfax.mail.model import Extraction, ExtractionOptions, NeedsLargeSlot
 
 log = logging.getLogger("mailfax.smtp")
 
 _LENGTH = struct.Struct("!Q")
+# A mail's frame header: its length, and whether a large-mail slot is held for it.
+_MAIL = struct.Struct("!Q?")
+# What a worker answers instead of an extraction (with ok = False).
+_OVER_BUDGET = "over-budget"
+_NEEDS_LARGE_SLOT = "needs-large-slot"
 # How long a stopping gateway gives idle workers to exit by themselves.
 _EXIT_GRACE = 5.0
 _PIPE_BYTES = 1 << 20
@@ -43,6 +52,10 @@ class ExtractionFailed(Exception):
     """The mail killed a fresh worker as well: it crashes the extractor."""
 
 
+class ExtractionTooComplex(Exception):
+    """The mail took more CPU time or memory than [limits] allow for one extraction."""
+
+
 class _WorkerDied(Exception):
     pass
 
@@ -53,10 +66,10 @@ class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
 
-    async def extract(self, raw: bytes) -> tuple[bool, Extraction | str]:
+    async def extract(self, raw: bytes, large: bool) -> tuple[bool, Extraction | str]:
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(_LENGTH.pack(len(raw)))
+            self.process.stdin.write(_MAIL.pack(len(raw), large))
             self.process.stdin.write(raw)
             await self.process.stdin.drain()
             (size,) = _LENGTH.unpack(await self.process.stdout.readexactly(_LENGTH.size))
@@ -77,6 +90,14 @@ class _Worker:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
 
+    async def ran_out_of_cpu(self) -> bool:
+        """Whether the worker (its pipes closed) was ended by its CPU limit (SIGXCPU)."""
+        try:
+            code = await asyncio.wait_for(self.process.wait(), _EXIT_GRACE)
+        except TimeoutError:
+            return False
+        return code == -signal.SIGXCPU
+
 
 class ExtractionPool:
     """Runs `extract_documents` in up to `workers` worker processes, started by `warm_up` or
@@ -89,6 +110,7 @@ class ExtractionPool:
         self._idle: list[_Worker] = []
         self._running: set[_Worker] = set()
         self._closed = False
+        self._refill: asyncio.Task[None] | None = None
 
     def worker_pids(self) -> set[int]:
         return {worker.process.pid for worker in self._running}
@@ -124,10 +146,16 @@ class ExtractionPool:
             self._idle.append(worker)
 
     def _discard(self, worker: _Worker) -> None:
+        """Kill the worker, and start its replacement now rather than on the next mail's time."""
         self._running.discard(worker)
         worker.kill()
+        if not self._closed and (self._refill is None or self._refill.done()):
+            self._refill = asyncio.create_task(self.warm_up())
 
-    async def extract(self, raw: bytes) -> Extraction:
+    async def extract(self, raw: bytes, large: bool = False) -> Extraction:
+        """The mail's extraction; `large`: a large-mail slot is held for it. Raises
+        NeedsLargeSlot (a small mail decoding large, without `large`), ExtractionTooComplex
+        (over its CPU or memory budget), ExtractionFailed (it kills workers)."""
         if self._closed:
             raise RuntimeError("extraction is closed: the gateway is stopping")
         async with self._slots:
@@ -138,19 +166,27 @@ class ExtractionPool:
                     # No worker could be started (process or memory limits): extract in a
                     # thread, as the gateway did before it had workers.
                     log_event(log, "extraction.no_workers", logging.WARNING, error=str(exc))
-                    return await asyncio.to_thread(_extract, raw, self._options)
+                    return await asyncio.to_thread(_extract, raw, self._options, large)
                 try:
-                    ok, result = await worker.extract(raw)
+                    ok, result = await worker.extract(raw, large)
                 except _WorkerDied:
+                    self._discard(worker)
+                    if await worker.ran_out_of_cpu():
+                        log_event(log, "extraction.over_budget", logging.WARNING, limit="cpu")
+                        raise ExtractionTooComplex from None
                     # Killed, out of memory, or qpdf crashed: the mail is tried once more in a
                     # fresh worker.
                     log_event(log, "extraction.worker_died", logging.ERROR, attempt=attempt)
-                    self._discard(worker)
                     continue
                 except BaseException:
                     # Cancelled mid-mail: its pipes are mid-frame, so the worker cannot be reused.
                     self._discard(worker)
                     raise
+                if result == _OVER_BUDGET:
+                    # Out of memory mid-mail: its heap is no good for the next one.
+                    self._discard(worker)
+                    log_event(log, "extraction.over_budget", logging.WARNING, limit="memory")
+                    raise ExtractionTooComplex
                 if self._closed:
                     self._running.discard(worker)
                     worker.stop()
@@ -158,6 +194,8 @@ class ExtractionPool:
                     self._idle.append(worker)
                 if isinstance(result, Extraction) and ok:
                     return result
+                if result == _NEEDS_LARGE_SLOT:
+                    raise NeedsLargeSlot
                 raise RuntimeError(f"extraction failed in a worker: {result}")
         # Not in the gateway's own process: a mail that kills the extractor would kill it too.
         raise ExtractionFailed("the extraction workers died twice on this mail")
@@ -166,6 +204,8 @@ class ExtractionPool:
         """Stop the idle workers (the busy ones stop when their mail is done; a session still
         open afterwards gets an error, answered 451) and wait briefly for them to exit."""
         self._closed = True
+        if self._refill is not None:
+            await asyncio.gather(self._refill, return_exceptions=True)
         idle, self._idle = self._idle, []
         for worker in idle:
             self._running.discard(worker)
@@ -180,42 +220,75 @@ class ExtractionPool:
                 await asyncio.wait(late)
 
 
-def _extract(raw: bytes, options: ExtractionOptions) -> Extraction:
+def _extract(raw: bytes, options: ExtractionOptions, large: bool) -> Extraction:
     # Imported here, not at the top: the PDF and image libraries extraction uses belong in the
     # workers; the gateway process loads them only if it has to extract without workers.
     from mailfax.mail.extract import extract_documents
 
-    return extract_documents(raw, options)
+    return extract_documents(raw, replace(options, large_decoded_bytes=0) if large else options)
 
 
-def _read_frame(source: BinaryIO) -> bytes | None:
-    header = source.read(_LENGTH.size)
-    if len(header) < _LENGTH.size:
+def _read_mail(source: BinaryIO) -> tuple[bytes, bool] | None:
+    header = source.read(_MAIL.size)
+    if len(header) < _MAIL.size:
         return None
-    (size,) = _LENGTH.unpack(header)
-    return source.read(size)
+    size, large = _MAIL.unpack(header)
+    return source.read(size), large
 
 
 def _serve(source: BinaryIO, replies: BinaryIO) -> None:
-    """The worker: options first, then a mail per frame until the gateway ends the input."""
-    options_frame = _read_frame(source)
-    if options_frame is None:
+    """The worker: options first, then a mail per frame until the gateway ends the input (or
+    a mail runs it out of memory: then it replies so and exits, and is replaced)."""
+    header = source.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
         return
-    options: ExtractionOptions = pickle.loads(options_frame)  # noqa: S301 (from the gateway)
+    (size,) = _LENGTH.unpack(header)
+    options: ExtractionOptions = pickle.loads(source.read(size))  # noqa: S301 (the gateway's)
     # The PDF and image libraries load now, while the worker waits for its first mail: on
     # first use they made that mail ~0.1 s late.
     importlib.import_module("mailfax.mail.extract")
-    while (raw := _read_frame(source)) is not None:
+    _limit_memory(options.memory_bytes)
+    while (frame := _read_mail(source)) is not None:
+        raw, large = frame
         reply: tuple[bool, Extraction | str]
+        _limit_cpu(options.cpu_seconds)
         try:
-            reply = (True, _extract(raw, options))
+            reply = (True, _extract(raw, options, large))
+        except NeedsLargeSlot:
+            reply = (False, _NEEDS_LARGE_SLOT)
+        except MemoryError:
+            reply = (False, _OVER_BUDGET)
         except Exception as exc:  # a bug, not a bad mail: the gateway answers 451
             reply = (False, exc.__class__.__name__)
-        del raw
+        del raw, frame
         data = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
         replies.write(_LENGTH.pack(len(data)))
         replies.write(data)
         replies.flush()
+        if reply[1] == _OVER_BUDGET:
+            return
+
+
+def _limit_memory(budget: int) -> None:
+    """The worker's data memory (heap and anonymous mappings: the decoded streams and images)
+    is capped: past it, allocations fail (MemoryError) instead of the machine swapping. No
+    core files either: a worker the CPU limit ends would write one."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if budget:
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (min(budget, hard) if hard > 0 else budget, hard))
+
+
+def _limit_cpu(seconds: float) -> None:
+    """The next mail may use `seconds` of CPU: past them the kernel ends the worker (SIGXCPU),
+    and the gateway refuses the mail. The limit counts the process's whole life, so it is
+    moved on before each mail."""
+    if not seconds:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + seconds)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard < 0 else min(soft, hard), hard))
 
 
 def _widen(fd: int) -> None:

@@ -13,14 +13,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
-from mailfax.mail.model import Extraction
+from mailfax.mail.model import Extraction, NeedsLargeSlot
 from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
 from mailfax.quotas import QuotaCharge, QuotaExceeded, never_fits, quota_charges
 from mailfax.receipts.notices import with_acceptance_receipt
 from mailfax.receipts.setup import receipt_composer
 from mailfax.smtp.admission import Admission, AdmissionPolicy
-from mailfax.smtp.extraction import ExtractionPool
+from mailfax.smtp.extraction import ExtractionPool, ExtractionTooComplex
 from mailfax.smtp.protocol import FaxEnvelope, peer_address
 from mailfax.smtp.verify import SenderVerifier, header_block
 from mailfax.store.base import AcceptedMessage, Store
@@ -32,6 +32,10 @@ log = logging.getLogger("mailfax.smtp")
 Clock = Callable[[], float]
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
+TOO_COMPLEX = (
+    "552 5.3.4 The mail is too complex to fax: reading its documents takes more time or memory "
+    "than this gateway allows; send simpler PDFs, or fewer pages per mail"
+)
 
 
 class FaxIntakeHandler:
@@ -127,7 +131,10 @@ class FaxIntakeHandler:
         if refusal is not None:
             log_event(log, "smtp.refused", peer=_peer(session), reply=refusal.smtp_reply)
             return refusal.smtp_reply
-        extraction = await self._extraction.extract(raw)
+        extraction = await self._extract(raw, envelope)
+        if isinstance(extraction, str):
+            log_event(log, "smtp.refused", peer=_peer(session), reply=extraction)
+            return extraction
         if extraction.refusal is not None:
             log_event(log, "smtp.refused", peer=_peer(session), reply=extraction.refusal.smtp_reply)
             return extraction.refusal.smtp_reply
@@ -181,6 +188,23 @@ class FaxIntakeHandler:
         self._wakeup.set()
         MAILS_ACCEPTED.inc()
         return f"250 2.0.0 Ok: queued as {message_id}"
+
+    async def _extract(self, raw: bytes, envelope: FaxEnvelope) -> Extraction | str:
+        """The mail's extraction, or the reply refusing it (too complex, or no large-mail slot
+        for a mail that is small as mailed but large once decoded)."""
+        try:
+            try:
+                return await self._extraction.extract(raw)
+            except NeedsLargeSlot:
+                # It waits for a large-mail slot like a mail over 1 MB: such mails too are
+                # decoded only a few at a time.
+                assert envelope.take_large_slot is not None
+                busy = await envelope.take_large_slot()
+                if busy is not None:
+                    return busy
+                return await self._extraction.extract(raw, large=True)
+        except ExtractionTooComplex:
+            return TOO_COMPLEX
 
     async def _check_sender_headers(
         self, session: Session, envelope: FaxEnvelope, admission: Admission, raw: bytes

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import functools
 import logging
 import re
 import sys
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -35,6 +37,63 @@ class SessionLimits:
     session_deadline: float
     data_deadline: float
     command_call_limit: int
+    # Bytes per second a large mail must keep arriving at once it holds a slot; 0 = any.
+    large_mail_min_rate: int = 0
+
+
+class UploadTooSlow(Exception):
+    """A large mail stopped arriving at the minimum rate while holding a large-mail slot."""
+
+
+# The window the minimum rate of a large mail is measured over: a mail that brings less than
+# min_rate x RATE_WINDOW bytes in any such window gives its slot up (TCP stalls a second or two).
+RATE_WINDOW = 5.0
+
+
+class LargeMailSlots:
+    """The large-mail slots: a few in total, `per_client` of them held or awaited by one client
+    address (trusted relays exempt), and a mail that cannot have one within `wait` seconds is
+    answered 451 4.3.2 instead of waiting into its DATA deadline."""
+
+    def __init__(
+        self, total: int, per_client: int, wait: float, exempt: Callable[[str], bool]
+    ) -> None:
+        self._slots = asyncio.Semaphore(total)
+        self._per_client = per_client
+        self._wait = wait
+        self._exempt = exempt
+        self._taken: dict[str, int] = {}
+
+    async def take(self, client: str, holder: contextlib.AsyncExitStack) -> str | None:
+        """Take a slot, released when `holder` closes; or the reply refusing the mail."""
+        if self._taken.get(client, 0) >= self._per_client and not self._exempt(client):
+            return (
+                "451 4.3.2 Too many large mails from your address at once; "
+                "send them one after another"
+            )
+        self._taken[client] = self._taken.get(client, 0) + 1
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
+        except BaseException as exc:
+            self._release_client(client)
+            if isinstance(exc, TimeoutError):
+                log_event(log, "smtp.large_mail_busy", logging.WARNING, peer=client)
+                return "451 4.3.2 The gateway is busy with large mails; try again in a few minutes"
+            raise
+        holder.callback(self._release, client)
+        return None
+
+    def _release(self, client: str) -> None:
+        self._slots.release()
+        self._release_client(client)
+
+    def _release_client(self, client: str) -> None:
+        left = self._taken.get(client, 0) - 1
+        if left > 0:
+            self._taken[client] = left
+        else:
+            self._taken.pop(client, None)
 
 
 class ConnectionGate:
@@ -69,9 +128,12 @@ class ConnectionGate:
 
 
 class FaxEnvelope(Envelope):
-    """aiosmtpd's envelope plus how its sender was admitted (set at MAIL FROM)."""
+    """aiosmtpd's envelope plus how its sender was admitted (set at MAIL FROM), and during DATA
+    a way to take a large-mail slot (None, or the reply refusing the mail) for a mail whose
+    decoded size is large though its own is not."""
 
     admission: Admission | None = None
+    take_large_slot: Callable[[], Awaitable[str | None]] | None = None
 
 
 def peer_address(peer: Any) -> str:
@@ -100,43 +162,73 @@ async def read_data(
     limit: int | None,
     large: int = 0,
     before_large: Callable[[], Awaitable[object]] | None = None,
+    min_rate: int = 0,
 ) -> bytes | None:
     """The mail after DATA's 354, up to the line "." (RFC 5321 4.5.2 dot-stuffing undone), or
     None when it is longer than `limit` bytes as sent (then read to its end and discarded).
     Once a mail that fits has passed `large` bytes, `before_large` is awaited before more is
-    read (the client waits on TCP meanwhile).
+    read (the client waits on TCP meanwhile); when it returns False the mail is read to its end
+    and discarded too. From then on, fewer than `min_rate` bytes a second over a RATE_WINDOW
+    raise UploadTooSlow.
 
     aiosmtpd reads DATA one line at a time; this takes whatever the stream holds at once. It
     accepts what aiosmtpd accepts (only CRLF "." CRLF ends the mail, a bare LF is data), except
     that it does not refuse lines longer than 1000 octets."""
     pieces: list[bytes] = []
     size = 0
-    too_big = False
+    discarded = False
     # The last two bytes before the current piece; the CRLF that ended the DATA command counts,
     # so a first line "." ends an empty mail.
     before = b"\r\n"
+    pace: _Pace | None = None
     while True:
         try:
             # Never reads past the dot line: what follows is the client's next command.
-            piece = await reader.readuntil(_DOT_LINE)
+            async with asyncio.timeout_at(pace.deadline if pace is not None else None):
+                piece = await reader.readuntil(_DOT_LINE)
         except asyncio.LimitOverrunError as exc:
             # No dot line within the stream's (line-sized) limit: take all that cannot be
             # part of one, however much that is.
             piece = await reader.read(exc.consumed)
+        except TimeoutError:
+            raise UploadTooSlow from None
+        if pace is not None:
+            pace.arrived(len(piece))
         ended = piece.endswith(_DOT_LINE) and _preceding(before, piece, len(piece) - 3) == b"\r\n"
         size += len(piece) - (len(_DOT_LINE) if ended else 0)
         if limit and size > limit:
             # Read on to the end of the mail, but keep none of it.
-            too_big = True
+            discarded = True
             pieces.clear()
-        elif not too_big:
+        elif not discarded:
             if before_large is not None and size > large:
-                await before_large()
+                if await before_large() is False:
+                    discarded = True
+                    pieces.clear()
+                elif min_rate:
+                    pace = _Pace(min_rate)
                 before_large = None
-            pieces.append(piece)
+            if not discarded:
+                pieces.append(piece)
         if ended:
-            return None if too_big else _unstuffed(pieces)
+            return None if discarded else _unstuffed(pieces)
         before = _preceding(before, piece, len(piece))
+
+
+class _Pace:
+    """Whether a large mail keeps arriving at `min_rate` bytes a second, window by window."""
+
+    def __init__(self, min_rate: int) -> None:
+        self._due = min_rate * RATE_WINDOW
+        self._loop = asyncio.get_running_loop()
+        self.deadline = self._loop.time() + RATE_WINDOW
+        self._received = 0
+
+    def arrived(self, size: int) -> None:
+        self._received += size
+        if self._received >= self._due:
+            self.deadline = self._loop.time() + RATE_WINDOW
+            self._received = 0
 
 
 def _preceding(before: bytes, piece: bytes, end: int) -> bytes:
@@ -179,7 +271,7 @@ class FaxSMTP(SMTP):
         *,
         gate: ConnectionGate,
         limits: SessionLimits,
-        large_mails: asyncio.Semaphore,
+        large_mails: LargeMailSlots,
         authenticator: PasswordAuthenticator | None,
         **kwargs: Any,
     ) -> None:
@@ -334,13 +426,36 @@ class FaxSMTP(SMTP):
         # is answered: the large mails held in memory and extracted at once are bounded, and
         # small ones, which take no slot, never queue behind them.
         async with contextlib.AsyncExitStack() as slot:
-            content = await read_data(
-                self._reader,
-                self.data_size_limit,
-                LARGE_MAIL_BYTES,
-                lambda: slot.enter_async_context(self._large_mails),
-            )
-            status: Any = "552 Error: Too much mail data"
+            # The outcome of taking a slot, once taken or refused: None = held.
+            taken: list[str | None] = []
+
+            async def take_large_slot() -> str | None:
+                if not taken:
+                    assert self._client is not None
+                    taken.append(await self._large_mails.take(self._client, slot))
+                return taken[0]
+
+            async def before_large() -> bool:
+                return await take_large_slot() is None
+
+            assert isinstance(self.envelope, FaxEnvelope)
+            self.envelope.take_large_slot = take_large_slot
+            try:
+                content = await read_data(
+                    self._reader,
+                    self.data_size_limit,
+                    LARGE_MAIL_BYTES,
+                    before_large,
+                    self._limits.large_mail_min_rate,
+                )
+            except UploadTooSlow:
+                log_event(log, "smtp.upload_too_slow", logging.WARNING, peer=self._client)
+                self._close_with(
+                    f"421 4.4.2 Large mail arriving too slowly (under "
+                    f"{self._limits.large_mail_min_rate} bytes/s); closing connection"
+                )
+                return
+            status: Any = (taken and taken[0]) or "552 Error: Too much mail data"
             if content is not None:
                 # decode_data=False (refused in __init__): content and original_content are
                 # the bytes.
@@ -364,6 +479,46 @@ class FaxSMTP(SMTP):
 
     async def smtp_EXPN(self, arg: str) -> None:
         await self.push("502 5.5.1 EXPN is not supported")
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> Any:
+        # aiosmtpd's, except that an answer longer than a line (a 5 MB "password") is read to
+        # its end and answered 500 5.5.6 (RFC 4954), where aiosmtpd's readline raised into a
+        # 451. The answer is never logged.
+        data = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(data) if encode_to_b64 else data))
+        line = await self._read_auth_line()
+        if line is None:
+            await self.push("500 5.5.6 Authentication exchange line is too long")
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    async def _read_auth_line(self) -> bytes | None:
+        """One line from the client, or None when it is longer than the reader's limit (then
+        read to its end and dropped)."""
+        too_long = False
+        while True:
+            try:
+                line = await self._reader.readuntil()
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.read(exc.consumed)
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError as exc:  # the client left mid-line
+                line = exc.partial
+            return None if too_long else line
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._verify(await super().auth_PLAIN(_, args))

@@ -14,7 +14,7 @@ from mailfax.mail.model import ExtractionOptions
 from mailfax.smtp.auth import PasswordAuthenticator
 from mailfax.smtp.extraction import ExtractionPool, extraction_workers
 from mailfax.smtp.intake import FaxIntakeHandler
-from mailfax.smtp.protocol import ConnectionGate, FaxSMTP, SessionLimits
+from mailfax.smtp.protocol import ConnectionGate, FaxSMTP, LargeMailSlots, SessionLimits
 from mailfax.smtp.tls import TlsCertificate
 from mailfax.store.base import Store
 from mailfax.users import UserDirectory
@@ -57,9 +57,17 @@ class SmtpServer:
             self.handler.admission.is_trusted,
         )
         self._limits = SessionLimits(
-            limits.session_deadline, limits.data_deadline, limits.command_call_limit
+            limits.session_deadline,
+            limits.data_deadline,
+            limits.command_call_limit,
+            limits.large_mail_min_rate,
         )
-        self._large_mails = asyncio.Semaphore(large_mail_slots())
+        self._large_mails = LargeMailSlots(
+            large_mail_slots(),
+            limits.large_mails_per_client,
+            limits.large_mail_wait,
+            self.handler.admission.is_trusted,
+        )
         self._servers: list[asyncio.Server] = []
         self._warm_up: asyncio.Task[None] | None = None
 

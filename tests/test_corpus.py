@@ -12,11 +12,11 @@ import pytest
 from mailfax.app import Gateway
 from mailfax.mail.extract import extract_documents
 from mailfax.mail.model import Extraction
-from tests.conftest import eventually
+from tests.conftest import CORPUS, eventually
 from tests.corpus_expectations import EXPECTED, Expected
 from tests.gateway import faxed_comment, faxed_documents, smtp_transaction, start_gateway
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-mail"
+pytestmark = pytest.mark.corpus
 OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 

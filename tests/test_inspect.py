@@ -94,6 +94,7 @@ def test_inspect_obeys_the_configuration(
     ]
 
 
+@pytest.mark.corpus
 def test_text_output_lists_every_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "apache-poi/quick-winmail.dat"
     assert EXPECTED[name].faxed

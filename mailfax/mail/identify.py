@@ -137,12 +137,13 @@ def extension(name: str | None) -> str:
 
 
 def kind_by_content(data: bytes) -> Kind | None:
-    # The PDF spec allows the header anywhere in the first 1024 bytes.
-    if b"%PDF-" in data[:1024]:
-        return "pdf"
+    # A container's own signature first: a winmail.dat or ZIP often holds a PDF near its start.
     for magic, kind in _MAGIC:
         if data.startswith(magic):
             return kind
+    # The PDF spec allows the header anywhere in the first 1024 bytes.
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
     return None
 
 

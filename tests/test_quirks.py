@@ -328,7 +328,7 @@ QUIRKS: dict[str, Quirk] = {
         comment="Привет",
     ),
     "charset-gb2312-label-lies-utf8": Quirk(
-        lambda: text_with_charset("你好，传真", "gb2312", "utf-8"),
+        lambda: text_with_charset("你好 传真", "gb2312", "utf-8"),
         faxed=(("x.pdf", 1),),
         comment="你好",
     ),

@@ -129,7 +129,7 @@ def related_with_cid_logo() -> bytes:
     mail["From"] = "Dora <dora@example.com>"
     mail.set_content("Invoice attached.")
     mail.add_alternative('<p>Invoice attached.</p><img src="cid:logo@x">', subtype="html")
-    html = mail.get_payload()[1]
+    html = mail.get_body(preferencelist=("html",))
     assert isinstance(html, EmailMessage)
     html.add_related(image_bytes("PNG", size=(40, 20)), "image", "png", cid="<logo@x>")
     mail.add_attachment(PDF2, maintype="application", subtype="pdf", filename="invoice.pdf")

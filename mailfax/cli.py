@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailfax import __version__, sandbox
-from mailfax._http import HttpServer, parse_hostport
+from mailfax._http import HttpServer, ListenError, parse_hostport
 from mailfax.app import (
     ROLES,
     Endpoints,
@@ -29,7 +29,7 @@ from mailfax.app import (
     webhook_secret,
     webhook_target,
 )
-from mailfax.config import ConfigError, Settings, load_settings
+from mailfax.config import ConfigError, Settings, env_variable, load_settings
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
 from mailfax.mail.model import Extraction, extraction_options
@@ -214,6 +214,9 @@ async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
     except SchemaMismatch as exc:
         print(f"mailfax: cannot start: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        print(f"mailfax: cannot start: {_listen_problem(settings, exc)}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"mailfax: cannot start: {exc.strerror or exc} ({exc.__class__.__name__})",
@@ -233,6 +236,28 @@ async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
     await stop.wait()
     await gateway.stop()
     return 0
+
+
+def _listen_problem(settings: Settings, exc: ListenError) -> str:
+    """Which listener could not bind, and the setting (and environment variable) that moves it."""
+    address = f"{exc.host}:{exc.port}"
+    listeners = {
+        ("smtp", "listen"): settings.smtp.listen,
+        ("smtp", "tls_listen"): settings.smtp.tls_listen,
+        ("http", "listen"): settings.http.listen,
+        ("sandbox", "listen"): settings.sandbox.listen,
+    }
+    taken = {parse_hostport(value)[1] for value in listeners.values() if value}
+    for (section, key), value in listeners.items():
+        if value and parse_hostport(value) == (exc.host, exc.port):
+            other = next(port for port in range(exc.port + 1, 65536) if port not in taken)
+            return (
+                f"{address} ([{section}] {key}) is not free: {exc.strerror}. Fix: stop the "
+                f"program that uses it, or move mailfax's listener with [{section}] {key} in "
+                f"the configuration file or the environment, e.g. "
+                f"{env_variable(section, key)}={exc.host}:{other} make run"
+            )
+    return f"cannot listen on {address}: {exc.strerror}"
 
 
 def _banner(settings: Settings, endpoints: Endpoints, roles: frozenset[str]) -> str:

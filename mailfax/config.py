@@ -323,6 +323,11 @@ def load_settings(
     return settings
 
 
+def env_variable(section: str, key: str) -> str:
+    """The environment variable that overrides a key: MAILFAX_SMTP_LISTEN for [smtp] listen."""
+    return "MAILFAX_" + (f"{section}_{key}" if section else key).upper()
+
+
 def _toml_keys(cls: type[Any]) -> dict[str, dataclasses.Field[Any]]:
     return {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}
 
@@ -352,7 +357,7 @@ def _build(
                 raise ConfigError(f"{key} must be a table ([{key}]) in {source}")
             values[fld.name] = _build(typing.cast(type[Any], kind), sub, key, env, source)
             continue
-        env_name = "MAILFAX_" + (f"{section}_{key}" if section else key).upper()
+        env_name = env_variable(section, key)
         if env_name in env:
             values[fld.name] = _coerce(kind, env[env_name], f"{label} (from ${env_name})", True)
         elif key in data:

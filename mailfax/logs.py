@@ -46,8 +46,12 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Library chatter (aiosmtpd logs every command at INFO) is not one line per event.
-    for noisy in ("mail.log", "httpx", "httpcore", "uvicorn", "uvicorn.error", "aiosqlite"):
+    # Library chatter (aiosmtpd logs every command at INFO, pikepdf its import) is not one line
+    # per event.
+    for noisy in (
+        *("mail.log", "httpx", "httpcore", "uvicorn", "uvicorn.error", "aiosqlite"),
+        "pikepdf._core",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -120,6 +120,22 @@ async def test_invalid_configuration_stops_start_up(tmp_path: Path) -> None:
     assert code == 2 and "[faxplus] token" in err
 
 
+@pytest.mark.parametrize("setting", ["smtp_listen", "http_listen", "sandbox_listen"])
+async def test_a_taken_port_names_the_setting_that_moves_it(tmp_path: Path, setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = gateway_env(tmp_path, **{setting: f"127.0.0.1:{port}"})
+        code, out, err = await run("serve", env=env)
+    section, key = setting.split("_", 1)
+    assert code == 1 and "is running" not in out
+    assert f"127.0.0.1:{port} ([{section}] {key}) is not free" in err, err
+    assert f"MAILFAX_{setting.upper()}=127.0.0.1:{port + 1} make run" in err, err
+    # It never started: no "stopped" line, and no library chatter.
+    assert "gateway.stopped" not in err and "pikepdf" not in err, err
+
+
 async def test_help_everywhere() -> None:
     for args in (
         ["--help"],

@@ -29,6 +29,7 @@ from mailfax.app import (
     webhook_secret,
     webhook_target,
 )
+from mailfax.cli_examples import add_examples
 from mailfax.config import ConfigError, Settings, env_variable, load_settings
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
@@ -151,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands, _config_option)
     add_users_commands(commands, _config_option)
     add_receipts_commands(commands, _config_option)
+    add_examples(parser)
     return parser
 
 
@@ -385,6 +387,7 @@ def inspect_report(extraction: Extraction) -> dict[str, Any]:
     return {
         "outcome": "accept" if extraction.refusal is None else "refuse",
         "smtp_reply": _would_reply(extraction),
+        "from": _from_line(extraction),
         "comment": extraction.comment,
         "parts": [
             {
@@ -398,6 +401,14 @@ def inspect_report(extraction: Extraction) -> dict[str, Any]:
             for part in extraction.parts
         ],
     }
+
+
+def _from_line(extraction: Extraction) -> str:
+    """ "Alice Example <alice@example.com>", or the part that is there, or "-"."""
+    name, address = extraction.sender_name, extraction.sender_address
+    if name and address:
+        return f"{name} <{address}>"
+    return name or address or "-"
 
 
 def _would_reply(extraction: Extraction) -> str:
@@ -415,7 +426,7 @@ def _inspect_text(extraction: Extraction) -> str:
     lines = [
         f"Outcome:  {'accept' if extraction.refusal is None else 'refuse'}",
         f"Reply:    {_would_reply(extraction)}",
-        f"From:     {extraction.sender_name or '-'}",
+        f"From:     {_from_line(extraction)}",
         f"Subject:  {extraction.subject or '-'}",
         f"Comment:  {_one_line(extraction.comment) or '-'}",
         "Parts:",

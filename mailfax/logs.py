@@ -55,6 +55,12 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def one_shot_level(level: str) -> str:
+    """A one-shot command prints its result: its routine events (info) stay quiet, while
+    warnings, errors and a configured debug level still show (on standard error)."""
+    return "warning" if level.lower() == "info" else level
+
+
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event with its fields (pass job=... for anything about a job).
 

@@ -18,9 +18,11 @@ import pytest
 from mailfax.app import Gateway
 from mailfax.mail.extract import extract_documents
 from tests.conftest import eventually
-from tests.gateway import smtp_transaction, start_gateway
+from tests.corpus_expectations import Expected, Faxed
+from tests.gateway import start_gateway
 from tests.pdfs import fax_mail, pdf_with_pages
 from tests.test_extract import image_bytes
+from tests.verdicts import check_extraction, check_through_listener
 
 PDF1 = pdf_with_pages(1)
 PDF2 = pdf_with_pages(2)
@@ -183,6 +185,15 @@ class Quirk:
     faxed: tuple[tuple[str, int], ...] = ()  # (name, pages) in order; empty = refused 5.6.0
     comment: str = ""  # the fax comment contains this
     reason: str = ""  # a refusal names this
+
+    @property
+    def expected(self) -> Expected:
+        return Expected(
+            faxed=tuple(Faxed(name, pages) for name, pages in self.faxed),
+            refusal=None if self.faxed else "5.6.0",
+            reason=self.reason,
+            comment_contains=self.comment,
+        )
 
 
 QUIRKS: dict[str, Quirk] = {
@@ -416,19 +427,7 @@ QUIRKS: dict[str, Quirk] = {
 @pytest.mark.parametrize("name", sorted(QUIRKS))
 def test_quirk_through_extraction(name: str) -> None:
     quirk = QUIRKS[name]
-    result = extract_documents(quirk.build())
-    if quirk.faxed:
-        assert result.refusal is None, result.refusal
-        assert [(d.name, d.pages) for d in result.documents] == list(quirk.faxed)
-        assert all(d.data.startswith(b"%PDF-") for d in result.documents)
-    else:
-        assert result.refusal is not None, result.documents
-        assert result.refusal.enhanced == "5.6.0"
-        assert quirk.reason in result.refusal.text
-    assert quirk.comment in result.comment
-    for part in result.parts:
-        assert part.reason
-        assert (part.pages is not None) == (part.action in ("faxed", "converted"))
+    check_extraction(quirk.expected, extract_documents(quirk.build()))
 
 
 @pytest.fixture
@@ -452,27 +451,8 @@ THROUGH_SMTP = (
 
 
 async def test_quirks_through_the_live_smtp_listener(gateway: Gateway) -> None:
-    assert gateway.endpoints is not None and gateway.simulator is not None
-    simulator = gateway.simulator
-    for name in THROUGH_SMTP:
-        quirk = QUIRKS[name]
-        sent_before = len(simulator.ledger())
-        outcome = await smtp_transaction(
-            gateway.endpoints, quirk.build(), ["15551234567@fax.local"]
-        )
-        code, text = outcome.final
-        if not quirk.faxed:
-            assert (code, text[:6]) == (550, "5.6.0 "), (name, outcome.final)
-            continue
-        assert code == 250, (name, outcome.final)
-
-        async def sent(count: int = sent_before) -> dict[str, Any] | None:
-            ledger = simulator.ledger()
-            return ledger[count] if len(ledger) > count else None
-
-        fax = await eventually(sent, what=f"the fax of {name}")
-        assert [(f["name"], f["pages"]) for f in fax["files"]] == list(quirk.faxed), name
-        assert quirk.comment in fax["comment"], name
+    mails = [(name, QUIRKS[name].build(), QUIRKS[name].expected) for name in THROUGH_SMTP]
+    await check_through_listener(gateway, mails)
 
 
 async def test_bare_lf_data_through_the_listener(gateway: Gateway) -> None:

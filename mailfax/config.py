@@ -730,7 +730,7 @@ def _validate_receipts(receipts: ReceiptsSettings) -> None:
             "[receipts] templates_dir",
             receipts.templates_dir,
             "not a directory",
-            '"" for the built-in texts, or a directory of templates (see the README)',
+            '"" for the built-in texts, or a directory of templates (see docs/receipts.md)',
         )
 
 
@@ -796,6 +796,6 @@ def _validate_access(s: Settings) -> None:
         "command_call_limit",
     ):
         if getattr(limits, key) <= 0:
-            _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see the README")
+            _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see docs/security.md")
     if s.http.webhook_rate_limit < 0:
         _fail("[http] webhook_rate_limit", s.http.webhook_rate_limit, "negative", "0 = no limit")

@@ -65,7 +65,7 @@ class Context:
 @dataclass(frozen=True)
 class Check:
     name: str
-    what: str  # what it checks, for --help and the README
+    what: str  # what it checks, for --help and the manual
     run: Callable[[Context], Awaitable[str]]  # the detail when it passes; raises otherwise
 
 

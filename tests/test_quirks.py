@@ -19,7 +19,7 @@ from mailfax.app import Gateway
 from mailfax.mail.extract import extract_documents
 from tests.conftest import eventually
 from tests.corpus_expectations import Expected, Faxed
-from tests.gateway import start_gateway
+from tests.gateway import faxed_documents, start_gateway
 from tests.pdfs import fax_mail, pdf_with_pages
 from tests.test_extract import image_bytes
 from tests.verdicts import check_extraction, check_through_listener
@@ -490,4 +490,4 @@ async def test_bare_lf_data_through_the_listener(gateway: Gateway) -> None:
         return simulator.ledger() or None
 
     fax = (await eventually(faxed, what="the bare-LF scan faxed"))[0]
-    assert [(f["name"], f["pages"]) for f in fax["files"]] == [("Scan_2026-12-07.pdf", 2)]
+    assert faxed_documents(fax) == [("Scan_2026-12-07.pdf", 2)]

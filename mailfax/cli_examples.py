@@ -38,6 +38,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "jobs retry": (
         "mailfax jobs retry 19ab0c3f2d1f3e9a8b7c6",
         "mailfax jobs retry 19ab0c3f2d1f3e9a8b7c6 --resend-delivered",
+        "mailfax jobs retry 19ab0c3f2d1f3e9a8b7c6 --adopt 66df09cf1d6d0b295c363956",
     ),
     "jobs cancel": ('mailfax jobs cancel 19ab0c3f2d1f3e9a8b7c6 --reason "wrong number"',),
     "users": ("mailfax users add alice --address alice@example.com",),

@@ -20,6 +20,8 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "drafts", "_generated"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
+# Blocks without a language are terminal output and config excerpts: shown as written.
+highlight_language = "none"
 html_theme = "furo"
 html_title = f"mailfax {__version__}"
 

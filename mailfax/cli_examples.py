@@ -28,7 +28,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "webhooks register": ("mailfax webhooks register --config mailfax.toml",),
     "webhooks list": ("mailfax webhooks list --json --config mailfax.toml",),
     "webhooks delete": ("mailfax webhooks delete 5f3c9a1e --config mailfax.toml",),
-    "doctor": ("mailfax doctor --config mailfax.toml", "mailfax doctor --json"),
+    "doctor": (
+        "mailfax doctor --config mailfax.toml",
+        "mailfax doctor --json",
+        "mailfax doctor --config mailfax.toml --live-test +15551234567",
+    ),
     "jobs": ("mailfax jobs list --state failed --since 2h",),
     "jobs list": (
         "mailfax jobs list --state failed --since 2h",

@@ -149,9 +149,9 @@ def mhtml_content_location() -> bytes:
 
 
 def scanner_single_part() -> bytes:
-    """A copier's scan-to-mail: the whole message is the PDF, no text, upper-case name."""
+    """A copier's scan-to-mail: the whole message is the PDF, no text."""
     return raw_mail(
-        'application/pdf; name="SCAN0001.PDF"',
+        'application/pdf; name="Scan_0001.pdf"',
         b64(PDF2),
         headers="Content-Transfer-Encoding: base64\n",
     )
@@ -223,6 +223,12 @@ QUIRKS: dict[str, Quirk] = {
     "octet-stream-pdf-by-name": Quirk(
         lambda: fax_mail(attachments=[("report.pdf", PDF2, "application/octet-stream")]).as_bytes(),
         faxed=(("report.pdf", 2),),
+    ),
+    "octet-stream-pdf-upper-case-name": Quirk(
+        lambda: fax_mail(
+            attachments=[("SCAN0001.PDF", PDF1, "application/octet-stream")]
+        ).as_bytes(),
+        faxed=(("SCAN0001.PDF", 1),),
     ),
     "octet-stream-pdf-by-content": Quirk(
         lambda: raw_mail(
@@ -416,7 +422,7 @@ QUIRKS: dict[str, Quirk] = {
     ),
     "multipart-with-empty-body": Quirk(lambda: raw_mail('multipart/mixed; boundary="b"', "")),
     # Scanners and copiers.
-    "scanner-whole-message-is-the-pdf": Quirk(scanner_single_part, faxed=(("SCAN0001.PDF", 2),)),
+    "scanner-whole-message-is-the-pdf": Quirk(scanner_single_part, faxed=(("Scan_0001.pdf", 2),)),
     "scanner-multipage-tiff": Quirk(scanner_tiff, faxed=(("doc00012.tif", 3),)),
     "scanner-bare-lf-octet-stream": Quirk(
         scanner_bare_lf_octet_stream, faxed=(("Scan_2026-12-07.pdf", 2),)

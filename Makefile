@@ -1,16 +1,27 @@
-# mailfax: `make run` starts the gateway on the embedded default; `make test` runs every check.
+# mailfax: `make run` starts the gateway on the embedded default; `make test` runs every check;
+# `make docs` builds the manual.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DOCS_STAMP := $(VENV)/.docs-stamp
 
-.PHONY: setup run test lint chaos bench clean
+.PHONY: setup run test lint docs chaos bench clean
 
 $(STAMP): pyproject.toml
+	@echo "mailfax: installing into $(VENV) (the first time takes a minute or two; later runs start at once)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "mailfax: installing mailfax and its dependencies ..."
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "mailfax: installed"
 	@touch $(STAMP)
+
+# The manual's tools are installed on the first `make docs` only (not for `make run`).
+$(DOCS_STAMP): $(STAMP)
+	@echo "mailfax: installing the documentation tools into $(VENV) ..."
+	@$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	@touch $(DOCS_STAMP)
 
 setup: $(STAMP)
 
@@ -25,6 +36,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The manual (docs/) as HTML in docs/_build/html; every warning is an error.
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 # Larger crash and fault runs than CI's (MAILFAX_CHAOS_SCALE=1), then the same-number runs ten
 # times over (MAILFAX_CHAOS_RUNS); prints the invariants checked.
 chaos: $(STAMP)
@@ -36,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) mailfax-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) mailfax-data .pytest_cache .mypy_cache .ruff_cache docs/_build

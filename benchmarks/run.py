@@ -1,7 +1,7 @@
 """`make bench`: mailfax's figures measured side by side in one run, printed and saved as JSON.
 
 Every server and the load generator run as separate processes on loopback; every run is bounded
-in mails and time. See the README's "Benchmarks" section for what each figure means."""
+in mails and time. See docs/benchmarks.md for what each figure means."""
 
 from __future__ import annotations
 

@@ -27,6 +27,15 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class ListenError(OSError):
+    """A listener could not bind its address (in use, not allowed, not on this machine)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host = host
+        self.port = port
+
+
 def bind_listener(host: str, port: int) -> socket.socket:
     """Bind and listen on host:port so clients can connect as soon as this returns."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -37,9 +46,9 @@ def bind_listener(host: str, port: int) -> socket.socket:
     try:
         sock.bind((host, port))
         sock.listen(512)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ListenError(host, port, exc) from exc
     sock.setblocking(False)
     return sock
 

@@ -116,12 +116,13 @@ class Gateway:
         self.simulator: sandbox.Simulator | None = None
         self.dispatcher: Dispatcher | None = None
         self.endpoints: Endpoints | None = None
+        self._started = False  # only a gateway that started logs gateway.stopped
 
     async def start(self) -> Endpoints:
         try:
             return await self._start()
         except BaseException:
-            await self.stop()
+            await self._close()
             raise
 
     def _spawn(
@@ -246,6 +247,7 @@ class Gateway:
             else without_password(s.receipts.smarthost)
         )
         self.endpoints = Endpoints(smtp, http_url, webhook_url, api_url, receipts, smtp_tls)
+        self._started = True
         log_event(
             log,
             "gateway.started",
@@ -268,6 +270,13 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop taking mail, let in-flight jobs finish (bounded), then close everything."""
+        started, self._started = self._started, False
+        await self._close()
+        if started:
+            log_event(log, "gateway.stopped")
+
+    async def _close(self) -> None:
+        """Close what was started, in reverse order (also what a failed start left open)."""
         if self._smtp is not None:
             await self._smtp.close()
             self._smtp = None
@@ -283,7 +292,6 @@ class Gateway:
             await self.dispatcher.release_uploads()
         while self._stack:
             await self._stack.pop()()
-        log_event(log, "gateway.stopped")
 
 
 async def register_webhook(api: FaxPlusClient, target: str) -> str:

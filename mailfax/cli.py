@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailfax import __version__, sandbox
-from mailfax._http import HttpServer, parse_hostport
+from mailfax._http import HttpServer, ListenError, parse_hostport
 from mailfax.app import (
     ROLES,
     Endpoints,
@@ -29,7 +29,8 @@ from mailfax.app import (
     webhook_secret,
     webhook_target,
 )
-from mailfax.config import ConfigError, Settings, load_settings
+from mailfax.cli_examples import add_examples
+from mailfax.config import ConfigError, Settings, env_variable, load_settings
 from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
 from mailfax.mail.model import Extraction, extraction_options
@@ -151,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands, _config_option)
     add_users_commands(commands, _config_option)
     add_receipts_commands(commands, _config_option)
+    add_examples(parser)
     return parser
 
 
@@ -214,6 +216,9 @@ async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
     except SchemaMismatch as exc:
         print(f"mailfax: cannot start: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        print(f"mailfax: cannot start: {_listen_problem(settings, exc)}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"mailfax: cannot start: {exc.strerror or exc} ({exc.__class__.__name__})",
@@ -233,6 +238,28 @@ async def _serve_async(settings: Settings, roles: frozenset[str]) -> int:
     await stop.wait()
     await gateway.stop()
     return 0
+
+
+def _listen_problem(settings: Settings, exc: ListenError) -> str:
+    """Which listener could not bind, and the setting (and environment variable) that moves it."""
+    address = f"{exc.host}:{exc.port}"
+    listeners = {
+        ("smtp", "listen"): settings.smtp.listen,
+        ("smtp", "tls_listen"): settings.smtp.tls_listen,
+        ("http", "listen"): settings.http.listen,
+        ("sandbox", "listen"): settings.sandbox.listen,
+    }
+    taken = {parse_hostport(value)[1] for value in listeners.values() if value}
+    for (section, key), value in listeners.items():
+        if value and parse_hostport(value) == (exc.host, exc.port):
+            other = next(port for port in range(exc.port + 1, 65536) if port not in taken)
+            return (
+                f"{address} ([{section}] {key}) is not free: {exc.strerror}. Fix: stop the "
+                f"program that uses it, or move mailfax's listener with [{section}] {key} in "
+                f"the configuration file or the environment, e.g. "
+                f"{env_variable(section, key)}={exc.host}:{other} make run"
+            )
+    return f"cannot listen on {address}: {exc.strerror}"
 
 
 def _banner(settings: Settings, endpoints: Endpoints, roles: frozenset[str]) -> str:
@@ -360,6 +387,7 @@ def inspect_report(extraction: Extraction) -> dict[str, Any]:
     return {
         "outcome": "accept" if extraction.refusal is None else "refuse",
         "smtp_reply": _would_reply(extraction),
+        "from": _from_line(extraction),
         "comment": extraction.comment,
         "parts": [
             {
@@ -373,6 +401,14 @@ def inspect_report(extraction: Extraction) -> dict[str, Any]:
             for part in extraction.parts
         ],
     }
+
+
+def _from_line(extraction: Extraction) -> str:
+    """ "Alice Example <alice@example.com>", or the part that is there, or "-"."""
+    name, address = extraction.sender_name, extraction.sender_address
+    if name and address:
+        return f"{name} <{address}>"
+    return name or address or "-"
 
 
 def _would_reply(extraction: Extraction) -> str:
@@ -390,7 +426,7 @@ def _inspect_text(extraction: Extraction) -> str:
     lines = [
         f"Outcome:  {'accept' if extraction.refusal is None else 'refuse'}",
         f"Reply:    {_would_reply(extraction)}",
-        f"From:     {extraction.sender_name or '-'}",
+        f"From:     {_from_line(extraction)}",
         f"Subject:  {extraction.subject or '-'}",
         f"Comment:  {_one_line(extraction.comment) or '-'}",
         "Parts:",

@@ -33,14 +33,15 @@ class ConfigError(Exception):
     """Invalid configuration; the message names the key, the problem and the fix."""
 
 
-def _key(name: str) -> dict[str, str]:
-    """Field metadata for a TOML key that is not a valid Python name."""
-    return {"key": name}
+def _setting(default: Any, doc: str, **metadata: Any) -> Any:
+    """A configuration key: its default and its one-line meaning (the manual's reference is
+    generated from these; a key without one fails the test suite)."""
+    return field(default=default, metadata={"doc": doc, **metadata})
 
 
-def _secret(default: str = "") -> Any:
+def _secret(doc: str, default: str = "") -> Any:
     """A string setting that may be written `env:NAME` or `file:/path`, and is never shown."""
-    return field(default=default, repr=False, metadata={"secret": True})
+    return field(default=default, repr=False, metadata={"doc": doc, "secret": True})
 
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
@@ -63,35 +64,56 @@ VERIFY_SENDER_CHOICES = ("none", "authentication-results", "dkim-spf")
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    listen: str = "127.0.0.1:2525"
-    domain: str = "fax.local"
-    default_region: str = "US"
-    max_recipients: int = 10
-    max_message_size: str = "30MB"
-    # Pages one mail may fax in total (all its documents).
-    max_pages: int = 200
-    # A mail with no document: "reject" (550 5.6.0) or "render" (its text typeset and faxed).
-    body_only: str = "reject"
-    # A second listener speaking TLS from the first byte (port 465); "" = none.
-    tls_listen: str = ""
-    # PEM files; with both set, `listen` offers STARTTLS. Reloaded on SIGHUP.
-    tls_cert: str = ""
-    tls_key: str = ""
-    # "" = <state_dir>/users.toml, managed by `mailfax users`.
-    users_file: str = ""
-    # Unset = true unless every listener is on a loopback address (the embedded default).
-    require_auth: bool | None = None
-    # Clients that may submit without AUTH: an MTA in front, a scanner; loopback by default.
-    trusted_networks: tuple[str, ...] = LOOPBACK_NETWORKS
-    # Senders (addresses or "@domain") trusted relays may submit for; empty = any.
-    allowed_senders: tuple[str, ...] = ()
-    # For trusted relays: "none", "authentication-results" (topmost header, authserv_id) or
-    # "dkim-spf" (mailfax verifies DKIM and SPF itself).
-    verify_sender: str = "none"
-    authserv_id: str = ""
-    # DNS servers ("IP" or "IP:PORT") for dkim-spf; empty = the system's resolver.
-    dns_resolvers: tuple[str, ...] = ()
-    dns_timeout: float = 5.0
+    """The SMTP listener: where mail comes in, who may send it, and what a mail may hold."""
+
+    listen: str = _setting("127.0.0.1:2525", "HOST:PORT of the SMTP listener (STARTTLS with TLS)")
+    domain: str = _setting(
+        "fax.local", "the fax domain: mail goes to <fax number>@domain (case-insensitive)"
+    )
+    default_region: str = _setting(
+        "US", "ISO country code for numbers written without a country code"
+    )
+    max_recipients: int = _setting(10, "recipients (faxes) one mail may have; more get 452 4.5.3")
+    max_message_size: str = _setting(
+        "30MB", "the largest mail accepted (decimal units KB, MB, GB); larger is 552 5.3.4"
+    )
+    max_pages: int = _setting(200, "pages one mail may fax in total; more is refused (552 5.3.4)")
+    body_only: str = _setting(
+        "reject",
+        'a mail with no document: "reject" (550 5.6.0), or "render" its text and fax that',
+    )
+    tls_listen: str = _setting(
+        "", 'HOST:PORT of a second listener speaking TLS from the first byte (465); "" = none'
+    )
+    tls_cert: str = _setting(
+        "", "PEM certificate chain; with tls_key, listen offers STARTTLS (reloaded on SIGHUP)"
+    )
+    tls_key: str = _setting("", "PEM private key of tls_cert")
+    users_file: str = _setting("", 'the SMTP users (`mailfax users`); "" = <state_dir>/users.toml')
+    require_auth: bool | None = _setting(
+        None,
+        "clients outside trusted_networks must AUTH (530 5.7.0); "
+        "unset = on unless every listener is on loopback",
+    )
+    trusted_networks: tuple[str, ...] = _setting(
+        LOOPBACK_NETWORKS,
+        "CIDR networks of relays that send without AUTH (an MTA in front, a scanner)",
+    )
+    allowed_senders: tuple[str, ...] = _setting(
+        (), 'addresses or "@domain" a trusted relay may send for; empty = any'
+    )
+    verify_sender: str = _setting(
+        "none",
+        'for trusted relays: "none", "authentication-results" (the topmost header from '
+        'authserv_id) or "dkim-spf" (mailfax verifies DKIM and SPF itself)',
+    )
+    authserv_id: str = _setting(
+        "", 'your MTA\'s authserv-id, for verify_sender = "authentication-results"'
+    )
+    dns_resolvers: tuple[str, ...] = _setting(
+        (), 'DNS servers ("IP" or "IP:PORT") for dkim-spf; empty = the system resolver'
+    )
+    dns_timeout: float = _setting(5.0, "seconds per DNS lookup for dkim-spf")
 
     @property
     def max_message_bytes(self) -> int:
@@ -112,164 +134,255 @@ class SmtpSettings:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    listen: str = "127.0.0.1:8080"
-    # "" derives the URL from the HTTP listener's actual address.
-    public_url: str = "http://127.0.0.1:8080"
-    # "" generates a secret on first start and keeps it in state_dir.
-    webhook_secret: str = _secret()
-    # Client networks (CIDR) allowed to post webhooks; empty = any (the secret path decides).
-    webhook_allowed_networks: tuple[str, ...] = ()
-    # Webhook requests per second from one client address; 0 = no limit.
-    webhook_rate_limit: float = 200.0
-    # Bearer token (or login) for the status page at /; "" = no status page.
-    admin_token: str = _secret()
+    """The HTTP listener: FAX.PLUS's webhooks, health, metrics and the status page."""
+
+    listen: str = _setting("127.0.0.1:8080", "HOST:PORT of the HTTP listener")
+    public_url: str = _setting(
+        "http://127.0.0.1:8080",
+        "the base URL at which FAX.PLUS reaches the listener (for the webhook); "
+        '"" = the listener\'s own URL',
+    )
+    webhook_secret: str = _secret(
+        'the secret last segment of the webhook path; "" = generated on first start, kept in '
+        "<state_dir>/webhook-secret"
+    )
+    webhook_allowed_networks: tuple[str, ...] = _setting(
+        (), "CIDR client networks that may post webhooks (403 otherwise); empty = any"
+    )
+    webhook_rate_limit: float = _setting(
+        200.0, "webhook requests per second per client address (429 beyond); 0 = no limit"
+    )
+    admin_token: str = _secret(
+        'the token of the status page at / (Bearer header or login form); "" = no status page'
+    )
 
 
 @dataclass(frozen=True)
 class FaxplusSettings:
-    api_url: str = SANDBOX
-    token: str = _secret()
-    from_number: str = ""
-    user_id: str = "self"
-    request_timeout: float = 30.0
-    # A submitted fax with no final status after this long is polled (webhooks may never come).
-    webhook_grace: float = 600.0
-    # mailfax's own redials after busy / no answer, beyond FAX.PLUS's retry option.
-    retries: int = 2
-    # The mail's text becomes the fax comment, cut to this length.
-    max_comment_chars: int = 2000
-    # "never" | "always": a FAX.PLUS cover page in front of the documents.
-    cover_page: str = "never"
+    """The FAX.PLUS API, real or the built-in simulator, and how faxes are sent through it."""
+
+    api_url: str = _setting(
+        SANDBOX, '"sandbox" = the built-in simulator; or "https://restapi.fax.plus/v3"'
+    )
+    token: str = _secret("Personal Access Token for the real API (never logged)")
+    from_number: str = _setting(
+        "", 'E.164 sending number; "" = the first active number of the account'
+    )
+    user_id: str = _setting("self", "the FAX.PLUS user whose outbox sends the faxes")
+    request_timeout: float = _setting(30.0, "seconds one API call may take")
+    webhook_grace: float = _setting(
+        600.0, "seconds without a result before mailfax polls the fax itself (webhooks may be lost)"
+    )
+    retries: int = _setting(2, "mailfax's own redials after busy or no answer")
+    max_comment_chars: int = _setting(
+        2000, "the mail's text becomes the fax comment, cut to this length"
+    )
+    cover_page: str = _setting(
+        "never", '"never" or "always": a FAX.PLUS cover page before the documents'
+    )
 
 
 @dataclass(frozen=True)
 class StoreSettings:
-    url: str = _secret()  # may carry a password
+    """Where the queue and the record live."""
+
+    url: str = _secret(
+        '"" = the SQLite file <state_dir>/mailfax.sqlite3; or "postgresql://user:password@host/db"'
+    )
 
 
 @dataclass(frozen=True)
 class PolicySettings:
     """Which fax numbers may be dialled; each key can be overridden per user (users file)."""
 
-    # ISO 3166 codes; empty = every country.
-    allowed_countries: tuple[str, ...] = ()
-    # E.164 prefixes such as "+1" or "+4930"; empty = every number.
-    allowed_prefixes: tuple[str, ...] = ()
-    blocked_prefixes: tuple[str, ...] = ()
-    refused_types: tuple[str, ...] = ("premium-rate", "shared-cost", "emergency", "short-code")
+    allowed_countries: tuple[str, ...] = _setting(
+        (), "ISO codes the number's country must be among; empty = every country"
+    )
+    allowed_prefixes: tuple[str, ...] = _setting(
+        (), 'E.164 prefixes a number must start with, e.g. ["+1", "+4930"]; empty = every number'
+    )
+    blocked_prefixes: tuple[str, ...] = _setting(
+        (), 'E.164 prefixes refused, e.g. ["+1900", "+44 9"]'
+    )
+    refused_types: tuple[str, ...] = _setting(
+        ("premium-rate", "shared-cost", "emergency", "short-code"),
+        "number types refused (550 5.7.1), among: " + ", ".join(NUMBER_TYPES),
+    )
 
 
 @dataclass(frozen=True)
 class LimitsSettings:
     """Abuse limits: quotas kept in the store, and caps on SMTP connections."""
 
-    # Per sender (an authenticated user, or a relayed envelope sender); 0 = no limit.
-    faxes_per_hour: int = 100
-    pages_per_day: int = 2000
-    # All senders together; 0 = no limit.
-    global_faxes_per_hour: int = 0
-    global_pages_per_day: int = 0
-    max_connections: int = 100
-    # Clients in trusted_networks (an MTA in front) are exempt: they fan out on purpose.
-    max_connections_per_client: int = 10
-    # Seconds one SMTP connection may last, and one DATA upload may take.
-    session_deadline: float = 900.0
-    data_deadline: float = 300.0
-    # How often one connection may send each command (trusted networks: only AUTH counted).
-    command_call_limit: int = 100
-    # A mail past 1 MB holds a large-mail slot while it arrives: it must keep arriving at this
-    # many bytes per second (over 5 s windows) or the connection is closed; 0 = no minimum.
-    large_mail_min_rate: int = 20_000
-    # Large mails one client address may send (or wait to send) at once; trusted networks exempt.
-    large_mails_per_client: int = 1
-    # Seconds a large mail waits for a free slot before it is answered 451 4.3.2.
-    large_mail_wait: float = 30.0
-    # What extracting one mail may cost in its worker process: CPU seconds and data memory.
-    # A mail over either is refused 552 5.3.4 "too complex to fax"; 0 = no limit.
-    extraction_cpu_seconds: float = 30.0
-    extraction_memory: str = "1GB"
-    # Decoded size (header dimensions x depth) one image frame, and all frames of one image,
-    # may have; checked before decoding, a larger image is refused with the reason.
-    image_frame_memory: str = "200MB"
-    image_total_memory: str = "1GB"
+    faxes_per_hour: int = _setting(
+        100, "faxes per sender (a user, or a relayed envelope sender) per UTC hour; 0 = no limit"
+    )
+    pages_per_day: int = _setting(2000, "pages per sender per UTC day; 0 = no limit")
+    global_faxes_per_hour: int = _setting(0, "faxes of all senders together per hour; 0 = no limit")
+    global_pages_per_day: int = _setting(0, "pages of all senders together per day; 0 = no limit")
+    max_connections: int = _setting(100, "open SMTP connections (421 4.7.0 beyond)")
+    max_connections_per_client: int = _setting(
+        10, "open SMTP connections per client address; trusted_networks are exempt"
+    )
+    session_deadline: float = _setting(900.0, "seconds one SMTP connection may last (421 4.4.2)")
+    data_deadline: float = _setting(300.0, "seconds one DATA upload may take (421 4.4.2)")
+    command_call_limit: int = _setting(
+        100,
+        "times one connection may send each command (AUTH: 3); trusted networks count AUTH only",
+    )
+    large_mail_min_rate: int = _setting(
+        20_000,
+        "bytes per second a mail past 1 MB must keep arriving at while it holds a large-mail "
+        "slot (over 5 s windows), or the connection is closed; 0 = no minimum",
+    )
+    large_mails_per_client: int = _setting(
+        1, "large mails one client address may send or wait to send at once; trusted exempt"
+    )
+    large_mail_wait: float = _setting(
+        30.0, "seconds a large mail waits for a free slot before it is answered 451 4.3.2"
+    )
+    extraction_cpu_seconds: float = _setting(
+        30.0,
+        "CPU seconds extracting one mail may take in its worker; over it the mail is refused "
+        "552 5.3.4 (too complex to fax); 0 = no limit",
+    )
+    extraction_memory: str = _setting(
+        "1GB", "data memory extracting one mail may use in its worker (552 5.3.4 beyond)"
+    )
+    image_frame_memory: str = _setting(
+        "200MB", "decoded size one image frame may have (checked before decoding)"
+    )
+    image_total_memory: str = _setting(
+        "1GB", "decoded size all frames of one image may have together"
+    )
 
 
 @dataclass(frozen=True)
 class ReceiptsSettings:
-    from_address: str = field(default="", metadata=_key("from"))
-    # "" = Maildir in state_dir; smtp://[user:password@]host[:port] or smtps:// (TLS at once).
-    smarthost: str = _secret()
-    # STARTTLS toward smtp:// smarthosts: "auto" (when offered), "always" or "never".
-    smarthost_starttls: str = "auto"
-    # "final": one receipt with each result; "all": also "accepted" and delay notices.
-    notify: str = "final"
-    # Seconds after acceptance when a fax still not final gets a delay notice (notify = all).
-    delay_warning: float = 4 * 3600.0
-    # One summary receipt per mail once all its recipients are final, instead of one each.
-    group: bool = False
-    # Attach FAX.PLUS's confirmation report (PDF) to receipts of delivered faxes.
-    attach_report: bool = True
-    # Attach a PNG thumbnail of the first faxed page to result receipts.
-    attach_thumbnail: bool = False
-    # Senders (addresses or "@domain") who get no receipt for a delivered fax, only failures.
-    no_success_receipts: tuple[str, ...] = ()
-    # Jinja2 templates that replace the built-in texts (see the README); "" = built-in only.
-    templates_dir: str = ""
+    """The delivery receipts mailed back to senders."""
+
+    from_address: str = _setting(
+        "", 'the receipts\' From address; "" = mailfax@<hostname>', key="from"
+    )
+    smarthost: str = _secret(
+        '"" = the Maildir <state_dir>/receipts; or "smtp://[user:password@]host[:port]", '
+        '"smtps://..." (TLS at once)'
+    )
+    smarthost_starttls: str = _setting(
+        "auto", 'STARTTLS toward smtp:// smarthosts: "auto" (when offered), "always" or "never"'
+    )
+    notify: str = _setting(
+        "final", '"final": each result; "all": also an "accepted" notice and delay notices'
+    )
+    delay_warning: float = _setting(
+        4 * 3600.0, 'seconds unsent before a delay notice (notify = "all")'
+    )
+    group: bool = _setting(
+        False, "one summary per mail once all its recipients are final, instead of one each"
+    )
+    attach_report: bool = _setting(
+        True, "attach FAX.PLUS's confirmation report (PDF) to receipts of delivered faxes"
+    )
+    attach_thumbnail: bool = _setting(
+        False, "attach a PNG of the first faxed page to result receipts"
+    )
+    no_success_receipts: tuple[str, ...] = _setting(
+        (), 'senders ("a@b.c" or "@b.c") told only of failures'
+    )
+    templates_dir: str = _setting(
+        "", 'a directory of Jinja2 templates replacing the built-in texts; "" = built-in only'
+    )
 
 
 @dataclass(frozen=True)
 class QueueSettings:
-    min_backoff: float = 30.0
-    max_backoff: float = 3600.0
-    lease: float = 120.0
-    shutdown_grace: float = 10.0
-    # A job not final after this long fails, and its sender is told (Postfix: 5 days).
-    max_lifetime: float = 5 * 24 * 3600.0
-    # Wait this long after a send whose answer was lost before looking it up at FAX.PLUS.
-    reconcile_after: float = 60.0
-    # A job whose worker died this many times is quarantined (Mailman's MAX_BAK_COUNT).
-    max_recoveries: int = 3
+    """Retries, leases and lifetimes of the durable queue."""
+
+    min_backoff: float = _setting(
+        30.0, "seconds: the shortest retry delay (it grows with the job's age, with jitter)"
+    )
+    max_backoff: float = _setting(3600.0, "seconds: the longest retry delay")
+    lease: float = _setting(
+        120.0, "seconds a worker may hold a job or receipt before another may take it"
+    )
+    shutdown_grace: float = _setting(10.0, "seconds in-flight work may finish on SIGTERM")
+    max_lifetime: float = _setting(
+        5 * 24 * 3600.0, "seconds (5 days): a job not final by then fails, and its sender is told"
+    )
+    reconcile_after: float = _setting(
+        60.0, "seconds after a send whose answer was lost before looking it up at FAX.PLUS"
+    )
+    max_recoveries: int = _setting(
+        3, "a job whose worker died this many times is quarantined, and its sender told"
+    )
 
 
 @dataclass(frozen=True)
 class ConvertSettings:
-    # "auto" = Office documents are converted to PDF when LibreOffice (soffice) is on PATH.
-    office: str = "auto"
-    timeout: float = 120.0  # seconds one conversion may take
+    """Documents converted to PDF before faxing."""
+
+    office: str = _setting(
+        "auto", '"auto": Office files to PDF when LibreOffice (soffice) is on PATH; "off"'
+    )
+    timeout: float = _setting(120.0, "seconds one conversion may take")
 
 
 @dataclass(frozen=True)
 class SandboxSettings:
-    listen: str = "127.0.0.1:8081"
-    delay: float = 2.0
-    # Fault injection, all off by default; these are SimulatorSettings fields of the same name.
-    seed: int = 0
-    error_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    latency: float = 0.0
-    timeout_rate: float = 0.0
-    hang: float = 60.0
-    drop_rate: float = 0.0
-    webhook_duplicate_rate: float = 0.0
-    webhook_reorder_rate: float = 0.0
-    webhook_early_rate: float = 0.0
-    webhook_drop_rate: float = 0.0
-    webhook_wrong_path_rate: float = 0.0
-    # "" keeps the simulator's ledger in memory only.
-    state_file: str = ""
-    # Readings of FAX.PLUS other than the default one (mailfax simulator --help lists them).
-    variants: tuple[str, ...] = ()
+    """The built-in FAX.PLUS simulator (api_url = "sandbox"); its faults are all off by default.
+    The keys are SimulatorSettings fields of the same name."""
+
+    listen: str = _setting("127.0.0.1:8081", "HOST:PORT of the simulator (the API is under /v3)")
+    delay: float = _setting(2.0, "seconds from a send to its fax_sent webhook")
+    seed: int = _setting(0, "seeds every fault decision: same seed, same faults")
+    error_rate: float = _setting(0.0, "fraction of API calls answered 503 or 500, unprocessed")
+    rate_limit_rate: float = _setting(
+        0.0, "fraction of API calls answered 429 (Retry-After: 1), unprocessed"
+    )
+    latency: float = _setting(0.0, "seconds: each API call first waits a random 0..latency")
+    timeout_rate: float = _setting(
+        0.0, "fraction of API calls processed, then answered only after hang"
+    )
+    hang: float = _setting(60.0, "seconds a timed-out answer is withheld")
+    drop_rate: float = _setting(
+        0.0, "fraction of API calls processed, then their connection broken mid-answer"
+    )
+    webhook_duplicate_rate: float = _setting(
+        0.0, "fraction of fax_sent webhooks delivered two or three times"
+    )
+    webhook_reorder_rate: float = _setting(
+        0.0, "fraction of webhooks preceded by a stale, contradicting copy, then delayed"
+    )
+    webhook_early_rate: float = _setting(
+        0.0, "fraction of sends whose webhooks arrive before their 201 answer"
+    )
+    webhook_drop_rate: float = _setting(0.0, "fraction of fax_sent webhooks never sent")
+    webhook_wrong_path_rate: float = _setting(
+        0.0, "fraction of webhooks sent to the target with its last path segment altered"
+    )
+    state_file: str = _setting(
+        "", '"" = the ledger in memory; or a JSON file that keeps it across restarts'
+    )
+    variants: tuple[str, ...] = _setting(
+        (),
+        "readings of FAX.PLUS other than the default one (`mailfax simulator --help` lists them)",
+    )
 
 
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = "info"
-    format: str = "text"
+    """Logging: one line per event on standard error, the job id on every line about a job."""
+
+    level: str = _setting("info", "debug, info, warning or error")
+    format: str = _setting("text", '"text" (logfmt) or "json"')
 
 
 @dataclass(frozen=True)
 class Settings:
-    state_dir: str = "mailfax-data"
+    state_dir: str = _setting(
+        "mailfax-data",
+        "the SQLite database, the receipts Maildir, generated secrets and the sample PDF",
+    )
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     faxplus: FaxplusSettings = field(default_factory=FaxplusSettings)
@@ -338,6 +451,11 @@ def load_settings(
     return settings
 
 
+def env_variable(section: str, key: str) -> str:
+    """The environment variable that overrides a key: MAILFAX_SMTP_LISTEN for [smtp] listen."""
+    return "MAILFAX_" + (f"{section}_{key}" if section else key).upper()
+
+
 def _toml_keys(cls: type[Any]) -> dict[str, dataclasses.Field[Any]]:
     return {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}
 
@@ -367,7 +485,7 @@ def _build(
                 raise ConfigError(f"{key} must be a table ([{key}]) in {source}")
             values[fld.name] = _build(typing.cast(type[Any], kind), sub, key, env, source)
             continue
-        env_name = "MAILFAX_" + (f"{section}_{key}" if section else key).upper()
+        env_name = env_variable(section, key)
         if env_name in env:
             values[fld.name] = _coerce(kind, env[env_name], f"{label} (from ${env_name})", True)
         elif key in data:
@@ -672,7 +790,7 @@ def _validate_receipts(receipts: ReceiptsSettings) -> None:
             "[receipts] templates_dir",
             receipts.templates_dir,
             "not a directory",
-            '"" for the built-in texts, or a directory of templates (see the README)',
+            '"" for the built-in texts, or a directory of templates (see docs/receipts.md)',
         )
 
 
@@ -738,6 +856,6 @@ def _validate_access(s: Settings) -> None:
         "command_call_limit",
     ):
         if getattr(limits, key) <= 0:
-            _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see the README")
+            _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see docs/security.md")
     if s.http.webhook_rate_limit < 0:
         _fail("[http] webhook_rate_limit", s.http.webhook_rate_limit, "negative", "0 = no limit")

@@ -36,7 +36,9 @@ class CheckResult:
     fix: str = ""
 
     def line(self, width: int = 12) -> str:
-        fix = f"{'' if self.detail.endswith('.') else '.'} Fix: {self.fix}" if self.fix else ""
+        # A detail that ends a sentence itself ("did you mean 'x'?") gets no second full stop.
+        stop = "" if self.detail.endswith((".", "?", "!")) else "."
+        fix = f"{stop} Fix: {self.fix}" if self.fix else ""
         return f"{self.status:<4}  {self.check:<{width}} {self.detail}{fix}"
 
 
@@ -63,7 +65,7 @@ class Context:
 @dataclass(frozen=True)
 class Check:
     name: str
-    what: str  # what it checks, for --help and the README
+    what: str  # what it checks, for --help and the manual
     run: Callable[[Context], Awaitable[str]]  # the detail when it passes; raises otherwise
 
 

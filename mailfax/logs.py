@@ -46,9 +46,19 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Library chatter (aiosmtpd logs every command at INFO) is not one line per event.
-    for noisy in ("mail.log", "httpx", "httpcore", "uvicorn", "uvicorn.error", "aiosqlite"):
+    # Library chatter (aiosmtpd logs every command at INFO, pikepdf its import) is not one line
+    # per event.
+    for noisy in (
+        *("mail.log", "httpx", "httpcore", "uvicorn", "uvicorn.error", "aiosqlite"),
+        "pikepdf._core",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def one_shot_level(level: str) -> str:
+    """A one-shot command prints its result: its routine events (info) stay quiet, while
+    warnings, errors and a configured debug level still show (on standard error)."""
+    return "warning" if level.lower() == "info" else level
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

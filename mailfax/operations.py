@@ -15,6 +15,7 @@ from mailfax.finish import JobFinisher
 from mailfax.jobs import TERMINAL, Job, JobState, new_id
 from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
+from mailfax.receipts.fields import plural
 from mailfax.reconcile import Reconciler
 from mailfax.store.base import JobSummary, MessageRecord, ReceiptRecord, Store
 
@@ -420,6 +421,6 @@ def detail_lines(detail: JobDetail) -> list[str]:
         error = f", last error: {receipt.error}" if receipt.error else ""
         lines.append(
             f"Receipt:   {receipt.state} to {receipt.recipient} "
-            f"({receipt.attempts} attempts{sent}{error})"
+            f"({plural(receipt.attempts, 'attempt')}{sent}{error})"
         )
     return lines

@@ -20,7 +20,7 @@ from mailfax.faxplus import ApiError, FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
 from mailfax.jobs import JobState
 from mailfax.live_test import live_test
-from mailfax.logs import setup_logging
+from mailfax.logs import one_shot_level, setup_logging
 from mailfax.operations import (
     JobOperator,
     OperationRefused,
@@ -229,7 +229,7 @@ async def _opened_store(settings: Settings) -> AsyncIterator[SqlStore]:
 async def _operator(settings: Settings) -> AsyncIterator[JobOperator]:
     """A JobOperator on the configured store and API; its wake-ups reach no worker here, so
     running gateways pick its changes up by polling (or PostgreSQL's NOTIFY)."""
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(one_shot_level(settings.log.level), settings.log.format)
     async with _opened_store(settings) as store:
         api = api_client(settings)
         async with contextlib.aclosing(api):

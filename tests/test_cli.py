@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from mailfax.cli import _parser
+from mailfax.cli_examples import EXAMPLES, commands
 from tests.conftest import eventually, fresh_pg_database
 from tests.gateway import gateway_env, receipts_in, start_gateway
 from tests.pdfs import pdf_with_pages
@@ -120,6 +123,35 @@ async def test_invalid_configuration_stops_start_up(tmp_path: Path) -> None:
     assert code == 2 and "[faxplus] token" in err
 
 
+@pytest.mark.parametrize("setting", ["smtp_listen", "http_listen", "sandbox_listen"])
+async def test_a_taken_port_names_the_setting_that_moves_it(tmp_path: Path, setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = gateway_env(tmp_path, **{setting: f"127.0.0.1:{port}"})
+        code, out, err = await run("serve", env=env)
+    section, key = setting.split("_", 1)
+    assert code == 1 and "is running" not in out
+    assert f"127.0.0.1:{port} ([{section}] {key}) is not free" in err, err
+    assert f"MAILFAX_{setting.upper()}=127.0.0.1:{port + 1} make run" in err, err
+    # It never started: no "stopped" line, and no library chatter.
+    assert "gateway.stopped" not in err and "pikepdf" not in err, err
+
+
+def test_every_command_has_a_working_example_in_its_help() -> None:
+    parser = _parser()
+    paths = dict(commands(parser))
+    assert set(EXAMPLES) == set(paths)
+    for path, command in paths.items():
+        assert "example" in command.format_help().split("options:")[-1], path
+        for line in EXAMPLES[path]:
+            words = shlex.split(line.split(" < ")[0], comments=True)
+            assert words[0] == "mailfax" and words[1 : 1 + len(path.split())] == path.split()
+            if path:  # each example parses as written
+                assert parser.parse_args(words[1:]).func is not None, line
+
+
 async def test_help_everywhere() -> None:
     for args in (
         ["--help"],
@@ -129,7 +161,7 @@ async def test_help_everywhere() -> None:
         ["webhooks", "--help"],
     ):
         code, out, _ = await run(*args)
-        assert code == 0 and "usage: mailfax" in out
+        assert code == 0 and "usage: mailfax" in out and "example" in out
 
 
 async def test_gateway_against_a_standalone_simulator(tmp_path: Path) -> None:

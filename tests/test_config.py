@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailfax.config import ConfigError, Settings, load_settings, parse_size
+from mailfax.config_reference import keys, reference_markdown
 
 
 def test_no_file_gives_the_embedded_default() -> None:
@@ -120,3 +121,22 @@ def test_a_request_that_could_outlast_its_lease_is_refused() -> None:
         environ={"MAILFAX_QUEUE_LEASE": "5", "MAILFAX_FAXPLUS_REQUEST_TIMEOUT": "2"}
     )
     assert settings.queue.lease == 5.0
+
+
+def test_every_key_has_a_description_for_the_generated_reference() -> None:
+    """The manual's configuration reference is generated from the settings' definitions."""
+    references = keys()
+    assert [f"[{r.section}] {r.key}" for r in references if not r.doc.strip()] == []
+    assert [f"[{r.section}] {r.key}" for r in references if r.doc.rstrip().endswith(".")] == []
+    reference = reference_markdown()
+    for ref in references:
+        assert f"| `{ref.key}` | {ref.kind} | `{ref.default}` |" in reference
+    by_name = {(r.section, r.key): r for r in references}
+    # What the reference says is what loading does: the name, the default, the variable.
+    receipts_from = by_name[("receipts", "from")]
+    assert (receipts_from.default, receipts_from.env) == ('""', "MAILFAX_RECEIPTS_FROM")
+    loaded = load_settings(environ={receipts_from.env: "fax@example.com"})
+    assert loaded.receipts.from_address == "fax@example.com"
+    assert by_name[("queue", "max_lifetime")].default == "432000"
+    assert by_name[("smtp", "trusted_networks")].default == '["127.0.0.0/8", "::1/128"]'
+    assert by_name[("faxplus", "token")].secret and "never logged" in reference

@@ -212,6 +212,10 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
     code, out, _ = await run("doctor", "--config", str(config), env=surroundings.env)
     assert code == 1
     assert out.startswith("FAIL  config  [smtp] domain = 'nodots': not a domain name. Fix:")
+    config.write_text("[smtp]\nmax_recipient = 3\n")
+    code, out, _ = await run("doctor", "--config", str(config), env=surroundings.env)
+    assert code == 1
+    assert "did you mean 'max_recipients'? Fix: correct the configuration file" in out, out
 
 
 async def test_a_lost_send_left_undecided_fails_with_the_way_to_settle_it(

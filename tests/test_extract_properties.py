@@ -4,18 +4,21 @@ bounded time and memory."""
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import quopri
 import time
 import tracemalloc
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailfax.mail.extract import extract_documents
+from tests.conftest import CORPUS
 from tests.pdfs import encrypted_pdf, pdf_with_pages
-from tests.test_corpus import CORPUS, corpus_mail
+from tests.test_corpus import corpus_files, corpus_mail
 
 # Per message: far above what a real mail needs (the corpus's largest takes ~0.1 s).
 MAX_SECONDS = 5.0
@@ -170,18 +173,21 @@ def test_random_mime_trees_get_a_verdict(tree: Leaf | Multi, subject: str, sende
     check_verdict(top.encode("utf-8", "surrogateescape") + serialise(tree))
 
 
-# Small enough that a mutated copy is quick to parse; they cover every client in the corpus.
-# Wrapped once here: wrapping draws a random MIME boundary, which strategies must not do.
-MUTABLE = {
-    name: corpus_mail(name)
-    for name in sorted(str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*") if p.is_file())
-    if name != "SOURCES.md" and (CORPUS / name).stat().st_size < 120_000
-}
+@functools.cache
+def mutable_corpus() -> dict[str, bytes]:
+    """Small enough that a mutated copy is quick to parse; they cover every client in the corpus.
+    Wrapped once here: wrapping draws a random MIME boundary, which strategies must not do."""
+    return {
+        name: corpus_mail(name)
+        for name in corpus_files()
+        if (CORPUS / name).stat().st_size < 120_000
+    }
 
 
 @st.composite
 def mutated_corpus_mail(draw: st.DrawFn) -> bytes:
-    data = bytearray(MUTABLE[draw(st.sampled_from(sorted(MUTABLE)))])
+    mutable = mutable_corpus()
+    data = bytearray(mutable[draw(st.sampled_from(sorted(mutable)))])
     for _ in range(draw(st.integers(1, 8))):
         where = draw(st.integers(0, max(0, len(data) - 1)))
         operation = draw(st.sampled_from(["flip", "delete", "insert", "duplicate", "truncate"]))
@@ -202,6 +208,7 @@ def mutated_corpus_mail(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.corpus
 @PROPERTY_SETTINGS
 @given(raw=mutated_corpus_mail())
 def test_damaged_corpus_mails_get_a_verdict(raw: bytes) -> None:

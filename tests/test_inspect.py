@@ -38,6 +38,7 @@ def test_accepted_mail_prints_the_report_and_exits_zero(
     assert report == {
         "outcome": "accept",
         "smtp_reply": "250 2.0.0 Ok: would queue 1 document, 2 pages, as one fax per recipient",
+        "from": "alice@example.com",
         "comment": "Please find the invoice attached.",
         "parts": [
             {
@@ -94,6 +95,7 @@ def test_inspect_obeys_the_configuration(
     ]
 
 
+@pytest.mark.corpus
 def test_text_output_lists_every_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "apache-poi/quick-winmail.dat"
     assert EXPECTED[name].faxed
@@ -104,6 +106,23 @@ def test_text_output_lists_every_part(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Outcome:  accept" in out
     assert "faxed      quick.pdf  (application/pdf, 18638 bytes, 1 p.)" in out
     assert "ignored    quick.doc" in out
+
+
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        ("alice@example.com", "alice@example.com"),
+        ("Alice Example <alice@example.com>", "Alice Example <alice@example.com>"),
+        ("=?utf-8?q?J=C3=BCrgen?= <j@example.com>", "Jürgen <j@example.com>"),
+    ],
+)
+def test_the_from_line_shows_the_address_with_or_without_a_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, shown: str
+) -> None:
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(fax_mail(sender=header).as_bytes())
+    assert main(["inspect", str(mail)]) == 0
+    assert f"\nFrom:     {shown}\n" in capsys.readouterr().out
 
 
 def test_missing_file_and_bad_configuration_exit_2(

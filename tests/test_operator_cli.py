@@ -117,15 +117,17 @@ async def test_list_show_and_retry_beside_a_running_gateway(
         assert shown["message"]["parts"][0]["action"] == "faxed"
         assert shown["receipt"]["state"] == "sent"
         assert "History:" in text_show[1]
-        assert "Receipt:   sent to Carol@Example.com" in text_show[1]
+        assert "Receipt:   sent to Carol@Example.com (1 attempt, sent " in text_show[1]
         resend, unknown, bad_since = refusals
         assert resend[0] == 1 and "--resend-delivered" in resend[2]
         assert unknown[0] == 1 and "no job nope" in unknown[2]
         assert bad_since[0] == 2 and "neither a duration" in bad_since[2]
 
         # A failed fax is retried as a new job, which goes all the way (and fails again).
-        code, out, _ = await run("jobs", "retry", failed, env=api_env)
+        code, out, err = await run("jobs", "retry", failed, env=api_env)
         assert code == 0 and f"job {failed} stays failed; new job" in out
+        # The result only: no log lines at the default level, on either stream.
+        assert len(out.splitlines()) == 1 and err == "", (out, err)
         await eventually(lambda: receipts(3), what="the retry's receipt")
         [again] = await gateway.store.list_jobs(JobState.FAILED, None, "", 1)
         assert again.job.number == "+15550000015" and again.job.id != failed
@@ -143,10 +145,11 @@ async def test_cancel_and_retry_of_queued_jobs_with_no_gateway_running(tmp_path:
 
     code, out, _ = await run("jobs", "retry", "j2", env=env)
     assert code == 0 and out.startswith("job j2 is due now")
-    code, out, _ = await run(
+    code, out, err = await run(
         "jobs", "cancel", "j1", "--reason", "sent to the wrong clinic", env=env
     )
     assert code == 0 and out == "job j1 cancelled; the sender gets a receipt saying so\n"
+    assert err == ""  # the result only: routine log lines stay quiet in a one-shot command
     shown = await jobs(env, "show", "j1")
     assert shown["state"] == "cancelled"
     assert shown["history"][-1]["detail"] == (

@@ -48,6 +48,7 @@ def assert_same_or_declined(raw: bytes) -> bool:
     return split is not None
 
 
+@pytest.mark.corpus
 def test_every_corpus_mail_gives_the_same_tree_or_is_declined() -> None:
     taken = [name for name in corpus_files() if assert_same_or_declined(corpus_mail(name))]
     # Most real mail is well formed: the fast path must actually be the usual one.
@@ -129,6 +130,7 @@ def test_random_mime_trees_give_the_same_tree_or_are_declined(tree: Leaf | Multi
     assert_same_or_declined(b"MIME-Version: 1.0\r\n" + serialise(tree))
 
 
+@pytest.mark.corpus
 @PROPERTY_SETTINGS
 @given(raw=mutated_corpus_mail())
 def test_damaged_corpus_mails_give_the_same_tree_or_are_declined(raw: bytes) -> None:

@@ -39,7 +39,7 @@ from mailfax.mail.parse import (
     part_filename,
     raw_header,
     sanitise_filename,
-    sender_display_name,
+    sender,
 )
 from mailfax.mail.tnef import TnefError, unpack_tnef
 from mailfax.policy import Refusal
@@ -87,6 +87,7 @@ def _extract(raw: bytes, opts: ExtractionOptions) -> Extraction:
             f"Too many pages: the documents have {total} pages, "
             f"this gateway faxes at most {opts.max_pages} per message.",
         )
+    sender_name, sender_address = sender(message)
     return Extraction(
         documents=tuple(documents) if refusal is None else (),
         parts=tuple(walker.reports),
@@ -95,7 +96,8 @@ def _extract(raw: bytes, opts: ExtractionOptions) -> Extraction:
         message_id=header_text(message, "Message-ID"),
         auto_submitted=header_text(message, "Auto-Submitted").lower(),
         refusal=refusal,
-        sender_name=sender_display_name(message),
+        sender_name=sender_name,
+        sender_address=sender_address,
     )
 
 

@@ -56,6 +56,7 @@ class Extraction:
     auto_submitted: str
     refusal: Refusal | None
     sender_name: str = ""
+    sender_address: str = ""  # the From header's (the envelope sender is the SMTP dialogue's)
 
     @property
     def pages(self) -> int:

@@ -100,13 +100,13 @@ def header_text(part: Message, name: str) -> str:
     return decode_words(value, part_charset(part)).strip() if value else ""
 
 
-def sender_display_name(message: Message) -> str:
-    """The From header's display name, decoded ("" when there is none)."""
+def sender(message: Message) -> tuple[str, str]:
+    """The From header's display name, decoded, and its address ("" for what is missing)."""
     value = raw_header(message, "From")
     if not value:
-        return ""
-    name, _ = parseaddr(repair_8bit(value, part_charset(message)))
-    return _without_controls(decode_words(name)).strip()
+        return "", ""
+    name, address = parseaddr(repair_8bit(value, part_charset(message)))
+    return _without_controls(decode_words(name)).strip(), _without_controls(address).strip()
 
 
 # --- content type and parameters -----------------------------------------------------

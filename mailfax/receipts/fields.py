@@ -1,4 +1,4 @@
-"""Pure: what a receipt says, as the fields its templates are given (documented in the README)."""
+"""Pure: what a receipt says, as the fields its templates are given (see docs/receipts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The FAX.PLUS simulator over real loopback HTTP: API surface, fax lifecycle, webhooks, ledger."""
+"""The FAX.PLUS simulator over real loopback HTTP: API, lifecycle, webhooks, ledger, variants."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mailfax._http import HttpServer
-from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings, payloads
+from mailfax.sandbox.dialling import display_number
+from mailfax.sandbox.variants import VARIANTS, parse_variants
+from tests.conftest import eventually
 
 FROM = "+15550000001"
 EVENT_DEADLINE = 5.0  # seconds to wait for background work before failing
@@ -175,8 +178,8 @@ async def servers() -> AsyncIterator[Servers]:
 async def start_sandbox(servers: Servers) -> AsyncIterator[SandboxFactory]:
     started: list[Sandbox] = []
 
-    async def start(delay: float = 0.0, variants: tuple[str, ...] = ()) -> Sandbox:
-        sim = Simulator(SimulatorSettings(delay=delay, variants=variants))
+    async def start(delay: float = 0.0, variants: tuple[str, ...] = (), **settings: Any) -> Sandbox:
+        sim = Simulator(SimulatorSettings(delay=delay, variants=variants, **settings))
         server = await servers.start(sim.app)
         api = httpx.AsyncClient(
             base_url=f"{server.url}/v3",
@@ -541,7 +544,8 @@ async def test_variants_decide_what_a_fax_record_carries_of_the_send(
     sent = {"text": "job 7\n\nmailfax-job:7", "tags": ["mailfax-job:7"]}
     fax_id = (await sandbox.send_ok(["+15551110001"], [path], comment=sent))["+15551110001"]
     ((webhook,),) = [await sink.next()]
-    record = (await sandbox.api.get(f"/accounts/self/faxes/{fax_id}")).json()
+    # Listed, as a send's id need not name its record (distinct-ids, part of all).
+    (record,) = (await sandbox.api.get("/accounts/self/faxes")).json()["data"]["records"]
     assert (record["comment"], record["file_name"]) == (comment, file_name)
     assert webhook["data"]["file_name"] == file_name
     # The ledger keeps what was sent, whatever the records show.
@@ -697,3 +701,384 @@ async def test_aclose_cancels_pending_transmissions(start_sandbox: SandboxFactor
 
     assert sandbox.ledger_entry(fax_id)["status"] == "queued"
     assert len((await sandbox.api.get("/accounts/self/outbox")).json()["records"]) == 1
+
+
+# --- variants: each reading of FAX.PLUS the docs allow -----------------------------------------
+
+SECOND_NUMBER = "+15550000002"
+
+
+async def listed(sandbox: Sandbox, **params: str | int) -> list[Json]:
+    response = await sandbox.api.get("/accounts/self/faxes", params=params)
+    assert response.status_code == 200, response.text
+    records = response.json()["data"]["records"]
+    assert isinstance(records, list)
+    return records
+
+
+def test_all_is_every_variant() -> None:
+    assert parse_variants(["all"]) == frozenset(VARIANTS)
+    assert parse_variants(["credit, converter", ""]) == {"credit", "converter"}
+
+
+# --- distinct-ids ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+async def test_distinct_ids_relate_only_as_documented(
+    start_sandbox: SandboxFactory, sink: WebhookSink, distinct: bool
+) -> None:
+    sandbox = await start_sandbox(variants=("distinct-ids",) if distinct else ())
+    await sandbox.add_hook(sink.url)
+    send_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    (webhook,) = await sink.next()
+    (record,) = await listed(sandbox)
+    session_id = webhook["data"]["id"]
+
+    assert webhook["hook"]["id"] == session_id  # a first attempt
+    assert len({send_id, session_id, record["id"]}) == (3 if distinct else 1)
+    faxes = "/accounts/self/faxes"
+    assert (await sandbox.api.get(f"{faxes}/{record['id']}")).json() == record
+    for other_id in (send_id, session_id):
+        expected = 404 if distinct else 200
+        assert (await sandbox.api.get(f"{faxes}/{other_id}")).status_code == expected
+    # "Both IDs can be used with the API getFile handle"; the send's id is not one of them.
+    for handle in (session_id, record["id"], record["file"]):
+        assert (await sandbox.api.get(f"/accounts/self/files/{handle}")).status_code == 200
+        assert (await sandbox.api.get(f"/accounts/self/report/{handle}")).status_code == 200
+    send_file = await sandbox.api.get(f"/accounts/self/files/{send_id}")
+    assert send_file.status_code == (404 if distinct else 200)
+    assert sandbox.ledger_entry(send_id)["status"] == "success"
+
+
+# --- provider-retries ------------------------------------------------------------------------
+
+
+async def test_provider_retries_redial_by_the_account_setting(
+    start_sandbox: SandboxFactory, sink: WebhookSink
+) -> None:
+    sandbox = await start_sandbox(variants=("provider-retries",))
+    await sandbox.add_hook(sink.url)
+    account = (await sandbox.api.get("/accounts/self")).json()
+    assert account["settings"]["send_fax"]["retry"] == {"count": 3, "delay": 1}
+    path = await sandbox.upload()
+
+    # Busy on the first dial, answered on FAX.PLUS's own redial.
+    busy_once = (await sandbox.send_ok(["+15551110017"], [path]))["+15551110017"]
+    first, second = await sink.next(2)
+
+    assert [first["data"]["status"], second["data"]["status"]] == ["failed_user_busy", "success"]
+    assert first["data"]["id"] == second["data"]["id"] == busy_once
+    assert first["hook"]["id"] == busy_once
+    assert second["hook"]["id"] != busy_once  # concepts/webhook: a retry
+    records = await listed(sandbox)
+    assert [(r["id"], r["status"], r["max_retry"]) for r in records] == [
+        (second["hook"]["id"], "success", 3),
+        (busy_once, "failed_user_busy", 3),
+    ]
+    entry = sandbox.ledger_entry(busy_once)
+    assert (entry["status"], entry["attempts"], entry["options"]) == ("success", 2, {})
+
+    # Always busy: the first dial and all three redials.
+    always_busy = (await sandbox.send_ok(["+15551110013"], [path]))["+15551110013"]
+    webhooks = await sink.next(4)
+    assert [hook["data"]["status"] for hook in webhooks] == ["failed_user_busy"] * 4
+    assert len({hook["hook"]["id"] for hook in webhooks}) == 4
+    assert sandbox.ledger_entry(always_busy)["attempts"] == 4
+
+    # A send's own options.retry wins over the account's setting.
+    options = {"retry": {"count": 0}}
+    no_redial = (await sandbox.send_ok(["+15552220017"], [path], options=options))["+15552220017"]
+    (webhook,) = await sink.next()
+    assert webhook["data"]["status"] == "failed_user_busy"
+    entry = sandbox.ledger_entry(no_redial)
+    assert (entry["status"], entry["attempts"], entry["options"]) == (
+        "failed_user_busy",
+        1,
+        options,
+    )
+    assert sink.pending() == 0
+
+
+async def test_by_default_nothing_is_redialled_by_the_provider(
+    sandbox: Sandbox, sink: WebhookSink
+) -> None:
+    await sandbox.add_hook(sink.url)
+    path = await sandbox.upload()
+    account = (await sandbox.api.get("/accounts/self")).json()
+    assert account["settings"]["send_fax"]["retry"] == {"count": 0, "delay": 0}
+    options = {"enhancement": True, "retry": {"count": 2, "delay": 1}}
+
+    first = (await sandbox.send_ok(["+15551110017"], [path], options=options))["+15551110017"]
+    (webhook,) = await sink.next()
+    # The gateway's own redial, a new send, finds the line free.
+    second = (await sandbox.send_ok(["+15551110017"], [path]))["+15551110017"]
+    (redialled,) = await sink.next()
+
+    assert (webhook["data"]["status"], redialled["data"]["status"]) == (
+        "failed_user_busy",
+        "success",
+    )
+    assert [(e["id"], e["attempts"], e["options"]) for e in await sandbox.ledger()] == [
+        (first, 1, options),
+        (second, 1, {}),
+    ]
+
+
+# --- listings: oldest-first and the SDK's sort_by/order/offset/limit ------------------------
+
+
+@pytest.mark.parametrize("oldest_first", [False, True])
+async def test_listings_honour_sort_order_and_paging(
+    start_sandbox: SandboxFactory, sink: WebhookSink, oldest_first: bool
+) -> None:
+    sandbox = await start_sandbox(variants=("oldest-first",) if oldest_first else ())
+    await sandbox.add_hook(sink.url)
+    sends = [("+15551110003", 1), ("+15551110001", 3), ("+15551110002", 2)]
+    ids = []
+    for destination, pages in sends:  # one at a time, so they complete in this order
+        path = await sandbox.upload(make_pdf(pages))
+        ids.append((await sandbox.send_ok([destination], [path]))[destination])
+        await sink.next()
+
+    async def order(**params: str | int) -> list[str]:
+        return [record["id"] for record in await listed(sandbox, **params)]
+
+    oldest = ids
+    newest = ids[::-1]
+    assert await order() == (oldest if oldest_first else newest)
+    assert await order(sort_by="date", order="desc") == newest
+    assert await order(sort_by="date", order="asc") == oldest
+    assert await order(order="desc", limit=2) == newest[:2]
+    assert await order(order="desc", limit=2, offset=2) == newest[2:]
+    assert await order(sort_by="pages", order="asc") == [ids[0], ids[2], ids[1]]
+    assert await order(sort_by="to", order="desc") == [ids[0], ids[2], ids[1]]
+    for bad in ({"sort_by": "size"}, {"order": "up"}, {"offset": -1}):
+        response = await sandbox.api.get("/accounts/self/faxes", params=bad)
+        assert (response.status_code, response.json()["error"]) == (400, "bad_request")
+
+
+async def test_outbox_lists_oldest_first_unless_asked(start_sandbox: SandboxFactory) -> None:
+    sandbox = await start_sandbox(delay=30.0, variants=("oldest-first",))
+    path = await sandbox.upload()
+    for destination in ("+15551110001", "+15551110002", "+15551110003"):
+        await sandbox.send_ok([destination], [path])
+
+    async def destinations(**params: str) -> list[str]:
+        response = await sandbox.api.get("/accounts/self/outbox", params=params)
+        return [record["to"][0] for record in response.json()["records"]]
+
+    assert await destinations() == ["+15551110001", "+15551110002", "+15551110003"]
+    assert await destinations(order="desc", limit="2") == ["+15551110003", "+15551110002"]
+
+
+# --- formatted-numbers -----------------------------------------------------------------------
+
+
+def test_numbers_are_displayed_like_the_docs_examples() -> None:
+    assert display_number("+13343041234") == "+1 334-304-1234"
+    assert display_number("+4930123456") == "+49 30123456"
+    assert display_number("no_number") == "no_number"
+
+
+async def test_formatted_numbers_in_webhooks_and_records(
+    start_sandbox: SandboxFactory, sink: WebhookSink
+) -> None:
+    sandbox = await start_sandbox(variants=("formatted-numbers",))
+    await sandbox.add_hook(sink.url)
+    await sandbox.send_ok(["+13343041111"], [await sandbox.upload()])
+    (webhook,) = await sink.next()
+    (record,) = await listed(sandbox)
+
+    data = webhook["data"]
+    assert "from" not in data and "to" not in data
+    assert (data["from_number"], data["to_number"]) == ("+1 555-000-0001", "+1 334-304-1111")
+    assert (record["from"], record["to"]) == ("+1 555-000-0001", "+1 334-304-1111")
+    # The ledger keeps what was sent.
+    assert (await sandbox.ledger())[0]["to"] == "+13343041111"
+
+
+# --- converter -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("converter", [False, True])
+async def test_converter_fails_what_it_cannot_convert(
+    start_sandbox: SandboxFactory, sink: WebhookSink, converter: bool
+) -> None:
+    sandbox = await start_sandbox(variants=("converter",) if converter else ())
+    await sandbox.add_hook(sink.url)
+    pdf = make_pdf(1)
+    uploads: list[tuple[str, bytes, str | None, str]] = [
+        ("letter.pdf", pdf, "application/pdf", "success"),
+        ("scan.tif", make_tiff(1), "image/tiff", "success"),
+        ("letter.docx", pdf, None, "failed_office_converter_issue"),
+        ("letter", pdf, None, "failed_mimetype_not_supported"),
+        ("letter.pdf", pdf, "image/png", "failed_mimetype_not_supported"),
+        ("broken.pdf", b"%PDF-1.7 not really", "application/pdf", "failed_office_converter_issue"),
+    ]
+    expected = {}
+    for index, (name, content, media_type, status) in enumerate(uploads):
+        part = (name, content) if media_type is None else (name, content, media_type)
+        response = await sandbox.api.post(
+            "/accounts/self/files", params={"format": "pdf"}, files={"fax_file": part}
+        )
+        destination = f"+1555111000{index}"
+        await sandbox.send_ok([destination], [response.json()["path"]])
+        expected[destination] = status if converter else "success"
+    webhooks = await sink.next(len(uploads))
+
+    assert {hook["data"]["to"]: hook["data"]["status"] for hook in webhooks} == expected
+    for entry in await sandbox.ledger():
+        assert entry["status"] == expected[entry["to"]]
+        # A document that was never converted was never dialled.
+        assert entry["attempts"] == (1 if entry["status"] == "success" else 0)
+
+
+# --- credit ----------------------------------------------------------------------------------
+
+
+async def test_credit_runs_out_into_insufficient_credit(
+    start_sandbox: SandboxFactory, sink: WebhookSink
+) -> None:
+    sandbox = await start_sandbox(variants=("credit",), credit_pages=3)
+    await sandbox.add_hook(sink.url)
+    two_pages, one_page = await sandbox.upload(make_pdf(2)), await sandbox.upload(make_pdf(1))
+    outcomes = []
+    for destination, path in [
+        ("+15551110001", two_pages),
+        ("+15551110002", two_pages),  # 1 page left: refused
+        ("+15551110013", one_page),  # busy: costs nothing
+        ("+15551110003", one_page),
+        ("+15551110004", one_page),  # spent
+    ]:
+        await sandbox.send_ok([destination], [path])
+        (webhook,) = await sink.next()
+        outcomes.append((webhook["data"]["status"], webhook["data"]["cost"]))
+
+    assert outcomes == [
+        ("success", 2),
+        ("insufficient_credit", 0),
+        ("failed_user_busy", 0),
+        ("success", 1),
+        ("insufficient_credit", 0),
+    ]
+    with pytest.raises(ValueError, match="credit_pages"):
+        SimulatorSettings(credit_pages=-1)
+
+
+# --- slow-outbox -----------------------------------------------------------------------------
+
+
+async def test_slow_outbox_passes_through_converting_and_sending(
+    start_sandbox: SandboxFactory, sink: WebhookSink
+) -> None:
+    sandbox = await start_sandbox(variants=("slow-outbox",))
+    await sandbox.add_hook(sink.url)
+    fax_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    seen: set[str] = set()
+
+    async def sending() -> Json | None:
+        records = (await sandbox.api.get("/accounts/self/outbox")).json()["records"]
+        seen.update(record["status"] for record in records)
+        return next((record for record in records if record["status"] == "sending"), None)
+
+    entry = await eventually(sending, timeout=5.0, what="the outbox entry sending")
+    assert "converting" in seen
+    assert [change["status"] for change in entry["status_changes"]] == [
+        "submitted",
+        "converting",
+        "scheduled_for_sending",
+        "sending",
+    ]
+    assert await listed(sandbox) == []  # not a fax record yet
+    (webhook,) = await sink.next()
+    assert sandbox.ledger_entry(fax_id)["status"] == webhook["data"]["status"] == "success"
+    assert (await sandbox.api.get("/accounts/self/outbox")).json() == {"records": []}
+
+
+# --- documented errors and load-balanced senders ---------------------------------------------
+
+
+async def test_documented_error_codes(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = await sandbox.upload()
+    files = [path] * 11
+    too_many_files = await sandbox.send(["+15551110001"], files)
+    assert (too_many_files.status_code, too_many_files.json()["error"]) == (400, "too_many_files")
+    destinations = [f"+1555{index:07d}" for index in range(4001)]
+    too_many = await sandbox.send(destinations, [path])
+    assert (too_many.status_code, too_many.json()["error"]) == (400, "too_many_destinations")
+    # A send whose files add up to more than the limit (lowered here from 150 MB).
+    monkeypatch.setattr(payloads, "MAX_SEND_BYTES", 2 * len(make_pdf(1)) - 1)
+    too_large = await sandbox.send(["+15551110001"], [path, path])
+    assert (too_large.status_code, too_large.json()["error"]) == (413, "payload_too_large")
+    assert (await sandbox.send(["+15551110001"], [path])).status_code == 201
+    assert len(await sandbox.ledger()) == 1
+
+
+async def test_upload_over_150_mb_is_refused_on_its_content_length(sandbox: Sandbox) -> None:
+    """Only the headers are sent: the 413 comes before the body would."""
+    host, port = sandbox.server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    size = 150 * 1024 * 1024 + 1
+    writer.write(
+        (
+            "POST /v3/accounts/self/files?format=pdf HTTP/1.1\r\n"
+            f"Host: {host}\r\nAuthorization: Bearer sandbox\r\n"
+            "Content-Type: multipart/form-data; boundary=XYZ\r\n"
+            f"Content-Length: {size}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5.0)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_comma_separated_from_balances_over_the_accounts_numbers(
+    start_sandbox: SandboxFactory, sink: WebhookSink
+) -> None:
+    sandbox = await start_sandbox(from_number=f"{FROM},{SECOND_NUMBER}")
+    await sandbox.add_hook(sink.url)
+    numbers = (await sandbox.api.get("/accounts/self/numbers")).json()["numbers"]
+    assert [number["number"] for number in numbers] == [FROM, SECOND_NUMBER]
+    path = await sandbox.upload()
+    destinations = ["+15551110001", "+15551110002", "+15551110003"]
+
+    response = await sandbox.api.post(
+        "/accounts/self/outbox",
+        json={"from": f"{FROM},{SECOND_NUMBER}", "to": destinations, "files": [path]},
+    )
+    assert response.status_code == 201
+    webhooks = await sink.next(3)
+
+    used = {hook["data"]["to"]: hook["data"]["from"] for hook in webhooks}
+    assert used == dict(zip(destinations, [FROM, SECOND_NUMBER, FROM], strict=True))
+    unknown = await sandbox.api.post(
+        "/accounts/self/outbox",
+        json={"from": f"{FROM},+15559999999", "to": destinations, "files": [path]},
+    )
+    assert unknown.status_code == 400
+    assert "+15559999999" in unknown.json()["description"]
+    with pytest.raises(ValueError, match="from_number"):
+        SimulatorSettings(from_number=f"{FROM},555")
+
+
+async def test_ledger_keeps_options_as_received_and_counts_dials(
+    start_sandbox: SandboxFactory,
+) -> None:
+    sandbox = await start_sandbox(delay=30.0)
+    path = await sandbox.upload()
+    options: dict[str, Any] = {"retry": {"count": 1}}  # no delay, no enhancement: as sent
+    with_options = await sandbox.send_ok(["+15551110001"], [path], options=options)
+    without = await sandbox.send_ok(["+15551110002"], [path])
+
+    ledger = {entry["id"]: entry for entry in await sandbox.ledger()}
+    assert ledger[with_options["+15551110001"]]["options"] == options
+    assert ledger[without["+15551110002"]]["options"] == {}
+    assert {entry["attempts"] for entry in ledger.values()} == {0}
+    async with httpx.AsyncClient(trust_env=False) as anonymous:
+        raw = (await anonymous.get(f"{sandbox.server.url}/sandbox/ledger")).json()
+    assert set(raw["faxes"][0]) == {
+        "id", "to", "from", "comment", "tags", "files", "status", "submitted_at", "options",
+        "attempts",
+    }  # fmt: skip

@@ -27,8 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mailfax.sandbox import DEFAULT_TOKEN, documents
 from mailfax.sandbox.faults import Delivery, FaultInjection, Faults, check_fault_settings
 from mailfax.sandbox.ledger_file import load_ledger, save_ledger
+from mailfax.sandbox.listing import MAX_LIMIT, ListingQuery, QueryError, listed, parse_listing_query
 from mailfax.sandbox.payloads import (
     HOOK_EVENTS,
+    MAX_SEND_BYTES,
     ApiError,
     bad_request,
     optional_field,
@@ -37,14 +39,15 @@ from mailfax.sandbox.payloads import (
     parse_json_object,
     parse_send_request,
     required_field,
+    too_large,
 )
 from mailfax.sandbox.state import (
-    TIME_FORMAT,
     AccountState,
     FaxRecord,
     Hook,
     JsonObject,
     OutboxEntry,
+    Session,
     format_time,
     utc_now,
 )
@@ -57,7 +60,8 @@ _WEBHOOK_ATTEMPTS = 3
 _WEBHOOK_BACKOFF = 0.1
 _UPLOAD_FORMATS = frozenset({"pdf", "tiff"})
 _FAX_CATEGORIES = frozenset({"inbox", "sent", "spam"})
-_MAX_LIST_LIMIT = 50
+# slow-outbox: seconds an outbox entry spends converting, and then sending.
+_SLOW_OUTBOX_PHASE = 0.5
 _ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
@@ -67,7 +71,8 @@ class SimulatorSettings:
 
     token: str = DEFAULT_TOKEN  # clients authenticate with "Authorization: Bearer <token>"
     delay: float = 2.0  # seconds from send to completion and the fax_sent webhook; 0 allowed
-    from_number: str = "+15550000001"  # the account's one active number
+    # The account's active numbers, comma-separated (a send may name several in `from`).
+    from_number: str = "+15550000001"
     # Faults (see faults.py); rates are fractions 0..1, all drawn from one Random(seed).
     seed: int = 0
     error_rate: float = 0.0  # /v3 requests answered 503 or 500 before being processed
@@ -85,6 +90,12 @@ class SimulatorSettings:
     state_file: str | os.PathLike[str] | None = None
     # Readings of FAX.PLUS other than the default one (see variants.py); () = the default.
     variants: tuple[str, ...] = ()
+    # Pages the account can send before its sends end insufficient_credit (variant "credit").
+    credit_pages: int = 100
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        return tuple(number.strip() for number in self.from_number.split(","))
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -92,8 +103,11 @@ class SimulatorSettings:
         if self.delay < 0:
             raise ValueError(f"delay must be >= 0, got {self.delay}")
         # The SDK's Number model rejects anything else.
-        if not re.fullmatch(r"\+[0-9]{8,}", self.from_number):
-            raise ValueError(f"from_number must look like +15550000001, got {self.from_number!r}")
+        for number in self.numbers:
+            if not re.fullmatch(r"\+[0-9]{8,}", number):
+                raise ValueError(f"from_number must look like +15550000001, got {number!r}")
+        if self.credit_pages < 0:
+            raise ValueError(f"credit_pages must be >= 0, got {self.credit_pages}")
         check_fault_settings(self)
         parse_variants(self.variants)
 
@@ -131,7 +145,10 @@ class Simulator:
         # Entries of earlier runs are final: their faxes died with the process that held them.
         self._earlier_ledger = [] if self._state_file is None else load_ledger(self._state_file)
         self._state = AccountState(
-            settings.from_number, self._save_ledger, parse_variants(settings.variants)
+            settings.numbers,
+            self._save_ledger,
+            parse_variants(settings.variants),
+            settings.credit_pages,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._transmissions: dict[str, asyncio.Task[None]] = {}
@@ -216,9 +233,19 @@ class Simulator:
         return entry
 
     def _fax_record(self, request: Request) -> FaxRecord:
+        """The record of GET/PUT/DELETE /faxes/{fax_id}."""
         self._require_account(request)
         fax_id = request.path_params["fax_id"]
         record = self._state.find_fax(fax_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"fax {fax_id!r} not found")
+        return record
+
+    def _fax_document(self, request: Request) -> FaxRecord:
+        """The fax whose file /files/{fax_id} and /report/{fax_id} serve."""
+        self._require_account(request)
+        fax_id = request.path_params["fax_id"]
+        record = self._state.find_document(fax_id)
         if record is None:
             raise ApiError(404, "not_found", f"fax {fax_id!r} not found")
         return record
@@ -231,15 +258,17 @@ class Simulator:
 
     async def _list_numbers(self, request: Request) -> Response:
         self._require_account(request)
-        return JSONResponse({"numbers": [self._state.number_json()]})
+        numbers = [self._state.number_json(number) for number in self._state.numbers]
+        return JSONResponse({"numbers": numbers})
 
     async def _get_number(self, request: Request) -> Response:
         self._require_account(request)
         number = request.path_params["number"]
         # Clients that forget to percent-encode '+' send it as a space or drop it.
-        if number.strip().lstrip("+") != self._state.number.lstrip("+"):
+        known = {known.lstrip("+"): known for known in self._state.numbers}
+        if number.strip().lstrip("+") not in known:
             raise ApiError(404, "not_found", f"number {number!r} not found")
-        return JSONResponse(self._state.number_json())
+        return JSONResponse(self._state.number_json(known[number.strip().lstrip("+")]))
 
     # --- files ---------------------------------------------------------------------------
 
@@ -248,32 +277,36 @@ class Simulator:
         upload_format = request.query_params.get("format", "pdf")
         if upload_format not in _UPLOAD_FORMATS:
             raise bad_request(f"'format' {upload_format!r} is not one of ['pdf', 'tiff']")
+        # Refused on its announced size, before a byte of the body is read.
+        announced = request.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > MAX_SEND_BYTES:
+            raise too_large(int(announced))
         part = await asyncio.to_thread(
             parse_fax_file, request.headers.get("content-type", ""), await request.body()
         )
         pages = await asyncio.to_thread(documents.count_pages, part.content)
-        upload = self._state.add_upload(part.file_name, part.content, pages)
+        upload = self._state.add_upload(part.file_name, part.media_type, part.content, pages)
         return JSONResponse({"path": upload.path})
 
     async def _get_file(self, request: Request) -> Response:
-        record = self._fax_record(request)
+        record = self._fax_document(request)
         file_format = request.query_params.get("format", "pdf")
         if file_format != "pdf":
             raise bad_request("the sandbox renders fax documents as 'pdf' only")
-        contents = [upload.content for upload in record.files]
+        contents = [upload.content for upload in record.session.request.files]
         document = await asyncio.to_thread(documents.fax_document, contents)
         media_type = documents.media_type(document)
         extension = media_type.rpartition("/")[2]
         return _download(document, media_type, f"{record.id}.{extension}")
 
     async def _get_report(self, request: Request) -> Response:
-        record = self._fax_record(request)
+        record = self._fax_document(request)
         lines = [
             f"Fax ID: {record.id}",
             f"From: {record.source}",
             f"To: {record.destination}",
             f"Status: {record.outcome.status} ({record.outcome.description})",
-            f"Pages: {record.outcome.pages_sent} of {sum(u.pages for u in record.files)}",
+            f"Pages: {record.outcome.pages_sent} of {record.session.request.page_count}",
             f"Time (UTC): {format_time(record.started_at)}",
         ]
         report = await asyncio.to_thread(
@@ -286,7 +319,7 @@ class Simulator:
     async def _send_fax(self, request: Request) -> Response:
         self._require_account(request)
         body = parse_json_object(await request.body())
-        send_request = parse_send_request(body, self._state.number, self._state.uploads)
+        send_request = parse_send_request(body, self._state.numbers, self._state.uploads)
         entry = self._state.submit(send_request, request.client.host if request.client else "")
         transmission = self._spawn(self._transmit_when_due(entry))
         self._transmissions[entry.id] = transmission
@@ -300,8 +333,22 @@ class Simulator:
 
     async def _list_outbox(self, request: Request) -> Response:
         self._require_account(request)
+        # The SDK gives this listing no parameters; those of GET /faxes are honoured alike.
+        entries = listed(
+            list(self._state.outbox.values()),
+            _listing_query(request, default_limit=None),
+            submitted_at=lambda entry: entry.submitted_at,
+            sort_keys={
+                "date": lambda entry: entry.submitted_at,
+                "from": lambda entry: entry.request.source,
+                "to": lambda entry: entry.request.destinations,
+                "comment": lambda entry: entry.comment,
+                "pages": lambda entry: entry.request.page_count,
+            },
+            default_order="asc",
+        )
         uid = self._state.uid
-        return JSONResponse({"records": [e.to_json(uid) for e in self._state.outbox.values()]})
+        return JSONResponse({"records": [entry.to_json(uid) for entry in entries]})
 
     async def _get_outbox(self, request: Request) -> Response:
         return JSONResponse(self._outbox_entry(request).to_json(self._state.uid))
@@ -325,33 +372,31 @@ class Simulator:
 
     async def _list_faxes(self, request: Request) -> Response:
         self._require_account(request)
-        query = request.query_params
-        category = query.get("category")
+        category = request.query_params.get("category")
         if category is not None and category not in _FAX_CATEGORIES:
             raise bad_request(f"'category' {category!r} is not one of {sorted(_FAX_CATEGORIES)}")
-        after = _query_time(query.get("after"), "after")
-        before = _query_time(query.get("before"), "before")
-        limit = _query_int(query.get("limit"), "limit", default=_MAX_LIST_LIMIT, minimum=1)
-        offset = _query_int(query.get("offset"), "offset", default=0, minimum=0)
-        if limit > _MAX_LIST_LIMIT:
-            raise bad_request(f"'limit' must be at most {_MAX_LIST_LIMIT}")
+        query = _listing_query(request, default_limit=MAX_LIMIT)
         # Every record here is outgoing, so the inbox and spam folders are always empty.
-        matching = self._sent_faxes(after, before) if category in (None, "sent") else []
-        uid = self._state.uid
-        page = [record.to_json(uid) for record in matching[offset : offset + limit]]
-        return JSONResponse({"data": {"records": page}})
-
-    def _sent_faxes(self, after: datetime | None, before: datetime | None) -> list[FaxRecord]:
-        """Sent faxes submitted within [after, before], newest first like the web app."""
-        return [
-            record
-            for record in reversed(self._state.faxes.values())
-            if (after is None or record.submitted_at >= after)
-            and (before is None or record.submitted_at <= before)
-        ]
+        faxes = list(self._state.faxes.values()) if category in (None, "sent") else []
+        page = listed(
+            faxes,
+            query,
+            submitted_at=lambda record: record.session.submitted_at,
+            sort_keys={
+                "date": lambda record: record.started_at,
+                "from": lambda record: record.source,
+                "to": lambda record: record.destination,
+                "comment": lambda record: record.comment,
+                "pages": lambda record: record.outcome.pages_sent,
+            },
+            # Newest first like the web app, unless the account lists oldest first.
+            default_order="asc" if self._state.has("oldest-first") else "desc",
+        )
+        records = [self._state.record_json(record) for record in page]
+        return JSONResponse({"data": {"records": records}})
 
     async def _get_fax(self, request: Request) -> Response:
-        return JSONResponse(self._fax_record(request).to_json(self._state.uid))
+        return JSONResponse(self._state.record_json(self._fax_record(request)))
 
     async def _update_fax(self, request: Request) -> Response:
         record = self._fax_record(request)
@@ -405,16 +450,38 @@ class Simulator:
             log.error("sandbox background task failed", exc_info=task.exception())
 
     async def _transmit_when_due(self, entry: OutboxEntry) -> None:
-        # Conversion is instant here; the fax then waits for its slot (delay or send_time).
+        slow = self._state.has("slow-outbox")
+        if slow:
+            await self._outbox_phase(entry, "converting")
+        # Otherwise conversion is instant; the fax then waits for its slot (delay or send_time).
         entry.change_status("scheduled_for_sending", utc_now())
         await asyncio.sleep(self._seconds_until_due(entry))
+        if slow:
+            await self._outbox_phase(entry, "sending")
         del self._transmissions[entry.id]
-        records = self._state.complete(entry)
+        sessions = self._state.leave_outbox(entry)
         # Awaited here, so an early-webhook send can hold its answer until they are done.
+        async with asyncio.TaskGroup() as attempts:
+            for session in sessions:
+                attempts.create_task(self._attempt(session))
+
+    async def _outbox_phase(self, entry: OutboxEntry, status: str) -> None:
+        entry.change_status(status, utc_now())
+        await asyncio.sleep(_SLOW_OUTBOX_PHASE)
+
+    async def _attempt(self, session: Session) -> None:
+        """Dial once and report it; FAX.PLUS's own redials follow in the background."""
+        record = self._state.dial(session)
         async with asyncio.TaskGroup() as deliveries:
-            for record in records:
-                for hook in self._state.hooks_for("fax_sent"):
-                    deliveries.create_task(self._deliver_webhook(hook, record))
+            for hook in self._state.hooks_for("fax_sent"):
+                deliveries.create_task(self._deliver_webhook(hook, record))
+        if self._state.redials(session):
+            self._spawn(self._redial(session))
+
+    async def _redial(self, session: Session) -> None:
+        # The retry delay is in minutes; the simulator compresses each to its own send delay.
+        await asyncio.sleep(self._settings.delay)
+        await self._attempt(session)
 
     def _seconds_until_due(self, entry: OutboxEntry) -> float:
         send_time = entry.request.send_time
@@ -423,7 +490,7 @@ class Simulator:
         return max(self._settings.delay, (send_time - datetime.now(UTC)).total_seconds())
 
     async def _deliver_webhook(self, hook: Hook, record: FaxRecord) -> None:
-        payload = record.webhook_payload(hook, self._state.uid, utc_now())
+        payload = self._state.webhook_payload(record, hook, utc_now())
         for delivery in self._faults.webhook_deliveries(hook.target, payload):
             await asyncio.sleep(delivery.delay)
             await self._post_webhook(delivery, record.id)
@@ -464,22 +531,11 @@ def _download(content: bytes, media_type: str, file_name: str) -> Response:
     )
 
 
-def _query_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
+def _listing_query(request: Request, *, default_limit: int | None) -> ListingQuery:
     try:
-        # Like the SDK's own check, only the leading 'YYYY-MM-DD HH:mm:ss' counts.
-        return datetime.strptime(value[:19], TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise bad_request(f"'{name}' {value!r} is not 'YYYY-MM-DD HH:mm:ss'") from None
-
-
-def _query_int(value: str | None, name: str, *, default: int, minimum: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) < minimum:
-        raise bad_request(f"'{name}' must be an integer >= {minimum}")
-    return int(value)
+        return parse_listing_query(request.query_params, default_limit=default_limit)
+    except QueryError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def _api_error(request: Request, exc: Exception) -> Response:

@@ -34,6 +34,8 @@ _MAX_FILES = 10
 _MAX_DESTINATIONS = 4000
 _MAX_RETRY_COUNT = 3
 _MAX_RETRY_DELAY = 30
+# concepts/fax (newer page): "150 MB" per send, answered 413 above it.
+MAX_SEND_BYTES = 150 * 1024 * 1024
 HOOK_EVENTS = frozenset({"fax_sent", "fax_received"})
 
 
@@ -54,6 +56,13 @@ class ApiError(Exception):
 
 def bad_request(description: str) -> ApiError:
     return ApiError(400, "bad_request", description)
+
+
+def too_large(size: int) -> ApiError:
+    limit = MAX_SEND_BYTES // (1024 * 1024)
+    return ApiError(
+        413, "payload_too_large", f"{size} bytes is over the {limit} MB a send may carry"
+    )
 
 
 def parse_json_object(raw: bytes) -> JsonObject:
@@ -89,7 +98,7 @@ def _string_list(body: Mapping[str, object], key: str, *, required: bool) -> lis
 
 
 def parse_send_request(
-    body: JsonObject, account_number: str, uploads: Mapping[str, Upload]
+    body: JsonObject, account_numbers: tuple[str, ...], uploads: Mapping[str, Upload]
 ) -> SendRequest:
     """Validate a `PayloadOutbox` against the account it is sent from."""
     comment = optional_field(body, "comment", dict) or {}
@@ -97,12 +106,15 @@ def parse_send_request(
     retry = _retry_options(options or {})
     enhancement = optional_field(options or {}, "enhancement", bool)
     enhancement = True if enhancement is None else enhancement
+    source = required_field(body, "from", str)
     return SendRequest(
-        source=_source(body, account_number),
+        source=source,
+        sources=_sources(source, account_numbers),
         destinations=_destinations(body),
         files=_files(body, uploads),
         comment=optional_field(comment, "text", str) or "",
         tags=tuple(_string_list(comment, "tags", required=False)),
+        received_options={} if options is None else options,
         options={} if options is None else {"enhancement": enhancement, "retry": retry.to_json()},
         enhancement=enhancement,
         retry=retry,
@@ -112,11 +124,15 @@ def parse_send_request(
     )
 
 
-def _source(body: JsonObject, account_number: str) -> str:
-    source = required_field(body, "from", str)
-    if source != account_number and source not in _NO_NUMBER:
-        raise bad_request(f"'from' {source!r} is not a number of this account")
-    return source
+def _sources(source: str, account_numbers: tuple[str, ...]) -> tuple[str, ...]:
+    if source in _NO_NUMBER:
+        return (source,)
+    # send-a-fax: several of the account's numbers, comma-separated, balance the load.
+    numbers = tuple(number.strip() for number in source.split(","))
+    for number in numbers:
+        if number not in account_numbers:
+            raise bad_request(f"'from' {number!r} is not a number of this account")
+    return numbers
 
 
 def _destinations(body: JsonObject) -> tuple[str, ...]:
@@ -124,7 +140,9 @@ def _destinations(body: JsonObject) -> tuple[str, ...]:
     if not destinations:
         raise bad_request("'to' must contain at least one destination")
     if len(destinations) > _MAX_DESTINATIONS:
-        raise bad_request(f"'to' accepts at most {_MAX_DESTINATIONS} destinations")
+        raise ApiError(
+            400, "too_many_destinations", f"'to' accepts at most {_MAX_DESTINATIONS} destinations"
+        )
     for destination in destinations:
         if not _DESTINATION.fullmatch(destination):
             raise bad_request(f"{destination!r} is not an E.164 number like '+15551234567'")
@@ -139,11 +157,15 @@ def _files(body: JsonObject, uploads: Mapping[str, Upload]) -> tuple[Upload, ...
     if not paths:
         raise bad_request("'files' must contain at least one uploaded file path")
     if len(paths) > _MAX_FILES:
-        raise bad_request(f"'files' accepts at most {_MAX_FILES} files")
+        raise ApiError(400, "too_many_files", f"'files' accepts at most {_MAX_FILES} files")
     unknown = [path for path in paths if path not in uploads]
     if unknown:
         raise bad_request(f"unknown file path(s): {', '.join(unknown)}")
-    return tuple(uploads[path] for path in paths)
+    files = tuple(uploads[path] for path in paths)
+    size = sum(len(upload.content) for upload in files)
+    if size > MAX_SEND_BYTES:
+        raise too_large(size)
+    return files
 
 
 def _retry_options(options: JsonObject) -> RetryOptions:
@@ -201,6 +223,7 @@ def parse_hook(body: JsonObject) -> tuple[str, str]:
 @dataclass(frozen=True)
 class FilePart:
     file_name: str
+    media_type: str  # "" when the part declares no Content-Type
     content: bytes
 
 
@@ -220,5 +243,6 @@ def parse_fax_file(content_type: str, body: bytes) -> FilePart:
         if not file_name:
             raise bad_request("the 'fax_file' part needs a filename")
         content = part.get_payload(decode=True)
-        return FilePart(file_name, content if isinstance(content, bytes) else b"")
+        media_type = part.get_content_type() if "content-type" in part else ""
+        return FilePart(file_name, media_type, content if isinstance(content, bytes) else b"")
     raise bad_request("missing multipart part 'fax_file'")

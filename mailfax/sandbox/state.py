@@ -1,32 +1,33 @@
-"""In-memory state of one simulated FAX.PLUS account: uploads, outbox, faxes, hooks, ledger."""
+"""In-memory state of one simulated FAX.PLUS account: uploads, outbox, sessions, faxes, hooks."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mailfax.sandbox.account import account_json, number_json
+from mailfax.sandbox.dialling import (
+    REDIALLED,
+    Document,
+    Outcome,
+    conversion_failure,
+    display_number,
+    new_fax_id,
+    outcome_for,
+)
+from mailfax.sandbox.listing import TIME_FORMAT
+
 JsonObject = dict[str, object]
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-# Destination suffix -> FAX.PLUS status, so callers can provoke every outcome on demand.
-_STATUS_BY_SUFFIX = {
-    "0013": "failed_user_busy",
-    "0014": "failed_no_answer",
-    "0015": "failed_unallocated_number",
-    "0016": "partially_sent",
-}
-_DESCRIPTIONS = {
-    "success": "OK",
-    "partially_sent": "Partially sent",
-    "failed_user_busy": "User busy",
-    "failed_no_answer": "No answer",
-    "failed_unallocated_number": "Unallocated number",
-}
 _SECONDS_PER_PAGE = 30
+# settings.send_fax.retry of an account that redials by itself (provider-retries): the most
+# RetryOptions allows, so a gateway that also redials dials a number four times over.
+_PROVIDER_RETRY_COUNT = 3
+_PROVIDER_RETRY_DELAY = 1
 
 
 def utc_now() -> datetime:
@@ -43,34 +44,11 @@ def format_zoned_time(moment: datetime) -> str:
     return f"{format_time(moment)} +0000"
 
 
-def new_fax_id() -> str:
-    # Fax (CDR) and webhook ids are 24 hex digits in every published example.
-    return secrets.token_hex(12)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    description: str
-    pages_sent: int
-
-
-def outcome_for(destination: str, pages: int) -> Outcome:
-    """The deterministic result of faxing `pages` pages to `destination`."""
-    status = _STATUS_BY_SUFFIX.get(destination[-4:], "success")
-    if status == "success":
-        pages_sent = pages
-    elif status == "partially_sent":
-        pages_sent = pages // 2
-    else:
-        pages_sent = 0
-    return Outcome(status, _DESCRIPTIONS[status], pages_sent)
-
-
 @dataclass(frozen=True)
 class Upload:
     path: str
     file_name: str
+    media_type: str  # the Content-Type the upload declared; "" when none
     content: bytes
     pages: int
 
@@ -88,12 +66,14 @@ class RetryOptions:
 class SendRequest:
     """A validated `PayloadOutbox`."""
 
-    source: str
+    source: str  # as sent: one number, several separated by commas, or no_number
+    sources: tuple[str, ...]  # the numbers FAX.PLUS picks from, one per destination
     destinations: tuple[str, ...]
     files: tuple[Upload, ...]
     comment: str
     tags: tuple[str, ...]
-    options: JsonObject
+    received_options: JsonObject  # `options` exactly as sent; {} when none
+    options: JsonObject  # `options` with the defaults filled in, as the outbox shows it
     enhancement: bool
     retry: RetryOptions
     send_time: datetime | None
@@ -104,6 +84,45 @@ class SendRequest:
     def page_count(self) -> int:
         return sum(upload.pages for upload in self.files)
 
+    @property
+    def asks_for_retry(self) -> bool:
+        return isinstance(self.received_options.get("retry"), dict)
+
+
+@dataclass
+class Session:
+    """One destination of one send: FAX.PLUS's faxing session, and the sandbox's ledger entry."""
+
+    send_id: str  # in the send's `ids`
+    session_id: str  # the webhook's data.id
+    record_id: str  # the first attempt's fax record
+    destination: str
+    source: str
+    request: SendRequest
+    comment: str
+    submitted_at: datetime
+    retry: RetryOptions  # the redials the fax record announces (max_retry, retry_delay)
+    status: str = "queued"
+    attempts: int = 0  # times the line was dialled
+    records: list[FaxRecord] = field(default_factory=list)
+
+    def to_ledger_json(self) -> JsonObject:
+        return {
+            "id": self.send_id,
+            "to": self.destination,
+            "from": self.source,
+            "comment": self.comment,
+            "tags": list(self.request.tags),
+            "files": [
+                {"path": upload.path, "name": upload.file_name, "pages": upload.pages}
+                for upload in self.request.files
+            ],
+            "status": self.status,
+            "submitted_at": format_time(self.submitted_at),
+            "options": self.request.received_options,
+            "attempts": self.attempts,
+        }
+
 
 @dataclass
 class OutboxEntry:
@@ -111,12 +130,16 @@ class OutboxEntry:
 
     id: str
     request: SendRequest
-    fax_ids: dict[str, str]
+    sessions: tuple[Session, ...]
     submitted_at: datetime
     ip: str
     comment: str
     status: str = "submitted"
     status_changes: list[tuple[datetime, str]] = field(default_factory=list)
+
+    @property
+    def fax_ids(self) -> dict[str, str]:
+        return {session.destination: session.send_id for session in self.sessions}
 
     def change_status(self, status: str, at: datetime) -> None:
         self.status = status
@@ -158,25 +181,29 @@ class OutboxEntry:
 
 @dataclass
 class FaxRecord:
-    """The CDR of one transmission to one destination."""
+    """The CDR of one attempt to fax one destination."""
 
     id: str
+    session: Session
+    attempt: int  # 1 for the first dial, 2.. for FAX.PLUS's own redials
     file_id: str
-    source: str
-    destination: str
     comment: str
     outcome: Outcome
-    files: tuple[Upload, ...]
-    retry: RetryOptions
-    submitted_at: datetime
     started_at: datetime
-    scheduled_time: datetime | None
-    cover_page: JsonObject | None
     file_name: str
     is_read: bool = False
 
-    def to_json(self, uid: str) -> JsonObject:
+    @property
+    def source(self) -> str:
+        return self.session.source
+
+    @property
+    def destination(self) -> str:
+        return self.session.destination
+
+    def to_json(self, uid: str, show_number: Callable[[str], str]) -> JsonObject:
         pages = self.outcome.pages_sent
+        request = self.session.request
         record: JsonObject = {
             "comment": self.comment,
             "cost": pages,
@@ -186,48 +213,25 @@ class FaxRecord:
             "duration": pages * _SECONDS_PER_PAGE,
             "file": f"{self.file_id}.tiff",
             "file_name": self.file_name,
-            "from": self.source,
+            "from": show_number(self.source),
             "header": None,
             "id": self.id,
             "is_read": self.is_read,
             "is_spam": False,
             "last_update": format_time(self.started_at),
-            "max_retry": self.retry.count,
+            "max_retry": self.session.retry.count,
             "owner_id": uid,
             "pages": pages,
-            "retry_delay": self.retry.delay,
-            "scheduled_time": format_time(self.scheduled_time) if self.scheduled_time else None,
+            "retry_delay": self.session.retry.delay,
+            "scheduled_time": format_time(request.send_time) if request.send_time else None,
             "start_time": format_time(self.started_at),
             "status": self.outcome.status,
-            "submit_time": format_zoned_time(self.submitted_at),
-            "to": self.destination,
+            "submit_time": format_zoned_time(self.session.submitted_at),
+            "to": show_number(self.destination),
         }
-        if self.cover_page is not None:
-            record["cover_page"] = self.cover_page
+        if request.cover_page is not None:
+            record["cover_page"] = request.cover_page
         return record
-
-    def webhook_payload(self, hook: Hook, uid: str, event_time: datetime) -> JsonObject:
-        # Layout of the documented fax_sent callback; on a first attempt hook.id == data.id.
-        return {
-            "hook": {
-                "id": self.id,
-                "event": hook.event,
-                "event_time": format_time(event_time),
-                "target": hook.target,
-            },
-            "data": {
-                "id": self.id,
-                "uid": uid,
-                "pages": self.outcome.pages_sent,
-                "from": self.source,
-                "to": self.destination,
-                "start_time": format_time(self.started_at),
-                "file": f"{self.file_id}.tiff",
-                "file_name": self.file_name,
-                "status": self.outcome.status,
-                "cost": self.outcome.pages_sent,
-            },
-        }
 
 
 @dataclass(frozen=True)
@@ -240,137 +244,195 @@ class Hook:
         return {"id": self.id, "target": self.target, "event": self.event}
 
 
-@dataclass
-class LedgerEntry:
-    """What the sandbox was asked to fax to one destination, and what became of it."""
-
-    fax_id: str
-    destination: str
-    source: str
-    comment: str
-    tags: tuple[str, ...]
-    files: tuple[Upload, ...]
-    submitted_at: datetime
-    status: str = "queued"
-
-    def to_json(self) -> JsonObject:
-        return {
-            "id": self.fax_id,
-            "to": self.destination,
-            "from": self.source,
-            "comment": self.comment,
-            "tags": list(self.tags),
-            "files": [
-                {"path": upload.path, "name": upload.file_name, "pages": upload.pages}
-                for upload in self.files
-            ],
-            "status": self.status,
-            "submitted_at": format_time(self.submitted_at),
-        }
-
-
 class AccountState:
-    """An individual FAX.PLUS account with one active number."""
+    """An individual FAX.PLUS account with one or more active numbers."""
 
     def __init__(
         self,
-        number: str,
+        numbers: tuple[str, ...],
         on_ledger_change: Callable[[], None],
         variants: frozenset[str] = frozenset(),
+        credit_pages: int = 0,
     ) -> None:
         self._variants = variants
         self.uid = uuid.uuid4().hex
-        self.number = number
-        self._number_id = uuid.uuid4().hex
+        self.numbers = numbers
+        self._number_ids = {number: uuid.uuid4().hex for number in numbers}
         self._created_at = utc_now()
+        self._credit_left = credit_pages
+        self._dials: Counter[str] = Counter()
         self.uploads: dict[str, Upload] = {}
         self.outbox: dict[str, OutboxEntry] = {}
         self.faxes: dict[str, FaxRecord] = {}
         self.hooks: dict[str, Hook] = {}
-        self._ledger: dict[str, LedgerEntry] = {}
+        self._sessions: dict[str, Session] = {}  # by send id, in submission order
+        self._by_session_id: dict[str, Session] = {}
         self._on_ledger_change = on_ledger_change
 
-    def add_upload(self, file_name: str, content: bytes, pages: int) -> Upload:
-        upload = Upload(f"/transient-{uuid.uuid4()}", file_name, content, pages)
+    def has(self, variant: str) -> bool:
+        return variant in self._variants
+
+    def add_upload(self, file_name: str, media_type: str, content: bytes, pages: int) -> Upload:
+        upload = Upload(f"/transient-{uuid.uuid4()}", file_name, media_type, content, pages)
         self.uploads[upload.path] = upload
         return upload
 
     def submit(self, request: SendRequest, ip: str) -> OutboxEntry:
         now = utc_now()
-        entry = OutboxEntry(
-            id=uuid.uuid4().hex,
-            request=request,
-            fax_ids={destination: new_fax_id() for destination in request.destinations},
-            submitted_at=now,
-            ip=ip,
-            comment=request.comment,
+        sessions = tuple(
+            self._new_session(request, destination, request.sources[index % len(request.sources)])
+            for index, destination in enumerate(request.destinations)
         )
+        entry = OutboxEntry(uuid.uuid4().hex, request, sessions, now, ip, request.comment)
         entry.change_status("submitted", now)
         self.outbox[entry.id] = entry
-        for destination, fax_id in entry.fax_ids.items():
-            self._ledger[fax_id] = LedgerEntry(
-                fax_id=fax_id,
-                destination=destination,
-                source=request.source,
-                comment=request.comment,
-                tags=request.tags,
-                files=request.files,
-                submitted_at=now,
-            )
+        for session in sessions:
+            self._sessions[session.send_id] = session
+            self._by_session_id[session.session_id] = session
         self._on_ledger_change()
         return entry
 
+    def _new_session(self, request: SendRequest, destination: str, source: str) -> Session:
+        send_id = new_fax_id()
+        distinct = self.has("distinct-ids")
+        retry = request.retry
+        if self.has("provider-retries") and not request.asks_for_retry:
+            retry = self.account_retry
+        return Session(
+            send_id=send_id,
+            session_id=new_fax_id() if distinct else send_id,
+            record_id=new_fax_id() if distinct else send_id,
+            destination=destination,
+            source=source,
+            request=request,
+            comment=request.comment,
+            submitted_at=utc_now(),
+            retry=retry,
+        )
+
+    @property
+    def account_retry(self) -> RetryOptions:
+        """The account's settings.send_fax.retry, which a send without options.retry follows."""
+        if self.has("provider-retries"):
+            return RetryOptions(_PROVIDER_RETRY_COUNT, _PROVIDER_RETRY_DELAY)
+        return RetryOptions()
+
     def update_outbox_comment(self, entry: OutboxEntry, comment: str) -> None:
         entry.comment = comment
-        for fax_id in entry.fax_ids.values():
-            self._ledger[fax_id].comment = comment
+        for session in entry.sessions:
+            session.comment = comment
         self._on_ledger_change()
 
     def cancel(self, entry: OutboxEntry) -> None:
         del self.outbox[entry.id]
-        for fax_id in entry.fax_ids.values():
-            self._ledger[fax_id].status = "cancelled"
+        for session in entry.sessions:
+            session.status = "cancelled"
         self._on_ledger_change()
 
-    def complete(self, entry: OutboxEntry) -> list[FaxRecord]:
-        """Transmit an outbox entry: it leaves the outbox and yields one record per destination."""
+    def leave_outbox(self, entry: OutboxEntry) -> tuple[Session, ...]:
+        """The entry is transmitted: it leaves the outbox and each destination is dialled."""
         del self.outbox[entry.id]
-        request = entry.request
-        now = utc_now()
-        records = []
-        for destination, fax_id in entry.fax_ids.items():
-            record = FaxRecord(
-                id=fax_id,
-                file_id=uuid.uuid4().hex,
-                source=request.source,
-                destination=destination,
-                comment="" if "no-comment" in self._variants else entry.comment,
-                outcome=outcome_for(destination, request.page_count),
-                files=request.files,
-                retry=request.retry,
-                submitted_at=entry.submitted_at,
-                started_at=now,
-                scheduled_time=request.send_time,
-                cover_page=request.cover_page,
-                file_name=self._record_file_name(request, destination),
-            )
-            self.faxes[fax_id] = record
-            self._ledger[fax_id].status = record.outcome.status
-            records.append(record)
+        return entry.sessions
+
+    def dial(self, session: Session) -> FaxRecord:
+        """One attempt at faxing a session's destination; its fax record."""
+        attempt = len(session.records) + 1
+        record = FaxRecord(
+            id=session.record_id if attempt == 1 else new_fax_id(),
+            session=session,
+            attempt=attempt,
+            file_id=uuid.uuid4().hex,
+            comment="" if self.has("no-comment") else session.comment,
+            outcome=self._outcome(session),
+            started_at=utc_now(),
+            file_name=self._record_file_name(session),
+        )
+        session.records.append(record)
+        session.status = record.outcome.status
+        self.faxes[record.id] = record
         self._on_ledger_change()
-        return records
+        return record
 
-    def _record_file_name(self, request: SendRequest, destination: str) -> str:
-        if "upload-names" in self._variants and request.files:
-            return request.files[0].file_name
-        return f"fax-to-{destination.lstrip('+')}"
+    def _outcome(self, session: Session) -> Outcome:
+        request = session.request
+        if self.has("converter"):
+            documents = [Document(u.file_name, u.media_type, u.pages) for u in request.files]
+            failure = conversion_failure(documents)
+            if failure is not None:
+                return Outcome.failed(failure)
+        if self.has("credit") and request.page_count > self._credit_left:
+            return Outcome.failed("insufficient_credit")
+        destination = session.destination
+        outcome = outcome_for(
+            destination, request.page_count, dialled_before=self._dials[destination] > 0
+        )
+        self._dials[destination] += 1
+        session.attempts += 1
+        self._credit_left -= outcome.pages_sent
+        return outcome
 
-    def find_fax(self, fax_or_file_id: str) -> FaxRecord | None:
-        """Look a fax up by its id, or by the `file` handle its record advertises."""
-        if fax_or_file_id in self.faxes:
-            return self.faxes[fax_or_file_id]
-        file_id = fax_or_file_id.removesuffix(".tiff")
+    def redials(self, session: Session) -> bool:
+        """Whether FAX.PLUS dials the session's destination once more."""
+        return (
+            self.has("provider-retries")
+            and session.status in REDIALLED
+            and len(session.records) <= session.retry.count
+        )
+
+    def _record_file_name(self, session: Session) -> str:
+        if self.has("upload-names") and session.request.files:
+            return session.request.files[0].file_name
+        return f"fax-to-{session.destination.lstrip('+')}"
+
+    def find_fax(self, fax_id: str) -> FaxRecord | None:
+        """The fax record GET /faxes/{id} answers with."""
+        if fax_id in self.faxes or self.has("distinct-ids"):
+            return self.faxes.get(fax_id)
+        return self._by_file(fax_id)
+
+    def find_document(self, fax_or_file_id: str) -> FaxRecord | None:
+        """The fax whose file getFile serves: by record id, session id or `file` handle."""
+        session = self._by_session_id.get(fax_or_file_id)
+        if session is not None and session.records:
+            return session.records[-1]
+        return self.faxes.get(fax_or_file_id) or self._by_file(fax_or_file_id)
+
+    def _by_file(self, file_handle: str) -> FaxRecord | None:
+        file_id = file_handle.removesuffix(".tiff")
         return next((fax for fax in self.faxes.values() if fax.file_id == file_id), None)
+
+    def record_json(self, record: FaxRecord) -> JsonObject:
+        return record.to_json(self.uid, self._show_number)
+
+    def webhook_payload(self, record: FaxRecord, hook: Hook, event_time: datetime) -> JsonObject:
+        """The documented fax_sent callback; hook.id == data.id on a session's first attempt."""
+        session = record.session
+        numbers_as = (
+            ("from_number", "to_number") if self.has("formatted-numbers") else ("from", "to")
+        )
+        return {
+            "hook": {
+                "id": session.session_id if record.attempt == 1 else record.id,
+                "event": hook.event,
+                "event_time": format_time(event_time),
+                "target": hook.target,
+            },
+            "data": {
+                "id": session.session_id,
+                "uid": self.uid,
+                "pages": record.outcome.pages_sent,
+                numbers_as[0]: self._show_number(record.source),
+                numbers_as[1]: self._show_number(record.destination),
+                "start_time": format_time(record.started_at),
+                "file": f"{record.file_id}.tiff",
+                "file_name": record.file_name,
+                "status": record.outcome.status,
+                "cost": record.outcome.pages_sent,
+            },
+        }
+
+    def _show_number(self, number: str) -> str:
+        return display_number(number) if self.has("formatted-numbers") else number
 
     def add_hook(self, target: str, event: str) -> Hook:
         hook = Hook(secrets.token_hex(12), target, event)
@@ -381,72 +443,12 @@ class AccountState:
         return [hook for hook in self.hooks.values() if hook.event == event]
 
     def ledger(self) -> list[JsonObject]:
-        return [entry.to_json() for entry in self._ledger.values()]
+        return [session.to_ledger_json() for session in self._sessions.values()]
 
     def account_json(self) -> JsonObject:
-        return {
-            "uid": self.uid,
-            "account_type": "individual",
-            "status": "active",
-            "email": "sandbox@example.com",
-            "name": "Sandbox",
-            "lastname": "User",
-            "phone": self.number,
-            "profile_image": "",
-            "member_of": [],
-            "creation_date": format_time(self._created_at),
-            "last_password_modification_date": format_time(self._created_at),
-            "account_data": {
-                "company_name": "",
-                "company_logo": "",
-                "default_file_type": "pdf",
-                "role": "",
-                "save_history": True,
-                "deactivation_reason": "",
-            },
-            "notifications": _NOTIFICATIONS,
-            "settings": {
-                "caller_id_name": "",
-                "send_fax": {"retry": RetryOptions().to_json()},
-                "should_enhance": True,
-                "options": {},
-            },
-        }
+        return account_json(
+            self.uid, self.numbers[0], self._created_at, self.account_retry.to_json()
+        )
 
-    def number_json(self) -> JsonObject:
-        return {
-            "id": self._number_id,
-            "number": self.number,
-            "owner_id": self.uid,
-            "status": "active",
-            "assigned_to": [self.uid],
-            "acquired_date": format_time(self._created_at),
-            "expiration_date": None,
-            "is_canceled": False,
-            "notifications": [{"type": "receive_fax", "email": True, "push_notification": True}],
-        }
-
-
-def _event_switches(**extra: object) -> JsonObject:
-    return {
-        "low_credit": True,
-        "new_feature": False,
-        "receive_fax": True,
-        "send_fax": True,
-        "voicemail": False,
-        **extra,
-    }
-
-
-_NOTIFICATIONS: JsonObject = {
-    "black_list": {"uids": []},
-    "settings": {
-        "language": "en",
-        "email": _event_switches(
-            addresses=["sandbox@example.com"],
-            attachments={"confirmation_page": True, "receive_fax": True, "send_fax": True},
-        ),
-        "push_notifications": _event_switches(),
-        "sms": _event_switches(numbers=[]),
-    },
-}
+    def number_json(self, number: str) -> JsonObject:
+        return number_json(self._number_ids[number], number, self.uid, self._created_at)

@@ -20,6 +20,41 @@ VARIANTS: dict[str, str] = {
         "a fax record's file_name is the name the first document was uploaded under; the docs' "
         'examples show a generated one ("fax-to-1334304xxxx"), which is the default'
     ),
+    "distinct-ids": (
+        "the send's ids, the fax record's id and the webhook's data.id are three values: the SDK "
+        'calls data.id a "Fax session ID ... might be different from the one returned by the '
+        'listFaxes handle ... Both IDs can be used with the API getFile handle"; nothing says '
+        "GET /faxes/{id} knows any id but the record's"
+    ),
+    "provider-retries": (
+        "FAX.PLUS redials a busy or unanswered number itself, by options.retry or, when a send "
+        "has none, by the account's settings.send_fax.retry (SDK AccountSettingsSendFax); "
+        'concepts/webhook: "if hook.id != data.id the fax is being retried"; each attempt is '
+        "its own record in listFaxes (WebhookCallbackData.id: the session id covers retries)"
+    ),
+    "oldest-first": (
+        "GET /faxes lists oldest first when sort_by/order are not given: the SDK (3.0.5) "
+        "documents sort_by (date, from, to, comment, pages) and order (asc, desc) but no default"
+    ),
+    "formatted-numbers": (
+        "numbers in webhooks and fax records formatted as in the docs' examples (\"+1 "
+        "334-304-xxxx\"), and the webhook's number keys named from_number/to_number as in the "
+        "SDK's WebhookCallbackData (the docs' example says from/to)"
+    ),
+    "converter": (
+        "FAX.PLUS converts by the uploaded file's name and MIME type (upload-a-file: give the "
+        "real name, extension and type); a name other than .pdf/.tif/.tiff, a type that does not "
+        "match it or an unreadable document ends failed_office_converter_issue or "
+        "failed_mimetype_not_supported (FaxStatus)"
+    ),
+    "credit": (
+        "the account has a page credit (credit_pages); once it is spent, sends end "
+        "insufficient_credit (FaxStatus) instead of being refused"
+    ),
+    "slow-outbox": (
+        "outbox entries pass through the SDK's OutboxStatus converting and sending (each for "
+        "seconds) before they leave the outbox and become fax records"
+    ),
 }
 
 

@@ -132,6 +132,20 @@ def _parser() -> argparse.ArgumentParser:
         help="behave as another reading of the FAX.PLUS docs allows ('all' = every one): "
         + "; ".join(f"{name}: {why}" for name, why in VARIANTS.items()),
     )
+    # SUPPRESS leaves an absent flag out, so SimulatorSettings' own default applies.
+    sim.add_argument(
+        "--from-number",
+        default=argparse.SUPPRESS,
+        metavar="NUMBER[,NUMBER...]",
+        help="the account's active numbers (default +15550000001)",
+    )
+    sim.add_argument(
+        "--credit-pages",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="PAGES",
+        help="pages sent before sends end insufficient_credit (variant 'credit'; default 100)",
+    )
     _fault_options(sim)
     sim.set_defaults(func=_simulator)
 

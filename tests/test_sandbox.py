@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mailfax._http import HttpServer
+from mailfax.cli import _parser as cli_parser
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings, payloads
 from mailfax.sandbox.dialling import display_number
 from mailfax.sandbox.variants import VARIANTS, parse_variants
@@ -1082,3 +1083,26 @@ async def test_ledger_keeps_options_as_received_and_counts_dials(
         "id", "to", "from", "comment", "tags", "files", "status", "submitted_at", "options",
         "attempts",
     }  # fmt: skip
+
+
+def test_simulator_command_line_sets_variants_numbers_and_credit() -> None:
+    args = cli_parser().parse_args(
+        [
+            "simulator",
+            "--variant",
+            "credit,converter",
+            "--variant",
+            "slow-outbox",
+            "--from-number",
+            f"{FROM},{SECOND_NUMBER}",
+            "--credit-pages",
+            "7",
+        ]
+    )
+    settings = SimulatorSettings.from_options({**vars(args), "variants": tuple(args.variants)})
+    assert parse_variants(settings.variants) == {"credit", "converter", "slow-outbox"}
+    assert (settings.numbers, settings.credit_pages) == ((FROM, SECOND_NUMBER), 7)
+    defaults = cli_parser().parse_args(["simulator"])
+    assert SimulatorSettings.from_options({**vars(defaults), "variants": ()}) == (
+        SimulatorSettings()
+    )

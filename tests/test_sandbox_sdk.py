@@ -26,9 +26,13 @@ from mailfax._http import HttpServer
 from mailfax.faxplus import FaxPlusClient, NotFoundApiError
 from mailfax.metrics import api_endpoint
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.sandbox.dialling import display_number
+from mailfax.sandbox.variants import ALL, VARIANTS, parse_variants
 
 FROM = "+15550000001"
 EVENT_DEADLINE = 5.0
+# The default reading, each variant alone, and all of them at once.
+VARIANT_SETS = [(), *((name,) for name in VARIANTS), (ALL,)]
 
 
 @dataclass
@@ -48,9 +52,28 @@ class Harness:
     apis: Apis
     webhook_url: str
     webhooks: asyncio.Queue[dict[str, Any]]
+    variants: frozenset[str]
 
     async def next_webhook(self) -> dict[str, Any]:
         return await asyncio.wait_for(self.webhooks.get(), EVENT_DEADLINE)
+
+    async def hook_and_upload(self, document: Path, pages: int) -> Any:
+        """Register the fax_sent webhook and upload a blank PDF of `pages` pages."""
+        pdf = pikepdf.new()
+        for _ in range(pages):
+            pdf.add_blank_page()
+        pdf.save(document)
+        await asyncio.to_thread(
+            self.apis.hooks.create_webhook,
+            body=faxplus.Webhook(target=self.webhook_url, event="fax_sent"),
+        )
+        return await asyncio.to_thread(
+            self.apis.files.upload_file, "self", fax_file=str(document), format="pdf"
+        )
+
+    def number(self, number: str) -> str:
+        """A number as this simulator's records and webhooks show it."""
+        return display_number(number) if "formatted-numbers" in self.variants else number
 
 
 def sdk_apis(api_url: str, downloads: Path) -> Apis:
@@ -71,24 +94,37 @@ def sdk_apis(api_url: str, downloads: Path) -> Apis:
     )
 
 
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+@pytest.fixture(params=VARIANT_SETS, ids=lambda variants: ",".join(variants) or "default")
+async def harness(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     webhooks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def receive(request: Request) -> Response:
         await webhooks.put(await request.json())
         return JSONResponse({})
 
-    sim = Simulator(SimulatorSettings(delay=0))
+    variants: tuple[str, ...] = request.param
+    sim = Simulator(SimulatorSettings(delay=0, variants=variants))
     sim_server = HttpServer(sim.app, "127.0.0.1", 0)
     sink_server = HttpServer(
         Starlette(routes=[Route("/hook", receive, methods=["POST"])]), "127.0.0.1", 0
     )
     await sim_server.start()
     await sink_server.start()
-    yield Harness(sdk_apis(f"{sim_server.url}/v3", tmp_path), f"{sink_server.url}/hook", webhooks)
+    yield Harness(
+        sdk_apis(f"{sim_server.url}/v3", tmp_path),
+        f"{sink_server.url}/hook",
+        webhooks,
+        parse_variants(variants),
+    )
     await sim.aclose()
     await asyncio.gather(sim_server.stop(), sink_server.stop())
+
+
+def sdk_webhook(apis: Apis, payload: dict[str, Any]) -> Any:
+    """A fax_sent callback read into the SDK's WebhookCallback model."""
+    client = apis.faxes.api_client
+    # The SDK reads webhooks nowhere itself; its (private) deserializer reads any model.
+    return client._ApiClient__deserialize(payload, "WebhookCallback")
 
 
 def send_time(offset: timedelta) -> str:
@@ -109,6 +145,8 @@ async def test_sdk_reads_account_numbers_and_hooks(harness: Harness) -> None:
 
     assert (account.account_type, account.status) == ("individual", "active")
     assert account.notifications.settings.email.send_fax is True
+    provider_retries = 3 if "provider-retries" in harness.variants else 0
+    assert account.settings.send_fax.retry.count == provider_retries
     assert [n.number for n in numbers.numbers] == [FROM]
     assert (number.number, number.status, number.owner_id) == (FROM, "active", account.uid)
     assert [(h.id, h.target, h.event) for h in hooks.data] == [
@@ -122,19 +160,7 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
     harness: Harness, tmp_path: Path
 ) -> None:
     apis = harness.apis
-    document = tmp_path / "letter.pdf"
-    pdf = pikepdf.new()
-    pdf.add_blank_page()
-    pdf.add_blank_page()
-    pdf.save(document)
-    await asyncio.to_thread(
-        apis.hooks.create_webhook,
-        body=faxplus.Webhook(target=harness.webhook_url, event="fax_sent"),
-    )
-
-    upload = await asyncio.to_thread(
-        apis.files.upload_file, "self", fax_file=str(document), format="pdf"
-    )
+    upload = await harness.hook_and_upload(tmp_path / "letter.pdf", pages=2)
 
     def payload(to: str, when: timedelta) -> Any:
         return faxplus.PayloadOutbox(
@@ -159,10 +185,12 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
     sent = await asyncio.to_thread(
         apis.outbox.send_fax, "self", body=payload("+15551110001", timedelta(minutes=-1))
     )
-    webhook = await harness.next_webhook()
+    webhook = sdk_webhook(apis, await harness.next_webhook())
 
     fax_id = sent.ids["+15551110001"]
-    assert webhook["data"]["id"] == fax_id
+    assert (webhook.data.id == fax_id) is ("distinct-ids" not in harness.variants)
+    assert webhook.hook.id == webhook.data.id  # a first attempt
+    assert webhook.data.status == "success"
     assert len(held.ids["+15551110002"]) == 24
 
     outbox = await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")
@@ -185,20 +213,60 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
     await asyncio.to_thread(apis.outbox.delete_outbox_fax, "self", pending.id)
     assert (await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")).records == []
 
-    faxes = await asyncio.to_thread(apis.faxes.list_faxes, "self", category="sent", limit=10)
+    faxes = await asyncio.to_thread(
+        apis.faxes.list_faxes,
+        "self",
+        category="sent",
+        limit=10,
+        offset=0,
+        sort_by="date",
+        order="desc",
+    )
     (listed,) = faxes.data.records
-    fax = await asyncio.to_thread(apis.faxes.get_fax, "self", fax_id)
+    # A send's id names its record only when the ids agree; the listing always does.
+    fax = await asyncio.to_thread(apis.faxes.get_fax, "self", listed.id)
     assert listed == fax
-    assert (fax.id, fax.status, fax.pages, fax.direction) == (fax_id, "success", 2, "outgoing")
-    assert (fax.from_number, fax.to, fax.comment) == (FROM, "+15551110001", "job 9")
+    assert (fax.status, fax.pages, fax.direction) == ("success", 2, "outgoing")
+    comment = "" if "no-comment" in harness.variants else "job 9"
+    assert (fax.from_number, fax.to, fax.comment) == (
+        harness.number(FROM),
+        harness.number("+15551110001"),
+        comment,
+    )
     assert (fax.max_retry, fax.retry_delay, fax.cover_page.subject) == (1, 5, "Letter")
+    if "formatted-numbers" in harness.variants:
+        # The SDK's model names them so; the docs' example says from/to.
+        assert webhook.data.to_number == fax.to
 
-    downloaded = await asyncio.to_thread(apis.files.get_file, "self", fax_id, format="pdf")
-    report = await asyncio.to_thread(apis.files.get_fax_report, "self", fax_id)
+    # "Both IDs can be used with the API getFile handle."
+    downloaded = await asyncio.to_thread(apis.files.get_file, "self", webhook.data.id, format="pdf")
+    report = await asyncio.to_thread(apis.files.get_fax_report, "self", listed.id)
     with pikepdf.open(downloaded) as faxed:
         assert len(faxed.pages) == 2
     with pikepdf.open(report) as confirmation:
         assert len(confirmation.pages) == 1
+
+
+async def test_sdk_reads_failures_and_redials(harness: Harness, tmp_path: Path) -> None:
+    apis = harness.apis
+    upload = await harness.hook_and_upload(tmp_path / "letter.pdf", pages=1)
+    # Busy on the first dial only, partially sent, unallocated; no options: the account's
+    # own retry setting applies.
+    destinations = ["+15551110017", "+15551110016", "+15551110015"]
+    body = faxplus.PayloadOutbox(
+        from_number=FROM, to=destinations, files=[upload.path], return_ids=True
+    )
+    await asyncio.to_thread(apis.outbox.send_fax, "self", body=body)
+    redials = "provider-retries" in harness.variants
+    webhooks = [sdk_webhook(apis, await harness.next_webhook()) for _ in range(4 if redials else 3)]
+
+    faxes = await asyncio.to_thread(apis.faxes.list_faxes, "self", category="sent")
+    statuses = sorted(fax.status for fax in faxes.data.records)
+    expected = ["failed_unallocated_number", "failed_user_busy", "partially_sent"]
+    assert statuses == sorted([*expected, "success"] if redials else expected)
+    assert sorted(webhook.data.status for webhook in webhooks) == statuses
+    retried = [webhook for webhook in webhooks if webhook.hook.id != webhook.data.id]
+    assert [webhook.data.status for webhook in retried] == (["success"] if redials else [])
 
 
 async def test_sdk_surfaces_api_errors(harness: Harness) -> None:

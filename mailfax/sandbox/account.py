@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mailfax.sandbox.listing import TIME_FORMAT
-
-JsonObject = dict[str, object]
-
-
-def format_time(moment: datetime) -> str:
-    return moment.strftime(TIME_FORMAT)
+from mailfax.sandbox.records import JsonObject, format_time
 
 
 def account_json(

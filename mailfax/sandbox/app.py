@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +41,7 @@ from mailfax.sandbox.payloads import (
     required_field,
     too_large,
 )
-from mailfax.sandbox.state import (
-    AccountState,
+from mailfax.sandbox.records import (
     FaxRecord,
     Hook,
     JsonObject,
@@ -51,6 +50,7 @@ from mailfax.sandbox.state import (
     format_time,
     utc_now,
 )
+from mailfax.sandbox.state import AccountState
 from mailfax.sandbox.variants import parse_variants
 
 log = logging.getLogger(__name__)
@@ -234,18 +234,16 @@ class Simulator:
 
     def _fax_record(self, request: Request) -> FaxRecord:
         """The record of GET/PUT/DELETE /faxes/{fax_id}."""
-        self._require_account(request)
-        fax_id = request.path_params["fax_id"]
-        record = self._state.find_fax(fax_id)
-        if record is None:
-            raise ApiError(404, "not_found", f"fax {fax_id!r} not found")
-        return record
+        return self._fax(request, self._state.find_fax)
 
     def _fax_document(self, request: Request) -> FaxRecord:
         """The fax whose file /files/{fax_id} and /report/{fax_id} serve."""
+        return self._fax(request, self._state.find_document)
+
+    def _fax(self, request: Request, find: Callable[[str], FaxRecord | None]) -> FaxRecord:
         self._require_account(request)
         fax_id = request.path_params["fax_id"]
-        record = self._state.find_document(fax_id)
+        record = find(fax_id)
         if record is None:
             raise ApiError(404, "not_found", f"fax {fax_id!r} not found")
         return record

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailfax.sandbox.payloads import ApiError
-from mailfax.sandbox.state import JsonObject
+from mailfax.sandbox.records import JsonObject
 
 if TYPE_CHECKING:
     from mailfax.sandbox.app import SimulatorSettings

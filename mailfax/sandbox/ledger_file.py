@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from mailfax.sandbox.state import JsonObject
+from mailfax.sandbox.records import JsonObject
 
 
 def load_ledger(path: Path) -> list[JsonObject]:

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from starlette.responses import JSONResponse
 
-from mailfax.sandbox.state import JsonObject, RetryOptions, SendRequest, Upload
+from mailfax.sandbox.records import JsonObject, RetryOptions, SendRequest, Upload
 
 T = TypeVar("T")
 

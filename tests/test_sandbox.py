@@ -764,20 +764,20 @@ async def test_provider_retries_redial_by_the_account_setting(
     assert account["settings"]["send_fax"]["retry"] == {"count": 3, "delay": 1}
     path = await sandbox.upload()
 
-    # Busy on the first dial, answered on FAX.PLUS's own redial.
-    busy_once = (await sandbox.send_ok(["+15551110017"], [path]))["+15551110017"]
+    # Unanswered on the first dial, answered on FAX.PLUS's own redial.
+    answered = (await sandbox.send_ok(["+15551110014"], [path]))["+15551110014"]
     first, second = await sink.next(2)
 
-    assert [first["data"]["status"], second["data"]["status"]] == ["failed_user_busy", "success"]
-    assert first["data"]["id"] == second["data"]["id"] == busy_once
-    assert first["hook"]["id"] == busy_once
-    assert second["hook"]["id"] != busy_once  # concepts/webhook: a retry
+    assert [first["data"]["status"], second["data"]["status"]] == ["failed_no_answer", "success"]
+    assert first["data"]["id"] == second["data"]["id"] == answered
+    assert first["hook"]["id"] == answered
+    assert second["hook"]["id"] != answered  # concepts/webhook: a retry
     records = await listed(sandbox)
     assert [(r["id"], r["status"], r["max_retry"]) for r in records] == [
         (second["hook"]["id"], "success", 3),
-        (busy_once, "failed_user_busy", 3),
+        (answered, "failed_no_answer", 3),
     ]
-    entry = sandbox.ledger_entry(busy_once)
+    entry = sandbox.ledger_entry(answered)
     assert (entry["status"], entry["attempts"], entry["options"]) == ("success", 2, {})
 
     # Always busy: the first dial and all three redials.
@@ -789,14 +789,21 @@ async def test_provider_retries_redial_by_the_account_setting(
 
     # A send's own options.retry wins over the account's setting.
     options = {"retry": {"count": 0}}
-    no_redial = (await sandbox.send_ok(["+15552220017"], [path], options=options))["+15552220017"]
+    no_redial = (await sandbox.send_ok(["+15552220014"], [path], options=options))["+15552220014"]
     (webhook,) = await sink.next()
-    assert webhook["data"]["status"] == "failed_user_busy"
+    assert webhook["data"]["status"] == "failed_no_answer"
     entry = sandbox.ledger_entry(no_redial)
     assert (entry["status"], entry["attempts"], entry["options"]) == (
-        "failed_user_busy",
+        "failed_no_answer",
         1,
         options,
+    )
+    # The gateway's own redial, a new send, gets through as FAX.PLUS's would have.
+    redialled = (await sandbox.send_ok(["+15552220014"], [path], options=options))["+15552220014"]
+    (webhook,) = await sink.next()
+    assert (webhook["data"]["status"], sandbox.ledger_entry(redialled)["attempts"]) == (
+        "success",
+        1,
     )
     assert sink.pending() == 0
 
@@ -810,20 +817,21 @@ async def test_by_default_nothing_is_redialled_by_the_provider(
     assert account["settings"]["send_fax"]["retry"] == {"count": 0, "delay": 0}
     options = {"enhancement": True, "retry": {"count": 2, "delay": 1}}
 
-    first = (await sandbox.send_ok(["+15551110017"], [path], options=options))["+15551110017"]
+    first = (await sandbox.send_ok(["+15551110014"], [path], options=options))["+15551110014"]
     (webhook,) = await sink.next()
-    # The gateway's own redial, a new send, finds the line free.
-    second = (await sandbox.send_ok(["+15551110017"], [path]))["+15551110017"]
+    second = (await sandbox.send_ok(["+15551110014"], [path]))["+15551110014"]
     (redialled,) = await sink.next()
 
+    # Unanswered every time, as before the variants.
     assert (webhook["data"]["status"], redialled["data"]["status"]) == (
-        "failed_user_busy",
-        "success",
+        "failed_no_answer",
+        "failed_no_answer",
     )
     assert [(e["id"], e["attempts"], e["options"]) for e in await sandbox.ledger()] == [
         (first, 1, options),
         (second, 1, {}),
     ]
+    assert sink.pending() == 0
 
 
 # --- listings: oldest-first and the SDK's sort_by/order/offset/limit ------------------------

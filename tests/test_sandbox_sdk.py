@@ -250,9 +250,9 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
 async def test_sdk_reads_failures_and_redials(harness: Harness, tmp_path: Path) -> None:
     apis = harness.apis
     upload = await harness.hook_and_upload(tmp_path / "letter.pdf", pages=1)
-    # Busy on the first dial only, partially sent, unallocated; no options: the account's
-    # own retry setting applies.
-    destinations = ["+15551110017", "+15551110016", "+15551110015"]
+    # Unanswered (answered on a redial where FAX.PLUS redials), partially sent, unallocated;
+    # no options: the account's own retry setting applies.
+    destinations = ["+15551110014", "+15551110016", "+15551110015"]
     body = faxplus.PayloadOutbox(
         from_number=FROM, to=destinations, files=[upload.path], return_ids=True
     )
@@ -262,7 +262,7 @@ async def test_sdk_reads_failures_and_redials(harness: Harness, tmp_path: Path) 
 
     faxes = await asyncio.to_thread(apis.faxes.list_faxes, "self", category="sent")
     statuses = sorted(fax.status for fax in faxes.data.records)
-    expected = ["failed_unallocated_number", "failed_user_busy", "partially_sent"]
+    expected = ["failed_no_answer", "failed_unallocated_number", "partially_sent"]
     assert statuses == sorted([*expected, "success"] if redials else expected)
     assert sorted(webhook.data.status for webhook in webhooks) == statuses
     retried = [webhook for webhook in webhooks if webhook.hook.id != webhook.data.id]

@@ -13,9 +13,10 @@ _STATUS_BY_SUFFIX = {
     "0015": "failed_unallocated_number",
     "0016": "partially_sent",
 }
-# A number ending so is busy the first time the account dials it and answers afterwards, so a
-# redial (the gateway's or FAX.PLUS's own) succeeds where the first dial did not.
-_BUSY_ONCE_SUFFIX = "0017"
+# Where FAX.PLUS redials (provider-retries), a number ending so does not answer the first time
+# the account dials it and answers afterwards: a redial, FAX.PLUS's own or the gateway's, gets
+# through, so a fax redialled by both layers is faxed twice.
+_ANSWERS_REDIAL_SUFFIX = "0014"
 _DESCRIPTIONS = {
     "success": "OK",
     "partially_sent": "Partially sent",
@@ -57,11 +58,11 @@ class Outcome:
         return cls(status, _DESCRIPTIONS[status], 0)
 
 
-def outcome_for(destination: str, pages: int, *, dialled_before: bool) -> Outcome:
+def outcome_for(destination: str, pages: int, *, redial_answered: bool = False) -> Outcome:
     """The deterministic result of faxing `pages` pages to `destination`."""
     suffix = destination[-4:]
-    if suffix == _BUSY_ONCE_SUFFIX:
-        status = "success" if dialled_before else "failed_user_busy"
+    if redial_answered and suffix == _ANSWERS_REDIAL_SUFFIX:
+        status = "success"
     else:
         status = _STATUS_BY_SUFFIX.get(suffix, "success")
     if status == "success":

@@ -156,9 +156,8 @@ class AccountState:
         if self.has("credit") and request.page_count > self._credit_left:
             return Outcome.failed("insufficient_credit")
         destination = session.destination
-        outcome = outcome_for(
-            destination, request.page_count, dialled_before=self._dials[destination] > 0
-        )
+        redial = self.has("provider-retries") and self._dials[destination] > 0
+        outcome = outcome_for(destination, request.page_count, redial_answered=redial)
         self._dials[destination] += 1
         session.attempts += 1
         self._credit_left -= outcome.pages_sent

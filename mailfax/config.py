@@ -367,6 +367,9 @@ class SandboxSettings:
         (),
         "readings of FAX.PLUS other than the default one (`mailfax simulator --help` lists them)",
     )
+    credit_pages: int = _setting(
+        100, "pages the simulated account may send with the `credit` variant on"
+    )
 
 
 @dataclass(frozen=True)
@@ -710,6 +713,8 @@ def _validate(s: Settings) -> None:
             f"[sandbox] {exc}. Fix: rates are fractions from 0 (off) to 1; latency and hang are "
             "seconds"
         ) from None
+    if s.sandbox.credit_pages < 0:
+        _fail("[sandbox] credit_pages", s.sandbox.credit_pages, "must be 0 or more", "e.g. 100")
     try:
         parse_variants(s.sandbox.variants)
     except ValueError as exc:

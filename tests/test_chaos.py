@@ -16,6 +16,7 @@ import pytest
 
 from mailfax._http import HttpServer
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
+from mailfax.sandbox.variants import VARIANTS
 from mailfax.store import open_store
 from tests.chaos import (
     ChaosPlan,
@@ -105,6 +106,20 @@ async def test_same_number_under_kills(tmp_path: Path, variants: tuple[str, ...]
     assert len(result.sent_ok) >= len(result.accepted) // 2, result.summary()
     checked = check_invariants(result, undecided_allowed=bool(variants))
     report(f"same-number {'+'.join(variants) or 'default'} #{run}", checked, result.summary())
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+async def test_each_reading_of_the_docs(tmp_path: Path, variant: str) -> None:
+    """FAX.PLUS as each reading of its docs allows (simulator variants): kills and lost
+    answers, and still every fax once, every recipient one receipt."""
+    plan = ChaosPlan(
+        mails=int(40 * SCALE), kills=1, seed=41, variants=(variant,), faults=LOST_ANSWERS
+    )
+    result = await run_chaos(tmp_path, plan)
+    # Only where records carry no proof (and their ids cannot be looked up) may a lost send
+    # wait for the operator.
+    checked = check_invariants(result, undecided_allowed=variant == "no-comment")
+    report(f"variant {variant}", checked, result.summary())
 
 
 @pytest.mark.parametrize("run", RUNS)

@@ -20,8 +20,10 @@ from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_
 from mailfax.jobs import JobState
 from mailfax.store import open_store
 from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
+from mailfax.store.sql import SQLITE_FILE
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+MINIMAL_RECEIPTS_WINDOW = 7 * 86400.0
 SMTP_TIMEOUT = 10.0
 # A lost send still unknown this long after reconciliation began is waiting for the operator.
 UNDECIDED_GRACE = 60.0
@@ -218,7 +220,7 @@ async def _check_store(context: Context) -> str:
     settings = context.settings
     url = settings.store.url
     if not url:
-        path = settings.state_path / "mailfax.sqlite3"
+        path = settings.state_path / SQLITE_FILE
         if not path.exists():
             _check_writable(settings.state_path, "[state_dir]")
             return f"no database yet: {path} is created on first start"
@@ -290,6 +292,31 @@ async def _check_lost_sends(context: Context) -> str:
     )
 
 
+async def _check_receipts(context: Context) -> str:
+    """Receipts that fell back to the minimal one: a composing problem for the operator."""
+    if not context.learnt.get("store"):
+        raise CheckSkipped("needs the store (see the store check)")
+    settings = context.settings
+    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
+    try:
+        minimal = await store.minimal_receipts(time.time() - MINIMAL_RECEIPTS_WINDOW)
+    finally:
+        await store.close()
+    if not minimal:
+        return "every receipt of the last 7 days was composed in full"
+    was = (
+        "receipt in the last 7 days was a minimal one"
+        if minimal == 1
+        else "receipts in the last 7 days were minimal ones"
+    )
+    raise CheckFailed(
+        f"{minimal} {was}: the full receipt could not be composed (its job is final, and "
+        "its sender was told the result in a short plain receipt)",
+        "find receipt.compose_failed in the log (it names the mail and the error) and "
+        "report it; a receipt template changed lately is the likeliest cause",
+    )
+
+
 def _check_writable(directory: Path, key: str) -> None:
     existing = directory
     while not existing.exists() and existing != existing.parent:
@@ -336,4 +363,9 @@ CHECKS: tuple[Check, ...] = (
     Check("smarthost", "the receipts smarthost accepts a connection", _check_smarthost),
     Check("lost-sends", "no lost send waits for the operator's decision", _check_lost_sends),
     Check("credit", "no fax waits for the FAX.PLUS account to have credit", _check_credit),
+    Check(
+        "receipts",
+        "no receipt of the last 7 days had to fall back to the minimal one",
+        _check_receipts,
+    ),
 )

@@ -7,7 +7,7 @@ import unicodedata
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import HeaderParser
 from typing import Any
 
 # Headers longer than this are parsed each time rather than kept (a cache must stay small).
@@ -96,7 +96,17 @@ GENERATED_POLICY = GeneratedHeaders(header_factory=ReusedHeaders(), cte_type="7b
 GENERATED_UTF8_POLICY = GENERATED_POLICY.clone(utf8=True)
 
 
+# The empty line that ends the header section (bare LF line ends included).
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
 def original_headers(raw: bytes) -> EmailMessage:
-    """The message's header block, for receipts (text/rfc822-headers)."""
-    head, _, _ = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    return BytesParser(policy=MAIL_POLICY).parsebytes(head + b"\n\n", headersonly=True)
+    """The mail's header section, parsed: UTF-8 read as UTF-8 (RFC 6532), other 8-bit bytes
+    kept as surrogate escapes (parse.repair_8bit reads them)."""
+    # Only the header section is handed to the parser: given the whole mail, it would read the
+    # body too, line by line (a third of a second for 25 MB, on the event loop).
+    end = _END_OF_HEADERS.search(raw)
+    head = (raw[: end.end()] if end else raw).decode("utf-8", "surrogateescape")
+    parsed = HeaderParser(policy=MAIL_POLICY).parsestr(head)
+    assert isinstance(parsed, EmailMessage)
+    return parsed

@@ -97,7 +97,9 @@ class SmtpSender:
         try:
             await client.connect()
             await self._secure_and_login(client)
-            await client.sendmail("", [recipient], content)
+            # An internationalised address (its receipt has UTF-8 headers) needs SMTPUTF8.
+            options = [] if recipient.isascii() else ["SMTPUTF8"]
+            await client.sendmail("", [recipient], content, mail_options=options)
             await client.quit()
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]

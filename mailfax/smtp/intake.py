@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
-from mailfax.mail.headers import header_safe
+from mailfax.mail.headers import header_safe, original_headers
 from mailfax.mail.model import Extraction, NeedsLargeSlot
 from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
@@ -23,7 +23,7 @@ from mailfax.receipts.setup import receipt_composer
 from mailfax.smtp.admission import Admission, AdmissionPolicy
 from mailfax.smtp.extraction import ExtractionPool, ExtractionTooComplex
 from mailfax.smtp.protocol import FaxEnvelope, peer_address
-from mailfax.smtp.verify import SenderVerifier, header_block
+from mailfax.smtp.verify import SenderVerifier
 from mailfax.store.base import AcceptedMessage, Store
 from mailfax.users import User
 from mailfax.worker import Wakeup
@@ -211,7 +211,7 @@ class FaxIntakeHandler:
         self, session: Session, envelope: FaxEnvelope, admission: Admission, raw: bytes
     ) -> Refusal | None:
         """Before the (costly) extraction: the From header, and for relays verify_sender."""
-        headers = header_block(raw)
+        headers = original_headers(raw)
         refusal = self.admission.check_from_header(admission, headers.get_all("From") or [])
         if refusal is not None or admission.user is not None or not self._verifier.enabled:
             return refusal

@@ -385,7 +385,9 @@ class FaxSMTP(SMTP):
         if not isinstance(status, str):
             await super().push(status)
             return
-        reply = self._with_enhanced_code(status)
+        # A reply may quote what the client sent; 8-bit that is not UTF-8 becomes "?" rather
+        # than fail the reply.
+        reply = self._with_enhanced_code(status).encode("utf-8", "replace").decode("utf-8")
         count_smtp_reply(reply)
         await super().push(reply)
         if reply.startswith("421") and self.transport is not None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -20,7 +20,9 @@ from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_
 from mailfax.jobs import JobState
 from mailfax.store import open_store
 from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
-from mailfax.store.sql import SQLITE_FILE
+from mailfax.store.sql import SQLITE_FILE, SqlStore
+
+T = TypeVar("T")
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 MINIMAL_RECEIPTS_WINDOW = 7 * 86400.0
@@ -249,16 +251,23 @@ async def _check_store(context: Context) -> str:
     return f"{shown} answers; schema version {version} (current: {LATEST})"
 
 
-async def _check_credit(context: Context) -> str:
-    """Faxes FAX.PLUS refused for want of credit wait in the queue (none is failed for it)."""
+async def _read_store(context: Context, query: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """`query`'s answer from the store, for the checks that look into it."""
     if not context.learnt.get("store"):
         raise CheckSkipped("needs the store (see the store check)")
     settings = context.settings
     store = await open_store(settings.store.url, settings.state_path, check_schema=False)
     try:
-        queued = await store.list_jobs(JobState.QUEUED, None, "", CREDIT_SCAN)
+        return await query(store)
     finally:
         await store.close()
+
+
+async def _check_credit(context: Context) -> str:
+    """Faxes FAX.PLUS refused for want of credit wait in the queue (none is failed for it)."""
+    queued = await _read_store(
+        context, lambda store: store.list_jobs(JobState.QUEUED, None, "", CREDIT_SCAN)
+    )
     waiting = [s.job for s in queued if s.job.fax_status == "insufficient_credit"]
     if not waiting:
         return "no fax waits for credit"
@@ -272,15 +281,10 @@ async def _check_credit(context: Context) -> str:
 async def _check_lost_sends(context: Context) -> str:
     """Lost sends the reconciler could not settle by proof (it tries every second): they
     wait for the operator, and their senders for a receipt."""
-    if not context.learnt.get("store"):
-        raise CheckSkipped("needs the store (see the store check)")
-    settings = context.settings
-    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
-    try:
-        cutoff = time.time() - settings.queue.reconcile_after - UNDECIDED_GRACE
-        stuck = await store.jobs_in_state(JobState.UNKNOWN, cutoff, 20)
-    finally:
-        await store.close()
+    cutoff = time.time() - context.settings.queue.reconcile_after - UNDECIDED_GRACE
+    stuck = await _read_store(
+        context, lambda store: store.jobs_in_state(JobState.UNKNOWN, cutoff, 20)
+    )
     if not stuck:
         return "no lost send waits for a decision"
     shown = "; ".join(f"job {job.id} to {job.number}: {job.error or 'unknown'}" for job in stuck)
@@ -294,14 +298,8 @@ async def _check_lost_sends(context: Context) -> str:
 
 async def _check_receipts(context: Context) -> str:
     """Receipts that fell back to the minimal one: a composing problem for the operator."""
-    if not context.learnt.get("store"):
-        raise CheckSkipped("needs the store (see the store check)")
-    settings = context.settings
-    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
-    try:
-        minimal = await store.minimal_receipts(time.time() - MINIMAL_RECEIPTS_WINDOW)
-    finally:
-        await store.close()
+    since = time.time() - MINIMAL_RECEIPTS_WINDOW
+    minimal = await _read_store(context, lambda store: store.minimal_receipts(since))
     if not minimal:
         return "every receipt of the last 7 days was composed in full"
     was = (

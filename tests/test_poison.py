@@ -65,6 +65,9 @@ async def send_raw(
     try:
         ehlo_reply = await client.execute_command(ehlo)
         assert ehlo_reply.code == 250, ehlo_reply
+        if ehlo.startswith(b"EHLO"):
+            # RFC 6531 and RFC 6152: UTF-8 headers and addresses, 8-bit bodies, are welcome.
+            assert {"SMTPUTF8", "8BITMIME"} <= set(ehlo_reply.message.splitlines())
         await client.mail(sender or "alice@example.com", options=["SMTPUTF8", "BODY=8BITMIME"])
         await client.rcpt(RECIPIENT)
         try:
@@ -317,7 +320,10 @@ async def test_store_errors_in_every_worker_loop_do_not_stop_the_gateway(
     # A short lease and reconciliation delay: a job whose claim met two store errors in a row
     # waits for those (a send interrupted is only ever settled by reconciliation).
     gateway = await start_gateway(
-        tmp_path, gateway_env(tmp_path, queue_lease="2", queue_reconcile_after="1")
+        tmp_path,
+        gateway_env(
+            tmp_path, queue_lease="4", faxplus_request_timeout="1.5", queue_reconcile_after="1"
+        ),
     )
     try:
         assert gateway.endpoints is not None and gateway.dispatcher is not None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mailfax import sandbox
 from mailfax._http import HttpServer, parse_hostport
-from mailfax.config import Settings, without_password
+from mailfax.config import Settings, private_dir, without_password
 from mailfax.dispatch import Dispatcher
 from mailfax.faxplus import FaxPlusClient, choose_from_number
 from mailfax.finish import JobFinisher
@@ -30,7 +30,7 @@ from mailfax.store import SqlStore, open_store
 from mailfax.store.sql import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS
 from mailfax.webhook_guard import WebhookGuard
 from mailfax.webhooks import FaxStatusConfirmer, webhook_app
-from mailfax.worker import Wakeup, run_loop
+from mailfax.worker import Heartbeat, Wakeup, run_loop
 
 log = logging.getLogger("mailfax.app")
 
@@ -48,7 +48,7 @@ def webhook_secret(settings: Settings, create: bool = True) -> str:
     except FileNotFoundError:
         if not create:
             return ""
-    settings.state_path.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_path)
     secret = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -111,6 +111,7 @@ class Gateway:
         self._injected_clock = clock
         self._stack: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeats: dict[str, Heartbeat] = {}
         self._smtp: SmtpServer | None = None
         self.store: SqlStore | None = None
         self.simulator: sandbox.Simulator | None = None
@@ -126,9 +127,14 @@ class Gateway:
             raise
 
     def _spawn(
-        self, name: str, step: Callable[[], Awaitable[float | None]], wakeup: Wakeup
+        self,
+        name: str,
+        step: Callable[[], Awaitable[float | None]],
+        wakeup: Wakeup,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
-        self._tasks.append(asyncio.create_task(run_loop(name, step, wakeup)))
+        heartbeat = self._heartbeats[name] = heartbeat or Heartbeat()
+        self._tasks.append(asyncio.create_task(run_loop(name, step, wakeup, heartbeat)))
 
     async def _start(self) -> Endpoints:
         s = self.settings
@@ -181,7 +187,7 @@ class Gateway:
                     ),
                 ),
                 store,
-                self._listeners_up,
+                self._readiness,
                 s.http.admin_token,
             )
             http = HttpServer(app, *parse_hostport(s.http.listen))
@@ -231,11 +237,11 @@ class Gateway:
                 webhook_wakeup,
                 delay_notices=DelayNotices(store, composer, receipts_wakeup),
             )
-            self._spawn("dispatch", self.dispatcher.step, jobs_wakeup)
+            self._spawn("dispatch", self.dispatcher.step, jobs_wakeup, self.dispatcher.heartbeat)
             self._spawn("webhooks", confirmer.step, webhook_wakeup)
             self._spawn("reconcile", reconciler.step, Wakeup())
             receipt_worker = ReceiptWorker(store, sender, clock, s.queue.lease)
-            self._spawn("receipts", receipt_worker.step, receipts_wakeup)
+            self._spawn("receipts", receipt_worker.step, receipts_wakeup, receipt_worker.heartbeat)
 
         smtp = smtp_tls = None
         if "smtp" in self.roles:
@@ -258,11 +264,13 @@ class Gateway:
         )
         return self.endpoints
 
-    def _listeners_up(self) -> dict[str, bool]:
-        """For /readyz: the SMTP listener of an smtp role (HTTP is up: it is answering)."""
-        if "smtp" not in self.roles:
-            return {}
-        return {"smtp": self._smtp is not None and self._smtp.is_serving()}
+    def _readiness(self) -> dict[str, bool]:
+        """For /readyz: the SMTP listener of an smtp role (HTTP is up: it is answering), and
+        each worker loop of this process, down when it has stopped making progress."""
+        ready = {name: not heartbeat.stalled() for name, heartbeat in self._heartbeats.items()}
+        if "smtp" in self.roles:
+            ready["smtp"] = self._smtp is not None and self._smtp.is_serving()
+        return ready
 
     def reload_tls(self) -> bool:
         """SIGHUP: the SMTP listeners load their certificate files again."""

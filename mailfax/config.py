@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import ipaddress
@@ -864,3 +865,21 @@ def _validate_access(s: Settings) -> None:
             _fail(f"[limits] {key}", getattr(limits, key), "must be > 0", "see docs/security.md")
     if s.http.webhook_rate_limit < 0:
         _fail("[http] webhook_rate_limit", s.http.webhook_rate_limit, "negative", "0 = no limit")
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and its missing parents, each readable by this user only (0700): the state
+    directory holds the store, the webhook secret and the receipts."""
+    missing = [directory for directory in (path, *path.parents) if not directory.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is cut by the umask; this is not
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty as 0600 unless it exists (SQLite gives its -wal and -shm files the
+    mode of the database file)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path

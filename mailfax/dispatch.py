@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import secrets
@@ -25,7 +26,7 @@ from mailfax.logs import log_event
 from mailfax.policy import format_for_humans
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.store.base import MessageRecord, Store, StoreUnavailable
-from mailfax.worker import Wakeup
+from mailfax.worker import Heartbeat, Wakeup, isolated
 
 log = logging.getLogger("mailfax.dispatch")
 
@@ -147,6 +148,8 @@ class Dispatcher:
         self._running: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self._pacer = SendPacer(SENDS_PER_SECOND)
+        # Beats at each claim and each job's end: a step stays busy under steady load.
+        self.heartbeat = Heartbeat()
 
     async def step(self) -> float | None:
         """Start every due job there is a slot for; return seconds until the next is due."""
@@ -161,9 +164,14 @@ class Dispatcher:
             # taken over, even by another task of this same dispatcher. All free slots are
             # filled in one transaction: the store's writer, not FAX.PLUS, limits a burst.
             owners = [f"{self._name}:{secrets.token_hex(4)}" for _ in range(free)]
-            claimed = await self._store.claim_jobs(owners, now, now + self._settings.lease)
-            for _ in range(free - len(claimed)):
-                self._slots.release()
+            claimed: list[Job] = []
+            try:
+                claimed = await self._store.claim_jobs(owners, now, now + self._settings.lease)
+            finally:
+                # Also when the claim fails: a slot held for no job is lost for good.
+                for _ in range(free - len(claimed)):
+                    self._slots.release()
+            self.heartbeat.beat()
             for job, owner in zip(claimed, owners, strict=False):
                 task = asyncio.create_task(self._run(job, owner, now))
                 self._running.add(task)
@@ -202,12 +210,19 @@ class Dispatcher:
         lease = Lease(self._store, job.id, owner, claimed_at, self._settings.lease, self._clock)
         keeper = asyncio.create_task(lease.keep())
         try:
-            await self._process(job, lease)
-        except Exception:
-            log.exception("job.crashed", extra={"job": job.id})
+            processed = functools.partial(self._process, job, lease)
+            if not await isolated("dispatch", processed, "job.crashed", job=job.id):
+                # Still uploading under this claim, nothing was sent: back in the queue now,
+                # not when the lease runs out. (Sending or sent: the transition does not
+                # apply, and recovery hands the job to reconciliation.)
+                retry = functools.partial(
+                    self._retry, job, owner, JobState.UPLOADING, "internal error", []
+                )
+                await isolated("dispatch", retry, job=job.id)
         finally:
             keeper.cancel()
             self._slots.release()
+            self.heartbeat.beat()
 
     async def _process(self, job: Job, lease: Lease) -> None:
         owner = lease.owner

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -20,8 +20,12 @@ from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_
 from mailfax.jobs import JobState
 from mailfax.store import open_store
 from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
+from mailfax.store.sql import SQLITE_FILE, SqlStore
+
+T = TypeVar("T")
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+MINIMAL_RECEIPTS_WINDOW = 7 * 86400.0
 SMTP_TIMEOUT = 10.0
 # A lost send still unknown this long after reconciliation began is waiting for the operator.
 UNDECIDED_GRACE = 60.0
@@ -220,7 +224,7 @@ async def _check_store(context: Context) -> str:
     settings = context.settings
     url = settings.store.url
     if not url:
-        path = settings.state_path / "mailfax.sqlite3"
+        path = settings.state_path / SQLITE_FILE
         if not path.exists():
             _check_writable(settings.state_path, "[state_dir]")
             return f"no database yet: {path} is created on first start"
@@ -249,16 +253,23 @@ async def _check_store(context: Context) -> str:
     return f"{shown} answers; schema version {version} (current: {LATEST})"
 
 
-async def _check_credit(context: Context) -> str:
-    """Faxes FAX.PLUS refused for want of credit wait in the queue (none is failed for it)."""
+async def _read_store(context: Context, query: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """`query`'s answer from the store, for the checks that look into it."""
     if not context.learnt.get("store"):
         raise CheckSkipped("needs the store (see the store check)")
     settings = context.settings
     store = await open_store(settings.store.url, settings.state_path, check_schema=False)
     try:
-        queued = await store.list_jobs(JobState.QUEUED, None, "", CREDIT_SCAN)
+        return await query(store)
     finally:
         await store.close()
+
+
+async def _check_credit(context: Context) -> str:
+    """Faxes FAX.PLUS refused for want of credit wait in the queue (none is failed for it)."""
+    queued = await _read_store(
+        context, lambda store: store.list_jobs(JobState.QUEUED, None, "", CREDIT_SCAN)
+    )
     waiting = [s.job for s in queued if s.job.fax_status == "insufficient_credit"]
     if not waiting:
         return "no fax waits for credit"
@@ -272,15 +283,10 @@ async def _check_credit(context: Context) -> str:
 async def _check_lost_sends(context: Context) -> str:
     """Lost sends the reconciler could not settle by proof (it tries every second): they
     wait for the operator, and their senders for a receipt."""
-    if not context.learnt.get("store"):
-        raise CheckSkipped("needs the store (see the store check)")
-    settings = context.settings
-    store = await open_store(settings.store.url, settings.state_path, check_schema=False)
-    try:
-        cutoff = time.time() - settings.queue.reconcile_after - UNDECIDED_GRACE
-        stuck = await store.jobs_in_state(JobState.UNKNOWN, cutoff, 20)
-    finally:
-        await store.close()
+    cutoff = time.time() - context.settings.queue.reconcile_after - UNDECIDED_GRACE
+    stuck = await _read_store(
+        context, lambda store: store.jobs_in_state(JobState.UNKNOWN, cutoff, 20)
+    )
     if not stuck:
         return "no lost send waits for a decision"
     shown = "; ".join(f"job {job.id} to {job.number}: {job.error or 'unknown'}" for job in stuck)
@@ -289,6 +295,25 @@ async def _check_lost_sends(context: Context) -> str:
         "look each up with `mailfax jobs show ID` and in FAX.PLUS's sent faxes, then run "
         "`mailfax jobs retry ID --adopt FAX_ID` (it was sent as that fax) or "
         "`mailfax jobs retry ID --resend` (it was not sent)",
+    )
+
+
+async def _check_receipts(context: Context) -> str:
+    """Receipts that fell back to the minimal one: a composing problem for the operator."""
+    since = time.time() - MINIMAL_RECEIPTS_WINDOW
+    minimal = await _read_store(context, lambda store: store.minimal_receipts(since))
+    if not minimal:
+        return "every receipt of the last 7 days was composed in full"
+    was = (
+        "receipt in the last 7 days was a minimal one"
+        if minimal == 1
+        else "receipts in the last 7 days were minimal ones"
+    )
+    raise CheckFailed(
+        f"{minimal} {was}: the full receipt could not be composed (its job is final, and "
+        "its sender was told the result in a short plain receipt)",
+        "find receipt.compose_failed in the log (it names the mail and the error) and "
+        "report it; a receipt template changed lately is the likeliest cause",
     )
 
 
@@ -338,4 +363,9 @@ CHECKS: tuple[Check, ...] = (
     Check("smarthost", "the receipts smarthost accepts a connection", _check_smarthost),
     Check("lost-sends", "no lost send waits for the operator's decision", _check_lost_sends),
     Check("credit", "no fax waits for the FAX.PLUS account to have credit", _check_credit),
+    Check(
+        "receipts",
+        "no receipt of the last 7 days had to fall back to the minimal one",
+        _check_receipts,
+    ),
 )

@@ -6,18 +6,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
 from mailfax.faxplus import ApiError, FaxApi
 from mailfax.jobs import TERMINAL, Job, JobState
 from mailfax.logs import log_event
+from mailfax.mail.headers import GENERATED_POLICY, GENERATED_UTF8_POLICY
+from mailfax.metrics import RECEIPTS_MINIMAL
 from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.fields import NO_ATTACHMENTS, Attachments, ConfirmationReport, outcome_of
 from mailfax.receipts.policy import why_no_receipt
 from mailfax.receipts.thumbnail import ThumbnailError, first_page_png
-from mailfax.store.base import GroupSummary, MessageRecord, NewReceipt, Store
+from mailfax.store.base import (
+    MINIMAL_RECEIPT_PREFIX,
+    GroupSummary,
+    MessageRecord,
+    NewReceipt,
+    Store,
+)
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.jobs")
@@ -26,8 +34,53 @@ log = logging.getLogger("mailfax.jobs")
 REPORT_TIMEOUT = 20.0
 
 
-def new_receipt(message: MessageRecord, receipt: EmailMessage, kind: str) -> NewReceipt:
-    return NewReceipt(secrets.token_hex(10), message.mail_from, receipt.as_bytes(), kind)
+def new_receipt(
+    message: MessageRecord, receipt: EmailMessage, kind: str, id_prefix: str = ""
+) -> NewReceipt:
+    # An internationalised address (RFC 6531) cannot be written as RFC 2047 words: such a
+    # receipt has UTF-8 headers (RFC 6532), and goes out with SMTPUTF8.
+    policy = GENERATED_POLICY if message.mail_from.isascii() else GENERATED_UTF8_POLICY
+    content = receipt.as_bytes(policy=policy)
+    return NewReceipt(id_prefix + secrets.token_hex(10), message.mail_from, content, kind)
+
+
+def receipt_or_minimal(
+    composer: ReceiptComposer,
+    kind: str,
+    message: MessageRecord,
+    compose: Callable[[], EmailMessage],
+    results: Sequence[tuple[str, str, str]],
+    now: float,
+) -> NewReceipt | None:
+    """The receipt `compose` makes, or when composing (or writing) it fails, the composer's
+    minimal one about `results` (job id, number, result), with an alert for the operator:
+    a receipt.compose_failed log line, the mailfax_receipts_minimal metric, and its id (which
+    `mailfax doctor` counts) starting with MINIMAL_RECEIPT_PREFIX. None only if even the
+    minimal one fails."""
+    try:
+        return new_receipt(message, compose(), kind)
+    except Exception as exc:
+        log.exception(
+            "receipt.compose_failed",
+            extra={"queue_id": message.id, "kind": kind, "jobs": ",".join(r[0] for r in results)},
+        )
+        RECEIPTS_MINIMAL.inc()
+        problem = exc
+    try:
+        minimal = composer.compose_minimal(kind, message, results, now)
+        return new_receipt(message, minimal, kind, MINIMAL_RECEIPT_PREFIX)
+    except Exception:
+        log.exception("receipt.none", extra={"queue_id": message.id, "first": repr(problem)})
+        return None
+
+
+def result_words(job: Job, outcome: FaxOutcome) -> str:
+    """A final job's result in a few words, for a minimal receipt."""
+    if outcome.delivered:
+        return "delivered"
+    if outcome.status == "cancelled" or job.state is JobState.CANCELLED:
+        return "cancelled"
+    return "not delivered"
 
 
 class JobFinisher:
@@ -116,16 +169,28 @@ class JobFinisher:
         attachments = await self.attachments(message, faxes) if faxes else NO_ATTACHMENTS
         receipt = None
         if wanted:
-            composed = self._composer.compose(job, message, outcome, now, attachments)
-            receipt = new_receipt(message, composed, "final")
+            receipt = receipt_or_minimal(
+                self._composer,
+                "final",
+                message,
+                lambda: self._composer.compose(job, message, outcome, now, attachments),
+                [(job.id, job.number, result_words(job, outcome))],
+                now,
+            )
         if not policy.group:
             return receipt, None
 
         def summary(jobs: Sequence[Job]) -> NewReceipt | None:
             if not policy.wants_group_summary(message, jobs):
                 return None
-            composed = self._composer.compose_group(jobs, message, now, attachments)
-            return new_receipt(message, composed, "group")
+            return receipt_or_minimal(
+                self._composer,
+                "group",
+                message,
+                lambda: self._composer.compose_group(jobs, message, now, attachments),
+                [(j.id, j.number, result_words(j, outcome_of(j))) for j in jobs],
+                now,
+            )
 
         return receipt, summary
 

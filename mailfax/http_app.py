@@ -29,7 +29,7 @@ def http_app(
     """/healthz, /readyz and /metrics; with an admin token, the status page at /; every other
     path goes to the webhook app.
 
-    `listeners` says, when asked, which of the process's listeners are up."""
+    `listeners` says, when asked, which of the process's listeners and worker loops are up."""
 
     async def healthz(request: Request) -> Response:
         # Answering at all is the proof: the event loop runs.

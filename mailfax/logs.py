@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -32,9 +33,18 @@ class _EventFormatter(logging.Formatter):
 
 def _logfmt(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n'):
-        return json.dumps(text)
-    return text
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    # Quoted, with every control or format character escaped (json.dumps escapes those below
+    # U+0020 only): a value can never end the line, colour a terminal or hide text.
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
+
+
+def masked(text: str) -> str:
+    """What a log line shows of a value that may be a secret (a user name that is no user's
+    may be a password typed in the wrong field): a short hash, the same for the same value."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:

@@ -69,6 +69,19 @@ ACCOUNT_PROBLEMS = Counter(
 )
 for _problem in ("insufficient_credit", "converter"):
     ACCOUNT_PROBLEMS.labels(_problem)
+RECEIPTS_MINIMAL = Counter(
+    "mailfax_receipts_minimal",
+    "Receipts sent as a short plain one because the full receipt could not be composed "
+    "(each also logged as receipt.compose_failed)",
+    registry=REGISTRY,
+)
+ITEMS_FAILED = Counter(
+    "mailfax_worker_item_failures",
+    "Items (a job, a confirmation, a receipt) whose handling raised, by worker; the others "
+    "of their batch went on",
+    ["worker"],
+    registry=REGISTRY,
+)
 for _outcome in ("sent", "retry", "dropped"):
     RECEIPTS.labels(_outcome)
 for _outcome in ("parked", "duplicate", "refused", "confirmed", "contradicted", "dropped"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from html import escape
 from urllib.parse import parse_qs, urlencode
@@ -15,10 +16,14 @@ from starlette.routing import Route
 from mailfax.jobs import JobState
 from mailfax.operations import JobDetail, age, iso_time, job_detail
 from mailfax.policy import format_for_humans
+from mailfax.smtp.auth import LoginThrottle
 from mailfax.store.base import JobStats, JobSummary, Store
 
 COOKIE = "mailfax_admin"
+# A login lasts this long; then the token is asked for again.
+SESSION_LIFETIME = 12 * 3600
 RECENT = 100
+ADMIN_FREE_FAILURES = 3
 _HEADERS = {
     # Nothing but the page's own inline style: no scripts, no frames, forms only to us.
     "Content-Security-Policy": (
@@ -56,42 +61,73 @@ def status_routes(store: Store, admin_token: str) -> list[Route]:
     ]
 
 
-def session_value(admin_token: str) -> str:
-    """The cookie proving a login: derived from the token, so the token itself is not stored."""
-    return hmac.new(admin_token.encode(), b"mailfax status page", hashlib.sha256).hexdigest()
+def session_value(admin_token: str, expires: int) -> str:
+    """The cookie proving a login until `expires` (epoch seconds): "<expires>.<HMAC>", keyed by
+    the token, so the token itself is not stored and the expiry cannot be moved."""
+    mac = hmac.new(
+        admin_token.encode(), f"mailfax status page {expires}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"{expires}.{mac}"
 
 
 class _StatusPage:
     def __init__(self, store: Store, admin_token: str) -> None:
         self._store = store
         self._token = admin_token
-        self._session = session_value(admin_token)
+        # Wrong tokens per client address: past a few typos, each failure doubles the wait
+        # before the next is even checked, as for SMTP logins.
+        self._throttle = LoginThrottle()
 
-    def _authorised(self, request: Request) -> bool:
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
-        cookie = request.cookies.get(COOKIE, "")
-        return hmac.compare_digest(bearer.encode(), self._token.encode()) or hmac.compare_digest(
-            cookie.encode(), self._session.encode()
-        )
+    def _session_valid(self, cookie: str, now: float) -> bool:
+        expires, _, _ = cookie.partition(".")
+        if not expires.isdigit() or int(expires) <= now:
+            return False
+        expected = session_value(self._token, int(expires))
+        return hmac.compare_digest(cookie.encode(), expected.encode())
 
     def _gate(self, request: Request) -> Response | None:
-        """None if the request may see the page; else the login page or the login redirect."""
+        """None if the request may see the page; else the login page, the login redirect, or
+        429 while the client's wrong tokens are throttled."""
+        now = time.time()
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
         token = request.query_params.get("token")
-        if token is not None and hmac.compare_digest(token.encode(), self._token.encode()):
-            # A bookmarkable ?token= is traded for the cookie at once, and dropped from the URL.
-            kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            rest = urlencode(kept)
-            return self._logged_in(request, request.url.path + (f"?{rest}" if rest else ""))
-        if self._authorised(request):
+        if self._session_valid(request.cookies.get(COOKIE, ""), now) and token is None:
             return None
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return _login_page(_local(target), failed=token is not None)
+        offered = token if token is not None else bearer or None
+        if offered is None:
+            return _login_page(_local(target), failed=False)
+        refusal = self._check_token(request, offered, target, now)
+        if refusal is not None:
+            return refusal
+        if token is None:
+            return None  # the Bearer token: for scripts, no cookie
+        # A bookmarkable ?token= is traded for the cookie at once, and dropped from the URL.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        rest = urlencode(kept)
+        return self._logged_in(request, request.url.path + (f"?{rest}" if rest else ""), now)
 
-    def _logged_in(self, request: Request, target: str) -> Response:
+    def _check_token(
+        self, request: Request, offered: str, target: str, now: float
+    ) -> Response | None:
+        """None if `offered` is the admin token; else the throttled or failed login page."""
+        key = f"admin:{request.client.host if request.client else 'unknown'}"
+        keys = {key: ADMIN_FREE_FAILURES}
+        wait = self._throttle.wait(keys, now)
+        if wait > 0:
+            return _login_page(_local(target), failed=True, wait=wait)
+        if not hmac.compare_digest(offered.encode(), self._token.encode()):
+            self._throttle.failed(keys, now)
+            return _login_page(_local(target), failed=True)
+        self._throttle.succeeded(key)
+        return None
+
+    def _logged_in(self, request: Request, target: str, now: float) -> Response:
         response = RedirectResponse(_local(target), status_code=303, headers=_HEADERS)
         response.set_cookie(
             COOKIE,
-            self._session,
+            session_value(self._token, int(now) + SESSION_LIFETIME),
+            max_age=SESSION_LIFETIME,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -102,9 +138,9 @@ class _StatusPage:
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = form.get("token", [""])[0]
         target = form.get("next", ["/"])[0]
-        if hmac.compare_digest(token.encode(), self._token.encode()):
-            return self._logged_in(request, target)
-        return _login_page(_local(target), failed=True)
+        now = time.time()
+        refusal = self._check_token(request, token, target, now)
+        return refusal or self._logged_in(request, target, now)
 
     async def index(self, request: Request) -> Response:
         refused = self._gate(request)
@@ -143,8 +179,13 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code, headers=_HEADERS)
 
 
-def _login_page(target: str, failed: bool) -> HTMLResponse:
+def _login_page(target: str, failed: bool, wait: float = 0.0) -> HTMLResponse:
     note = '<p class="muted">That token is not right.</p>' if failed else ""
+    if wait > 0:
+        note = (
+            f'<p class="muted">Too many wrong tokens from your address: try again in '
+            f"{math.ceil(wait)} s.</p>"
+        )
     body = (
         f"<p>This page needs the admin token (<code>[http] admin_token</code>).</p>{note}"
         '<form method="post" action="/login">'
@@ -152,6 +193,10 @@ def _login_page(target: str, failed: bool) -> HTMLResponse:
         '<label>Token <input type="password" name="token" autocomplete="current-password">'
         '</label> <button type="submit">Log in</button></form>'
     )
+    if wait > 0:
+        response = _page("mailfax: log in", body, status_code=429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     return _page("mailfax: log in", body, status_code=401)
 
 

@@ -169,6 +169,13 @@ class UserDirectory:
             return frozenset()
         return frozenset(user.name for user in users.values() if not user.success_receipts)
 
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a user's (False while the file is broken)."""
+        try:
+            return name in self._current()
+        except UsersFileError:
+            return False
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the password is theirs. Blocking (argon2): call in a thread."""
         user = self._current().get(name)

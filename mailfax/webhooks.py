@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -26,7 +27,7 @@ from mailfax.receipts.compose import FaxOutcome
 from mailfax.reconcile import CLOCK_SKEW, attempt_window, submitted_time
 from mailfax.store.base import FaxEvent, Store
 from mailfax.webhook_guard import WebhookGuard, content_type_refusal, read_body
-from mailfax.worker import Wakeup
+from mailfax.worker import Wakeup, isolated
 
 log = logging.getLogger("mailfax.webhooks")
 
@@ -57,6 +58,16 @@ def fax_ids_of(payload: Any) -> tuple[list[str], str]:
     return ids, str(data.get("status") or "")
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` is Unicode text a database can hold: JSON's \\ud800 escapes give a
+    lone surrogate, which no UTF-8 encoder takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def webhook_app(
     secret: str, store: Store, wakeup: Wakeup, clock: Clock, guard: WebhookGuard | None = None
 ) -> Starlette:
@@ -83,9 +94,11 @@ def webhook_app(
             return JSONResponse({"error": "payload too large"}, status_code=413)
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         ids, status = fax_ids_of(payload)
+        if not all(_is_text(value) for value in (*ids, status)):
+            return JSONResponse({"error": "fax id or status is not text"}, status_code=400)
         if not ids:
             return JSONResponse({"error": "no fax id in payload"}, status_code=400)
         hook_id = ids[-1]
@@ -158,7 +171,12 @@ class FaxStatusConfirmer:
         async def confirm(events: list[FaxEvent]) -> None:
             async with slots:
                 for event in events:
-                    await self._handle(event)
+                    # One event's failure (its receipt, the store) leaves the others alone;
+                    # the event itself is tried again later, not at once.
+                    handled = functools.partial(self._handle, event)
+                    if not await isolated("webhooks", handled, fax_id=event.fax_id):
+                        later = functools.partial(self._later, event, "its handling failed")
+                        await isolated("webhooks", later, fax_id=event.fax_id)
 
         async with asyncio.TaskGroup() as group:
             for events in by_fax.values():

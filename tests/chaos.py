@@ -46,6 +46,7 @@ class ChaosPlan:
     store_url: str = ""
     same_number: str = ""  # every mail to this one number (an ERP faxing one supplier)
     variants: tuple[str, ...] = ()  # the simulator's readings of FAX.PLUS (variants.py)
+    poison: int = 0  # poison mails (POISON, in turn) among the ordinary ones
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ChaosReport:
     delivered: set[tuple[int, str]] = field(default_factory=set)  # receipts saying delivered
     sent_ok: set[tuple[int, str]] = field(default_factory=set)  # ledger faxes with success
     undecided: set[tuple[int, str]] = field(default_factory=set)  # lost sends left unknown
+    poison: dict[int, tuple[str, str]] = field(default_factory=dict)  # mail -> (kind, outcome)
 
     def summary(self) -> str:
         accepted = sum(len(n) for n in self.accepted.values())
@@ -93,6 +95,108 @@ def numbers_for(mail: int, rng: random.Random, same_number: str = "") -> list[st
             serial += 100
         numbers.append(f"+1555{serial:07d}")
     return numbers
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A mail (or greeting) that once jammed the gateway for everyone (issue 15), and the
+    defined outcome it must have: "accepted" (then faxed with one receipt, like any mail) or
+    "refused"."""
+
+    name: str
+    expected: str
+    ehlo: bytes = b"EHLO client.example"
+    mail_from: str = ""  # "" for the mail's usual sender
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # header lines replaced (b"" drops one)
+
+
+POISON = (
+    # A German office's invoice: raw UTF-8 in the header block, from a host with a UTF-8 name.
+    Poison(
+        "utf8-subject",
+        "accepted",
+        "EHLO hôte.example".encode(),
+        headers=((b"Subject", "Subject: Rechnung für März".encode()),),
+    ),
+    Poison("latin1-subject", "accepted", headers=((b"Subject", b"Subject: R\xe9sum\xe9"),)),
+    Poison(
+        "crlf-message-id",
+        "accepted",
+        headers=((b"Message-ID", b"Message-ID: =?utf-8?q?<a@b>=0D=0ABcc:_x@y?="),),
+    ),
+    Poison(
+        "crlf-subject", "accepted", headers=((b"Subject", b"Subject: =?utf-8?q?a=0D=0ABcc:_x@y?="),)
+    ),
+    Poison(
+        "utf8-sender",
+        "accepted",
+        mail_from="jürgen@example.com",
+        headers=((b"From", "From: Jürgen <jürgen@example.com>".encode()),),
+    ),
+    Poison("bare-cr-ehlo", "refused", b"EHLO evil.example\rX-Injected: yes"),
+    Poison("escape-helo", "refused", b"HELO evil\x1b[2J.example"),
+    Poison(
+        "two-from", "refused", headers=((b"From", b"From: a@example.com\r\nFrom: b@example.org"),)
+    ),
+    Poison("group-from", "refused", headers=((b"From", b"From: undisclosed-recipients:;"),)),
+    Poison("no-from", "refused", headers=((b"From", b""),)),
+)
+
+
+def poison_mail(poison: Poison, mail: int, numbers: list[str], pdf: bytes) -> bytes:
+    """The chaos mail `mail`, with the poison's header lines in place of its own."""
+    lines = chaos_mail(mail, numbers, pdf).as_bytes().replace(b"\n", b"\r\n").split(b"\r\n")
+    replaced = dict(poison.headers)
+    head_end = lines.index(b"")
+    for n in range(head_end):
+        name = lines[n].split(b":", 1)[0]
+        if name in replaced:
+            lines[n] = replaced[name]
+    return b"\r\n".join(line for n, line in enumerate(lines) if n >= head_end or line)
+
+
+async def send_poison(
+    port: int, poison: Poison, sender: str, numbers: list[str], data: bytes
+) -> str:
+    """Like send_one, over a raw connection (SMTP clients refuse to send some poisons)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return "unconfirmed"
+
+    async def say(line: bytes) -> int:
+        writer.write(line + b"\r\n")
+        reply = b""
+        while reply[3:4] != b" ":
+            reply = await asyncio.wait_for(reader.readline(), 30)
+            if not reply:
+                raise ConnectionError("closed")
+        return int(reply[:3])
+
+    try:
+        await asyncio.wait_for(reader.readline(), 30)  # the greeting
+        if await say(poison.ehlo) >= 400:
+            return "refused"
+        mail_from = poison.mail_from or sender
+        utf8 = b" SMTPUTF8 BODY=8BITMIME" if not mail_from.isascii() else b""
+        for line in (
+            b"MAIL FROM:<" + mail_from.encode() + b">" + utf8,
+            *(f"RCPT TO:<{number}@fax.local>".encode() for number in numbers),
+        ):
+            code = await say(line)
+            if code >= 400:
+                return "refused" if code >= 500 else "unconfirmed"
+        if await say(b"DATA") != 354:
+            return "unconfirmed"
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        code = await say(stuffed + b"\r\n.")
+        with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+            await say(b"QUIT")
+        return "accepted" if code == 250 else "refused" if code >= 500 else "unconfirmed"
+    except (OSError, ConnectionError, TimeoutError):
+        return "unconfirmed"
+    finally:
+        writer.close()
 
 
 def chaos_mail(mail: int, numbers: list[str], pdf: bytes) -> EmailMessage:
@@ -193,7 +297,9 @@ def read_receipts(maildir: Path, skip: Container[str] = ()) -> dict[str, EmailMe
 
 
 def receipt_key(receipt: EmailMessage) -> tuple[tuple[int, str], str]:
-    mail = int(re.search(r"chaos-(\d+)@", str(receipt["In-Reply-To"])).group(1))  # type: ignore[union-attr]
+    # The mail's text, which every receipt shows (a poison mail's Message-ID is not kept).
+    body = receipt.get_body(preferencelist=("plain",))
+    mail = int(re.search(r"chaos-mail-(\d+)", str(body.get_content())).group(1))  # type: ignore[union-attr]
     status = next(
         p for p in receipt.iter_parts() if p.get_content_type() == "message/delivery-status"
     )
@@ -233,6 +339,8 @@ async def run_chaos(tmp_path: Path, plan: ChaosPlan) -> ChaosReport:
         "MAILFAX_QUEUE_MAX_BACKOFF": "2",
         "MAILFAX_QUEUE_SHUTDOWN_GRACE": "2",
         "MAILFAX_LOG_LEVEL": "warning",
+        # Sender binding, so that a From header RFC 5322 forbids is refused (the poison mix).
+        "MAILFAX_SMTP_ALLOWED_SENDERS": "@example.com" if plan.poison else "",
     }
     gateways = []
     for n in range(plan.instances):
@@ -259,7 +367,12 @@ async def run_chaos(tmp_path: Path, plan: ChaosPlan) -> ChaosReport:
             assert hook.status_code == 200, hook.text
         await asyncio.gather(*(gateway.start() for gateway in gateways))
         pdf = pdf_with_pages(1)
-        plans = {i: numbers_for(i, rng, plan.same_number) for i in range(plan.mails)}
+        plans = {i: numbers_for(i, rng, plan.same_number) for i in range(plan.mails + plan.poison)}
+        # The poison mails spread evenly among the ordinary ones.
+        poisoned = {
+            round((k + 1) * (plan.mails + plan.poison) / (plan.poison + 1)): POISON[k % len(POISON)]
+            for k in range(plan.poison)
+        }
         pending: asyncio.Queue[int] = asyncio.Queue()
         for i in plans:
             pending.put_nowait(i)
@@ -272,7 +385,14 @@ async def run_chaos(tmp_path: Path, plan: ChaosPlan) -> ChaosReport:
             while not pending.empty():
                 i = pending.get_nowait()
                 port = gateways[i % len(gateways)].smtp_port  # round-robin
-                outcome = await send_one(port, chaos_mail(i, plans[i], pdf), plans[i])
+                poison = poisoned.get(i)
+                if poison is None:
+                    outcome = await send_one(port, chaos_mail(i, plans[i], pdf), plans[i])
+                else:
+                    data = poison_mail(poison, i, plans[i], pdf)
+                    sender = f"sender{i}@example.com"
+                    outcome = await send_poison(port, poison, sender, plans[i], data)
+                    report.poison[i] = (poison.name, outcome)
                 if outcome == "accepted":
                     report.accepted[i] = plans[i]
                 elif outcome == "unconfirmed":
@@ -402,3 +522,13 @@ def check_invariants(report: ChaosReport, undecided_allowed: bool = False) -> li
         f"every faxed or accepted recipient has exactly one receipt "
         f"({sum(report.receipts.values())})",
     ]
+
+
+def check_poison(report: ChaosReport) -> list[str]:
+    """Each poison mail had its defined outcome (check_invariants holds for them too: one
+    refused is never faxed, one accepted is faxed once with one receipt)."""
+    expected = {poison.name: poison.expected for poison in POISON}
+    wrong = {i: got for i, got in report.poison.items() if got[1] != expected[got[0]]}
+    assert not wrong, f"poison mails without their defined outcome: {wrong}"
+    kinds = Counter(f"{name} {outcome}" for name, outcome in report.poison.values())
+    return [f"every poison mail ({len(report.poison)}) had its outcome: {dict(kinds)}"]

@@ -22,6 +22,7 @@ from tests.chaos import (
     ChaosPlan,
     GatewayProcess,
     check_invariants,
+    check_poison,
     free_port,
     read_receipts,
     run_chaos,
@@ -139,6 +140,15 @@ async def test_same_number_on_three_instances_of_one_postgresql(tmp_path: Path, 
         )
         result = await run_chaos(tmp_path, plan)
         report(f"same-number instances #{run}", check_invariants(result), result.summary())
+
+
+async def test_poison_mails_among_ordinary_traffic(tmp_path: Path) -> None:
+    """Mails that once jammed the gateway for everyone (issue 15) among ordinary ones: the
+    ordinary ones keep every promise, each poison one is refused or faxed with a receipt."""
+    plan = ChaosPlan(mails=int(80 * SCALE), poison=int(20 * SCALE), seed=13)
+    result = await run_chaos(tmp_path, plan)
+    assert len(result.poison) == plan.poison
+    report("poison", check_invariants(result) + check_poison(result), result.summary())
 
 
 async def test_two_workers_never_send_the_same_job(tmp_path: Path) -> None:

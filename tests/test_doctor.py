@@ -94,7 +94,17 @@ def statuses(results: dict[str, CheckResult]) -> dict[str, str]:
 async def test_a_healthy_gateway_passes_every_check(surroundings: Surroundings) -> None:
     results = await doctor(surroundings.env)
     assert statuses(results) == dict.fromkeys(
-        ("token", "from-number", "webhook", "store", "smarthost", "lost-sends", "credit"), OK
+        (
+            "token",
+            "from-number",
+            "webhook",
+            "store",
+            "smarthost",
+            "lost-sends",
+            "credit",
+            "receipts",
+        ),
+        OK,
     )
     assert results["token"].detail.startswith("FAX.PLUS account sandbox@example.com is active")
     assert results["webhook"].detail.endswith(f"targets {PUBLIC_URL}/webhooks/faxplus/<secret>")
@@ -198,6 +208,7 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
         ["ok", "smarthost"],
         ["ok", "lost-sends"],
         ["ok", "credit"],
+        ["ok", "receipts"],
     ]
 
     broken = {**surroundings.env, "MAILFAX_FAXPLUS_FROM_NUMBER": "+15559999999"}

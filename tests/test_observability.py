@@ -52,13 +52,14 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
         ready = await client.get(f"{base}/readyz")
         assert (health.status_code, health.text) == (200, "ok\n")
         assert ready.status_code == 200
-        assert ready.json() == {"ready": True, "checks": {"smtp": "up", "store": "up"}}
+        loops = {name: "up" for name in ("dispatch", "webhooks", "reconcile", "receipts")}
+        assert ready.json() == {"ready": True, "checks": {**loops, "smtp": "up", "store": "up"}}
         # A gateway that stopped taking mail is alive but not ready.
         assert gateway._smtp is not None
         await gateway._smtp.close()
         down = await client.get(f"{base}/readyz")
         assert down.status_code == 503
-        assert down.json()["checks"] == {"smtp": "down", "store": "up"}
+        assert down.json()["checks"] == {**loops, "smtp": "down", "store": "up"}
         assert (await client.get(f"{base}/healthz")).status_code == 200
 
 

@@ -17,6 +17,7 @@ from mailfax.documents import (
     image_to_pdf,
     office_to_pdf,
 )
+from mailfax.mail.headers import message_id_token
 from mailfax.mail.html import html_to_text
 from mailfax.mail.identify import FAXABLE_IMAGES, Kind, identify
 from mailfax.mail.model import (
@@ -93,7 +94,8 @@ def _extract(raw: bytes, opts: ExtractionOptions) -> Extraction:
         parts=tuple(walker.reports),
         comment=comment[: opts.max_comment_chars].strip(),
         subject=header_text(message, "Subject"),
-        message_id=header_text(message, "Message-ID"),
+        # A msg-id is never encoded (RFC 2047 5): one that is not well-formed is not kept.
+        message_id=message_id_token(raw_header(message, "Message-ID") or ""),
         auto_submitted=header_text(message, "Auto-Submitted").lower(),
         refusal=refusal,
         sender_name=sender_name,

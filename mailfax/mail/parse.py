@@ -14,7 +14,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, parseaddr
 
-from mailfax.mail.headers import MAIL_POLICY
+from mailfax.mail.headers import MAIL_POLICY, header_safe
 from mailfax.mail.split import split_message
 
 # Defects that mean the parser gave up on a multipart and kept its body as one blob.
@@ -94,10 +94,11 @@ def decode_words(text: str, charset: str | None = None) -> str:
 
 
 def header_text(part: Message, name: str) -> str:
-    """A header as readable text: unfolded, encoded-words decoded, raw 8-bit bytes read in the
-    part's own charset when they are not UTF-8."""
+    """A header as readable text on one line: unfolded, encoded-words decoded, raw 8-bit bytes
+    read in the part's own charset when they are not UTF-8, control characters (an encoded
+    CR LF) made spaces."""
     value = raw_header(part, name)
-    return decode_words(value, part_charset(part)).strip() if value else ""
+    return header_safe(decode_words(value, part_charset(part))) if value else ""
 
 
 def sender(message: Message) -> tuple[str, str]:

@@ -9,7 +9,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from mailfax.jobs import Job, JobState
-from mailfax.mail.headers import MAIL_POLICY, original_headers
+from mailfax.mail.headers import GENERATED_POLICY, message_id_token, message_ids, original_headers
+from mailfax.mail.parse import decode_text
+from mailfax.policy import format_for_humans
 from mailfax.receipts.fields import (
     NO_ATTACHMENTS,
     Attachments,
@@ -124,37 +126,72 @@ class ReceiptComposer:
         job_id: str | None,
         gives_up: float | None = None,
     ) -> EmailMessage:
-        now = time.time() if now is None else now
         subject = " ".join(self._templates.render("subject.txt", fields).split())
-        receipt = EmailMessage(policy=MAIL_POLICY)
-        receipt["From"] = self._from
-        receipt["To"] = message.mail_from
-        receipt["Subject"] = subject[:MAX_SUBJECT_CHARS] or fields.title
-        receipt["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
-        receipt["Message-ID"] = make_msgid("receipt", domain=self._host)
-        # RFC 3834: an automatic reply, which nothing automatic should answer.
-        receipt["Auto-Submitted"] = "auto-replied"
-        if message.header_message_id:
+        receipt = self._envelope(
+            fields.kind, subject[:MAX_SUBJECT_CHARS] or fields.title, message, now, job_id
+        )
+        # In-Reply-To and References only ever hold well-formed msg-ids: a Message-ID stored
+        # before they were checked, or junk in References, is left out.
+        replied_to = message_id_token(message.header_message_id)
+        if replied_to:
             headers = original_headers(message.raw)
-            references = " ".join(
-                [*str(headers.get("References", "")).split(), message.header_message_id]
-            )
-            receipt["In-Reply-To"] = message.header_message_id
-            receipt["References"] = references
-        receipt["X-Mailfax-Receipt"] = fields.kind
-        receipt["X-Mailfax-Queue-ID"] = message.id
-        if job_id is not None:
-            receipt["X-Mailfax-Job"] = job_id
-        receipt["MIME-Version"] = "1.0"
+            references = message_ids(str(headers.get("References", "")))
+            receipt["In-Reply-To"] = replied_to
+            receipt["References"] = " ".join([*references, replied_to])
         receipt.add_header("Content-Type", "multipart/report", report_type="delivery-status")
         receipt.attach(self._human_part(fields, attachments))
         receipt.attach(self._delivery_status(fields, message, gives_up))
         receipt.attach(self._headers_part(message))
         return receipt
 
+    def compose_minimal(
+        self,
+        kind: str,
+        message: MessageRecord,
+        results: Sequence[tuple[str, str, str]],
+        now: float | None = None,
+    ) -> EmailMessage:
+        """A short plain-text receipt made of nothing the sender wrote, for when the full one
+        cannot be composed: (job id, number, result in a few words) per fax."""
+        lines = [
+            f"Fax to {format_for_humans(number)}: {result} (job {job_id})."
+            for job_id, number, result in results
+        ]
+        subject = lines[0].partition(" (job")[0] if len(results) == 1 else "Your faxes"
+        job_id = results[0][0] if kind in ("final", "delayed") and results else None
+        receipt = self._envelope(kind, subject, message, now, job_id)
+        receipt.set_content(
+            f"mailfax could not compose its usual receipt for your mail {message.id}, received "
+            f"{format_datetime(datetime.fromtimestamp(message.received_at, UTC))}; "
+            "this short one says how it went.\n\n"
+            + "\n".join(lines)
+            + "\n\nThe gateway's operator has been told.\n"
+        )
+        return receipt
+
+    def _envelope(
+        self, kind: str, subject: str, message: MessageRecord, now: float | None, job_id: str | None
+    ) -> EmailMessage:
+        """A receipt's headers: from the gateway, to the mail's envelope sender."""
+        now = time.time() if now is None else now
+        receipt = EmailMessage(policy=GENERATED_POLICY)
+        receipt["From"] = self._from
+        receipt["To"] = message.mail_from
+        receipt["Subject"] = subject
+        receipt["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+        receipt["Message-ID"] = make_msgid("receipt", domain=self._host)
+        # RFC 3834: an automatic reply, which nothing automatic should answer.
+        receipt["Auto-Submitted"] = "auto-replied"
+        receipt["X-Mailfax-Receipt"] = kind
+        receipt["X-Mailfax-Queue-ID"] = message.id
+        if job_id is not None:
+            receipt["X-Mailfax-Job"] = job_id
+        receipt["MIME-Version"] = "1.0"
+        return receipt
+
     def _human_part(self, fields: ReceiptFields, attachments: Attachments) -> EmailMessage:
         """Plain text and HTML as alternatives; any attachments beside them (multipart/mixed)."""
-        part = EmailMessage(policy=MAIL_POLICY)
+        part = EmailMessage(policy=GENERATED_POLICY)
         part.set_content(self._templates.render(f"{fields.kind}.txt", fields))
         part.add_alternative(self._templates.render(f"{fields.kind}.html", fields), subtype="html")
         files = [
@@ -173,20 +210,20 @@ class ReceiptComposer:
     def _delivery_status(
         self, fields: ReceiptFields, message: MessageRecord, gives_up: float | None
     ) -> EmailMessage:
-        per_message = EmailMessage(policy=MAIL_POLICY)
+        per_message = EmailMessage(policy=GENERATED_POLICY)
         per_message["Reporting-MTA"] = f"dns; {self._host}"
         per_message["X-Mailfax-Queue-ID"] = message.id
         per_message["Arrival-Date"] = format_datetime(
             datetime.fromtimestamp(message.received_at, UTC)
         )
         per_recipient = [self._per_recipient(fields.kind, fax, gives_up) for fax in fields.faxes]
-        part = EmailMessage(policy=MAIL_POLICY)
+        part = EmailMessage(policy=GENERATED_POLICY)
         part.set_type("message/delivery-status")
         part.set_payload([per_message, *per_recipient])
         return part
 
     def _per_recipient(self, kind: str, fax: FaxFields, gives_up: float | None) -> EmailMessage:
-        block = EmailMessage(policy=MAIL_POLICY)
+        block = EmailMessage(policy=GENERATED_POLICY)
         block["Final-Recipient"] = f"rfc822; {fax.number_e164}@{self._domain}"
         if fax.final:
             block["Action"] = "delivered" if fax.delivered else "failed"
@@ -204,8 +241,20 @@ class ReceiptComposer:
 
     @staticmethod
     def _headers_part(message: MessageRecord) -> EmailMessage:
-        part = EmailMessage(policy=MAIL_POLICY)
-        part.set_type("text/rfc822-headers")
-        head = message.raw.replace(b"\r\n", b"\n").partition(b"\n\n")[0]
-        part.set_payload(head.decode("ascii", errors="replace") + "\n")
+        """The mail's header block as received: text/rfc822-headers (RFC 6522) when it is
+        ASCII, else message/global-headers (RFC 6533) in UTF-8 (8-bit bytes that are not
+        UTF-8 read as the mail's parser reads them), quoted-printable so it passes 7-bit."""
+        head = message.raw.replace(b"\r\n", b"\n").partition(b"\n\n")[0] + b"\n"
+        part = EmailMessage(policy=GENERATED_POLICY)
+        if head.isascii():
+            part.set_content(head.decode("ascii"), subtype="rfc822-headers")
+        else:
+            text = decode_text(head, "utf-8")
+            part.set_content(
+                text.encode("utf-8"),
+                maintype="message",
+                subtype="global-headers",
+                cte="quoted-printable",
+            )
+        del part["MIME-Version"]  # set_content's; a part needs none
         return part

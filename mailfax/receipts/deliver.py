@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from mailfax.config import ReceiptsSettings
+from mailfax.config import ReceiptsSettings, private_dir
 
 
 class DeliveryError(Exception):
@@ -34,7 +34,7 @@ class MaildirSender:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         for sub in ("tmp", "new", "cur"):
-            (directory / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(directory / sub)
 
     async def send(self, receipt_id: str, recipient: str, content: bytes) -> None:
         await asyncio.to_thread(self._write, receipt_id, content)
@@ -43,7 +43,7 @@ class MaildirSender:
         # Named after the receipt id: a retry after a crash rewrites the same file.
         name = f"{receipt_id}.{socket.gethostname().replace('/', '_')}.eml"
         tmp = self.directory / "tmp" / name
-        with open(tmp, "wb") as handle:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -97,7 +97,9 @@ class SmtpSender:
         try:
             await client.connect()
             await self._secure_and_login(client)
-            await client.sendmail("", [recipient], content)
+            # An internationalised address (its receipt has UTF-8 headers) needs SMTPUTF8.
+            options = [] if recipient.isascii() else ["SMTPUTF8"]
+            await client.sendmail("", [recipient], content, mail_options=options)
             await client.quit()
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]

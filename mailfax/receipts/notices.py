@@ -5,10 +5,11 @@ queued" notice, queued with the mail, and the delay notice for faxes still not f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 
-from mailfax.finish import new_receipt
+from mailfax.finish import receipt_or_minimal
 from mailfax.logs import log_event
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.receipts.policy import why_no_receipt
@@ -28,8 +29,16 @@ def with_acceptance_receipt(
     message = accepted.as_record()
     if not composer.policy.wants_accepted(message):
         return accepted
-    receipt = composer.compose_accepted(message, jobs, accepted.received_at)
-    return dataclasses.replace(accepted, receipt=new_receipt(message, receipt, "accepted"))
+    now = accepted.received_at
+    receipt = receipt_or_minimal(
+        composer,
+        "accepted",
+        message,
+        lambda: composer.compose_accepted(message, jobs, now),
+        [(job_id, number, "queued") for job_id, number in jobs],
+        now,
+    )
+    return dataclasses.replace(accepted, receipt=receipt)
 
 
 class DelayNotices:
@@ -54,9 +63,16 @@ class DelayNotices:
                 why = why_no_receipt(message) or "no delay notices wanted"
                 await self._store.skip_receipt(message.id, job.id, "delayed", why, now)
                 continue
-            notice = new_receipt(
-                message, self._composer.compose_delayed(job, message, now), "delayed"
+            notice = receipt_or_minimal(
+                self._composer,
+                "delayed",
+                message,
+                functools.partial(self._composer.compose_delayed, job, message, now),
+                [(job.id, job.number, "not sent yet; mailfax is still trying")],
+                now,
             )
+            if notice is None:
+                continue
             if await self._store.queue_receipt(message.id, job.id, notice, now):
                 log_event(log, "receipt.delay_notice", job=job.id, receipt=notice.id)
                 self._receipts_wakeup.set()

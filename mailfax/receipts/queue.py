@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from mailfax.logs import log_event
 from mailfax.metrics import RECEIPTS
 from mailfax.receipts.deliver import DeliveryError, ReceiptSender
 from mailfax.store.base import PendingReceipt, Store
+from mailfax.worker import Heartbeat, isolated
 
 log = logging.getLogger("mailfax.receipts")
 
@@ -33,6 +35,8 @@ class ReceiptWorker:
         # soon. A delivery gets half of it, so a slow one gives up before its lease runs out
         # (it is retried; another worker never delivers it at the same time).
         self._lease = lease
+        # Beats at each batch delivered: a step stays busy while receipts keep coming.
+        self.heartbeat = Heartbeat()
 
     async def step(self) -> float | None:
         while True:
@@ -47,9 +51,17 @@ class ReceiptWorker:
                 break
             # Each delivery waits on the disk (Maildir: two fsyncs) or on the smarthost: one at
             # a time, the receipts of a burst of results would queue for seconds.
-            async with asyncio.TaskGroup() as group:
-                for receipt in claimed:
-                    group.create_task(self._deliver(receipt))
+            # A delivery that fails beyond DeliveryError (the store) leaves the others alone;
+            # its receipt comes due again when its lease runs out.
+            await asyncio.gather(
+                *(
+                    isolated(
+                        "receipts", functools.partial(self._deliver, receipt), receipt=receipt.id
+                    )
+                    for receipt in claimed
+                )
+            )
+            self.heartbeat.beat()
         due = await self._store.next_due(self._clock())
         return None if due is None else max(0.0, due - self._clock())
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailfax.config import LimitsSettings, PolicySettings, SmtpSettings
 from mailfax.networks import Networks
@@ -75,10 +77,17 @@ class AdmissionPolicy:
             self._quota_limits(None),
         )
 
-    def check_from_header(self, admission: Admission, addresses: list[str]) -> Refusal | None:
-        """The From header must name the same people the envelope may: a user's own
-        addresses, or allowed_senders for relays (checked at DATA, once headers are in)."""
-        for address in addresses:
+    def check_from_header(self, admission: Admission, froms: Sequence[Any]) -> Refusal | None:
+        """The From header (`froms`: every one the mail has, parsed) must name the same people
+        the envelope may: a user's own addresses, or allowed_senders for relays (checked at
+        DATA, once headers are in). Where that binding applies, a From that RFC 5322 forbids
+        (none, two, a group, no address) is refused: it would name nobody to check."""
+        if admission.user is None and not self.allowed_senders:
+            return None
+        problem = from_header_problem(froms)
+        if problem:
+            return Refusal(550, "5.6.0", problem)
+        for address in [a.addr_spec for a in froms[0].addresses]:
             if admission.user is not None:
                 if not admission.user.senders.allows(address):
                     return not_users_address(address, admission.user)
@@ -100,6 +109,22 @@ class AdmissionPolicy:
             global_faxes_per_hour=self._limits.global_faxes_per_hour,
             global_pages_per_day=self._limits.global_pages_per_day,
         )
+
+
+def from_header_problem(froms: Sequence[Any]) -> str:
+    """Why the From headers (parsed) do not name the mail's author as RFC 5322 3.6.2 wants:
+    exactly one From, of mailboxes each with an address (no group); "" when they do."""
+    if not froms:
+        return "The mail has no From header: add one with your address"
+    if len(froms) > 1:
+        return f"The mail has {len(froms)} From headers; send it with one, with your address"
+    header = froms[0]
+    if any(group.display_name is not None for group in getattr(header, "groups", ())):
+        return "From: is a group (such as undisclosed-recipients:;); put your address there"
+    addresses = getattr(header, "addresses", ())
+    if not addresses or any(not a.username or not a.domain for a in addresses):
+        return "From: names no address; put your address there"
+    return ""
 
 
 def not_users_address(address: str, user: User) -> Refusal:

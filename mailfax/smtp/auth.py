@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult
 
-from mailfax.logs import log_event
+from mailfax.logs import log_event, masked
 from mailfax.users import UserDirectory, UsersFileError
 
 log = logging.getLogger("mailfax.smtp")
@@ -115,7 +115,8 @@ class PasswordAuthenticator:
         wait = self._throttle.wait(keys, self._clock())
         if wait > 0:
             # Not even checked: a guess made now cannot succeed, so it teaches nothing.
-            log_event(log, "smtp.auth_throttled", logging.WARNING, peer=client, user=name)
+            shown = await self._shown(name)
+            log_event(log, "smtp.auth_throttled", logging.WARNING, peer=client, user=shown)
             return AuthResult(
                 success=False,
                 handled=False,
@@ -133,7 +134,12 @@ class PasswordAuthenticator:
         if user is None:
             failures = self._throttle.failed(keys, self._clock())
             log_event(
-                log, "smtp.auth_failed", logging.WARNING, peer=client, user=name, failures=failures
+                log,
+                "smtp.auth_failed",
+                logging.WARNING,
+                peer=client,
+                user=await self._shown(name),
+                failures=failures,
             )
             return AuthResult(success=False, handled=False, message=INVALID_CREDENTIALS)
         # The client address's own count stays: a valid account must not reset the throttle
@@ -143,3 +149,8 @@ class PasswordAuthenticator:
         self._known(client)
         log_event(log, "smtp.auth_ok", peer=client, user=name)
         return AuthResult(success=True, auth_data=user)
+
+    async def _shown(self, name: str) -> str:
+        """A login name as logged: a user's name as it is, any other only masked."""
+        known = await asyncio.to_thread(self._directory.knows, name)
+        return name if known else masked(name)

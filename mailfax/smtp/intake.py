@@ -13,6 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailfax.config import Settings
 from mailfax.jobs import new_id
 from mailfax.logs import log_event
+from mailfax.mail.headers import header_safe, original_headers
 from mailfax.mail.model import Extraction, NeedsLargeSlot
 from mailfax.metrics import MAILS_ACCEPTED
 from mailfax.policy import Refusal, parse_fax_recipient
@@ -22,7 +23,7 @@ from mailfax.receipts.setup import receipt_composer
 from mailfax.smtp.admission import Admission, AdmissionPolicy
 from mailfax.smtp.extraction import ExtractionPool, ExtractionTooComplex
 from mailfax.smtp.protocol import FaxEnvelope, peer_address
-from mailfax.smtp.verify import SenderVerifier, header_block
+from mailfax.smtp.verify import SenderVerifier
 from mailfax.store.base import AcceptedMessage, Store
 from mailfax.users import User
 from mailfax.worker import Wakeup
@@ -210,9 +211,8 @@ class FaxIntakeHandler:
         self, session: Session, envelope: FaxEnvelope, admission: Admission, raw: bytes
     ) -> Refusal | None:
         """Before the (costly) extraction: the From header, and for relays verify_sender."""
-        headers = header_block(raw)
-        addresses = [a.addr_spec for a in getattr(headers["From"], "addresses", ())]
-        refusal = self.admission.check_from_header(admission, addresses)
+        headers = original_headers(raw)
+        refusal = self.admission.check_from_header(admission, headers.get_all("From") or [])
         if refusal is not None or admission.user is not None or not self._verifier.enabled:
             return refusal
         mail_from = "" if envelope.mail_from == "<>" else str(envelope.mail_from or "")
@@ -231,8 +231,11 @@ class FaxIntakeHandler:
         charges: tuple[QuotaCharge, ...],
     ) -> AcceptedMessage:
         assert envelope.admission is not None
+        # The client's own name goes through the one sanitiser of header values (EHLO with a
+        # control character is refused; this holds whatever reaches here regardless).
+        helo = header_safe(session.host_name or "") or "unknown"
         received = (
-            f"Received: from {session.host_name or 'unknown'} ({_peer(session)})\r\n"
+            f"Received: from {helo} ({_peer(session)})\r\n"
             f"\tby {self._hostname} (mailfax) with ESMTP id {message_id};\r\n"
             f"\t{format_datetime(datetime.fromtimestamp(now, UTC))}\r\n"
         ).encode("utf-8", errors="replace")

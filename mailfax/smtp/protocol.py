@@ -16,7 +16,7 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, syntax
 
 from mailfax.logs import log_event
 from mailfax.metrics import count_smtp_reply
@@ -248,6 +248,15 @@ def _unstuffed(pieces: list[bytes]) -> bytes:
     return b"".join(views).replace(b"\r\n.", b"\r\n")
 
 
+# A host name with a control character (a bare CR) is no domain (RFC 5321 4.1.1.1); written
+# into a Received: header it could start a header line of its own.
+_BAD_HELLO = "501 5.5.4 Invalid host name: it holds a control character; send your domain name"
+
+
+def _has_controls(text: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_path(arg: str) -> tuple[str, str] | None:
     """The address and the rest of a MAIL or RCPT argument (None: unparseable), as aiosmtpd
@@ -376,7 +385,9 @@ class FaxSMTP(SMTP):
         if not isinstance(status, str):
             await super().push(status)
             return
-        reply = self._with_enhanced_code(status)
+        # A reply may quote what the client sent; 8-bit that is not UTF-8 becomes "?" rather
+        # than fail the reply.
+        reply = self._with_enhanced_code(status).encode("utf-8", "replace").decode("utf-8")
         count_smtp_reply(reply)
         await super().push(reply)
         if reply.startswith("421") and self.transport is not None:
@@ -473,6 +484,20 @@ class FaxSMTP(SMTP):
             await self.push("250 OK" if status is MISSING else status)
         if self._deadline_passed:
             self._close_with("421 4.4.2 Session time limit exceeded, closing connection")
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        await self._hello(hostname, super().smtp_HELO)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await self._hello(hostname, super().smtp_EHLO)
+
+    async def _hello(self, hostname: str, answer: Callable[[str], Awaitable[None]]) -> None:
+        if _has_controls(hostname):
+            await self.push(_BAD_HELLO)
+            return
+        await answer(hostname)
 
     async def smtp_VRFY(self, arg: str) -> None:
         await self.push("502 5.5.1 VRFY is not supported")

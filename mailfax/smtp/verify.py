@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import email.parser
 import logging
 import re
 from email.message import EmailMessage
@@ -19,7 +18,6 @@ import spf
 
 from mailfax.config import SmtpSettings
 from mailfax.logs import log_event
-from mailfax.mail.headers import MAIL_POLICY
 from mailfax.policy import Refusal
 from mailfax.sender_policy import aligned, authentication_results_verdict, domain_of
 
@@ -175,18 +173,3 @@ class SenderVerifier:
             if result == "temperror":
                 raise DnsUnavailable(f"SPF lookup for {domain_of(mail_from)} failed")
         return f"no aligned DKIM signature and no aligned SPF pass for {from_domain}"
-
-
-# The empty line that ends the header section (bare LF line ends included).
-_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
-
-
-def header_block(raw: bytes) -> EmailMessage:
-    """The mail's headers only."""
-    # Only the header section is handed to the parser: given the whole mail, it would read the
-    # body too, line by line (a third of a second for 25 MB, on the event loop).
-    end = _END_OF_HEADERS.search(raw)
-    parser = email.parser.BytesHeaderParser(policy=MAIL_POLICY)
-    parsed = parser.parsebytes(raw[: end.end()] if end else raw)
-    assert isinstance(parsed, EmailMessage)
-    return parsed

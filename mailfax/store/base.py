@@ -78,6 +78,11 @@ class MessageRecord:
         return not self.admitted_by.startswith("open:")
 
 
+# The start of the id of a receipt that is the short plain one sent because the full receipt
+# could not be composed (what `mailfax doctor` counts).
+MINIMAL_RECEIPT_PREFIX = "minimal-"
+
+
 @dataclass(frozen=True)
 class NewReceipt:
     """A receipt to queue in the same transaction as the state change it reports."""
@@ -265,6 +270,9 @@ class Store(Protocol):
         """Newest first; `sender` matches part of the envelope sender, ignoring case."""
 
     async def receipt_of(self, job_id: str) -> ReceiptRecord | None: ...
+
+    async def minimal_receipts(self, since: float) -> int:
+        """How many receipts queued since `since` were minimal ones (MINIMAL_RECEIPT_PREFIX)."""
 
     async def expedite_job(self, job_id: str, now: float, detail: str) -> bool:
         """Make a queued job due now; False if it is not queued."""

@@ -36,11 +36,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
+from mailfax.config import private_dir, private_file
 from mailfax.jobs import TERMINAL, Job, JobState, check_transition
 from mailfax.logs import log_event
 from mailfax.mail.model import Document, PartReport
 from mailfax.quotas import KEEP_COUNTERS, QuotaCharge, QuotaExceeded
 from mailfax.store.base import (
+    MINIMAL_RECEIPT_PREFIX,
     AcceptedMessage,
     FaxEvent,
     GroupSummary,
@@ -1177,6 +1179,20 @@ class SqlStore:
             row.kind,
         )
 
+    async def minimal_receipts(self, since: float) -> int:
+        async with self._read() as conn:
+            count = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(receipts)
+                    .where(
+                        receipts.c.id.startswith(MINIMAL_RECEIPT_PREFIX, autoescape=True),
+                        receipts.c.created_at >= since,
+                    )
+                )
+            ).scalar_one()
+        return int(count)
+
     async def expedite_job(self, job_id: str, now: float, detail: str) -> bool:
         async with self._tx() as conn:
             result = await conn.execute(
@@ -1282,10 +1298,13 @@ class SqlStore:
         return True
 
 
+SQLITE_FILE = "mailfax.sqlite3"
+
+
 def engine_url(url: str, state_dir: Path) -> str:
     """The SQLAlchemy async URL for `[store] url` ("" = SQLite in state_dir)."""
     if not url:
-        return f"sqlite+aiosqlite:///{state_dir / 'mailfax.sqlite3'}"
+        return f"sqlite+aiosqlite:///{state_dir / SQLITE_FILE}"
     for plain, driver in (("sqlite:", "sqlite+aiosqlite:"), ("postgresql:", "postgresql+asyncpg:")):
         if url.startswith(plain):
             return driver + url.removeprefix(plain)
@@ -1296,7 +1315,7 @@ async def open_store(url: str, state_dir: Path, *, check_schema: bool = True) ->
     """Open the store. SQLite upgrades its own schema; PostgreSQL, shared by instances that
     may run different versions, must already be at this version (`mailfax db upgrade`)."""
     if not url:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(state_dir) / SQLITE_FILE)
     full_url = engine_url(url, state_dir)
     # A server connection can drop while pooled; a file cannot: pinging SQLite would only add a
     # round trip through aiosqlite's thread to every transaction.

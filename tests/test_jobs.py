@@ -50,6 +50,32 @@ def test_transition_table(old: JobState, new: JobState) -> None:
             check_transition(old, new)
 
 
+def test_a_refused_transition_names_both_states() -> None:
+    with pytest.raises(TransitionError, match=r"^job cannot move from delivered to queued$"):
+        check_transition(S.DELIVERED, S.QUEUED)
+
+
+# mailfax redials a busy or unanswered fax itself, up to [faxplus] retries times; every other
+# result is final.
+@pytest.mark.parametrize(
+    ("status", "redials", "retries", "redial"),
+    [
+        ("failed_user_busy", 0, 2, True),
+        ("failed_no_answer", 0, 2, True),
+        ("failed_user_busy", 1, 2, True),
+        ("failed_user_busy", 2, 2, False),
+        ("failed_no_answer", 3, 2, False),
+        ("failed_user_busy", 0, 0, False),
+        ("failed_unallocated_number", 0, 2, False),
+        ("failed_normal_clearing", 0, 2, False),
+        ("partially_sent", 0, 2, False),
+        ("success", 0, 2, False),
+    ],
+)
+def test_redial_decision(status: str, redials: int, retries: int, redial: bool) -> None:
+    assert should_redial(status, redials, retries) is redial
+
+
 def test_terminal_states_are_final() -> None:
     assert all(not ALLOWED[state] for state in TERMINAL)
 
@@ -67,7 +93,28 @@ def test_retry_delay_grows_with_age_and_is_clamped() -> None:
     assert retry_delay(10 * 86400, 30, 3600, rng) <= 3600 * 1.2
 
 
+def test_retry_delay_is_the_clamped_age_times_the_drawn_jitter() -> None:
+    assert retry_delay(600, 30, 3600, random.Random(7)) == 600 * random.Random(7).uniform(0.8, 1.2)
+    low, high = FixedDraw(0.0), FixedDraw(1.0)  # the ends of the jitter band
+    assert retry_delay(0, 30, 3600, low) == pytest.approx(24)
+    assert retry_delay(10 * 86400, 30, 3600, high) == pytest.approx(4320)
+
+
+class FixedDraw(random.Random):
+    """A generator whose every draw is the same fraction of the way through its range."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def random(self) -> float:
+        return self.fraction
+
+
 def test_ids_are_time_ordered_and_unique() -> None:
+    # 11 hex digits of milliseconds, then 10 random hex digits.
+    assert new_id(1.5)[:11] == f"{1500:011x}"
+    assert all(len(new_id(1_700_000_000.0)) == 21 for _ in range(10))
     ids = [new_id(1_700_000_000 + i) for i in range(100)]
     assert ids == sorted(ids)
     assert len(set(new_id(1.0) for _ in range(1000))) == 1000

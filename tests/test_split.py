@@ -103,6 +103,24 @@ M = b"From: a@example.com\nMIME-Version: 1.0\n"
         ),
         (M + b"Content-Type: text/plain\n\nnot multipart\n", True),
         (b"\nno headers at all\n", True),
+        (b"\r\nno headers at all, CRLF\r\n", True),
+        # an empty line before the first boundary: an empty preamble
+        (M + b'Content-Type: multipart/mixed; boundary="B"\n\n\n--B\n\nx\n--B--\n', True),
+        # a multipart's own transfer encoding may only be an identity one
+        *[
+            (
+                M + b'Content-Type: multipart/mixed; boundary="B"\n'
+                b"Content-Transfer-Encoding: " + encoding + b"\n\n--B\n\nx\n--B--\n",
+                taken,
+            )
+            for encoding, taken in [
+                (b"7bit", True),
+                (b"8BIT", True),
+                (b"binary", True),
+                (b"base64", False),
+                (b"quoted-printable", False),
+            ]
+        ],
         # declined: no closing boundary, an empty part, no start boundary, a part without a
         # blank line, an embedded message, a digest, a bare CR, a Unix From line
         (M + b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n\nx\n', False),

@@ -1,0 +1,95 @@
+"""Per-module mutation scores of the pure core from mutmut's results in mutants/ (make mutate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+# Module -> the functions that are its pure rules (None: all of them). The simulator's state
+# module is mostly HTTP-facing bookkeeping; its outcome rules are one function.
+RULES: dict[str, tuple[str, ...] | None] = {
+    "mailfax/policy.py": None,
+    "mailfax/number_policy.py": None,
+    "mailfax/sender_policy.py": None,
+    "mailfax/quotas.py": None,
+    "mailfax/jobs.py": None,
+    "mailfax/receipts/reasons.py": None,
+    "mailfax/receipts/fields.py": None,
+    "mailfax/receipts/compose.py": None,
+    "mailfax/mail/split.py": None,
+    "mailfax/mail/extract.py": None,
+    "mailfax/mail/identify.py": None,
+    "mailfax/sandbox/state.py": ("x_outcome_for",),
+}
+TARGET = 0.90
+SURVIVORS_FILE = Path(__file__).with_name("survivors.md")
+
+
+def function_of(mutant: str) -> str:
+    """mailfax.jobs.x_should_redial__mutmut_3 -> x_should_redial (methods: xǁClassǁname)."""
+    return mutant.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
+
+
+def statuses(root: Path) -> dict[str, dict[str, str]]:
+    """Module -> mutant name -> mutmut's status, for the mutants of each module's rules."""
+    result: dict[str, dict[str, str]] = {}
+    for module, functions in RULES.items():
+        meta = root / f"{module}.meta"
+        if not meta.exists():
+            continue
+        codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        result[module] = {
+            name: status_by_exit_code[code]
+            for name, code in codes.items()
+            if functions is None or function_of(name) in functions
+        }
+    return result
+
+
+def accepted_survivors() -> set[str]:
+    """Mutant names listed (first backquoted word of a `- ` line) in the survivors file."""
+    names = set()
+    for line in SURVIVORS_FILE.read_text().splitlines():
+        if line.startswith("- `"):
+            names.add(line[3:].split("`", 1)[0])
+    return names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path("mutants"))
+    parser.add_argument("--survivors", action="store_true", help="list unexplained survivors")
+    args = parser.parse_args()
+    accepted = accepted_survivors()
+    header = f"{'module':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} score"
+    print(header)
+    print("-" * len(header))
+    below = []
+    unexplained = []
+    for module, by_name in statuses(args.root).items():
+        counts = Counter("killed" if s == "timeout" else s for s in by_name.values())
+        total = len(by_name)
+        score = counts["killed"] / total if total else 1.0
+        print(
+            f"{module:32} {total:7} {counts['killed']:6} {counts['survived']:8} "
+            f"{counts['no tests']:7} {score:5.1%}"
+        )
+        if score < TARGET:
+            below.append(module)
+        unexplained += [n for n, s in by_name.items() if s != "killed" and n not in accepted]
+    if below:
+        print(f"below {TARGET:.0%}: {', '.join(below)}")
+    if unexplained:
+        print(f"{len(unexplained)} surviving mutants are not explained in {SURVIVORS_FILE.name}")
+        if args.survivors:
+            print("\n".join(sorted(unexplained)))
+    return 1 if below or unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

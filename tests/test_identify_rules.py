@@ -1,0 +1,97 @@
+"""What a part is: its bytes win over its declared type, which wins over its file name."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailfax.mail.identify import extension, identify, kind_by_content, kind_by_type
+
+PDF = b"%PDF-1.7\n"
+ZIP = b"PK\x03\x04rest"
+OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest"
+PLAIN = b"just some words"
+
+
+@pytest.mark.parametrize(
+    ("declared", "name", "data", "kind"),
+    [
+        # the bytes decide, whatever the type and name say
+        ("application/octet-stream", "scan.bin", PDF, "pdf"),
+        ("image/png", "photo.png", b"\xff\xd8\xff\xe0", "jpeg"),
+        ("text/plain", None, b"GIF89a...", "image"),
+        # a ZIP is an office document when its name says so (.docx, .xlsx, .odt are ZIPs)
+        ("application/octet-stream", "letter.docx", ZIP, "office"),
+        ("application/zip", "letter.zip", ZIP, "archive"),
+        (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            None,
+            ZIP,
+            "archive",
+        ),
+        # OLE containers: Office 97 documents and Outlook items, told apart by name then type
+        ("application/octet-stream", "old.doc", OLE, "office"),
+        ("application/octet-stream", "mail.msg", OLE, "outlook-item"),
+        ("application/msword", None, OLE, "office"),
+        ("application/octet-stream", "thing.bin", OLE, "other"),
+        ("application/octet-stream", "note.txt", OLE, "other"),
+        # unknown bytes: the declared type, then the name
+        ("application/pdf", "x.bin", PLAIN, "pdf"),
+        ("image/heic", None, PLAIN, "image"),
+        ("application/vnd.oasis.opendocument.text", None, PLAIN, "office"),
+        (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            None,
+            PLAIN,
+            "office",
+        ),
+        ("message/delivery-status", None, PLAIN, "other"),
+        ("message/rfc822", None, PLAIN, "message"),
+        ("text/html", None, PLAIN, "text"),
+        ("application/x-whatever", "scan.pdf", PLAIN, "other"),
+        ("application/octet-stream", "scan.PDF", PLAIN, "pdf"),
+        ("application/octet-stream", "budget.xlsx", PLAIN, "office"),
+        (None, "notes.txt", PLAIN, "text"),
+        (None, "no-extension", PLAIN, "other"),
+        (None, None, PLAIN, "other"),
+    ],
+)
+def test_what_a_part_is(declared: str | None, name: str | None, data: bytes, kind: str) -> None:
+    assert identify(declared, name, data) == kind
+
+
+@pytest.mark.parametrize(
+    ("declared", "kind"),
+    [
+        (None, None),
+        ("application/octet-stream", None),
+        ("binary/octet-stream", None),
+        ("image/x-png", "png"),
+        ("image/webp", "image"),
+        ("application/vnd.oasis.opendocument.spreadsheet", "office"),
+        ("message/disposition-notification", "other"),
+        ("text/csv", "text"),
+        ("video/mp4", "other"),
+    ],
+)
+def test_declared_types(declared: str | None, kind: str | None) -> None:
+    assert kind_by_type(declared) == kind
+
+
+def test_a_pdf_header_counts_anywhere_in_the_first_1024_bytes() -> None:
+    assert kind_by_content(b" " * 1019 + b"%PDF-") == "pdf"
+    assert kind_by_content(b" " * 1020 + b"%PDF-") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("report.final.PDF", "pdf"),
+        ("archive.tar.gz", "gz"),
+        ("scan.pdf ", "pdf"),
+        ("README", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_the_extension_is_the_last_dotted_part(name: str | None, suffix: str) -> None:
+    assert extension(name) == suffix

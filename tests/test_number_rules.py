@@ -1,0 +1,179 @@
+"""The recipient and number rules, table by table: what is refused, with which reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailfax.number_policy import NumberPolicy, normalise_prefix, number_kinds
+from mailfax.policy import Refusal, format_for_humans, parse_fax_recipient
+
+# One example of every number type [policy] refused_types can name, and what it looks like.
+EXAMPLE_OF_TYPE = {
+    "premium-rate": "+449012345678",  # UK 0901
+    "shared-cost": "+37380812345",  # Moldova 0808
+    "toll-free": "+18002345678",  # US/Canada 1-800
+    "voip": "+445612345678",  # UK 056
+    "personal": "+447012345678",  # UK 070 "follow me" numbers
+    "pager": "+447640123456",  # UK 076
+    "uan": "+445512345678",  # UK 055 corporate numbers
+    "voicemail": "+41860123456789",  # Swiss 0860
+    "mobile": "+4915123456789",  # German mobile
+}
+EVERY_TYPE = frozenset(EXAMPLE_OF_TYPE) | {"emergency", "short-code"}
+
+
+@pytest.mark.parametrize(("kind", "number"), sorted(EXAMPLE_OF_TYPE.items()))
+def test_every_refusable_type_is_recognised_and_refused_by_name(kind: str, number: str) -> None:
+    assert number_kinds(number) == {kind}
+    article = "an" if kind[0] in "aeiou" else "a"
+    refusal = NumberPolicy.from_lists({"refused_types": sorted(EVERY_TYPE)}).refusal(number)
+    assert refusal == Refusal(
+        550,
+        "5.7.1",
+        f"Fax to {number} refused: it is {article} {kind} number ([policy] refused_types)",
+    )
+    # Refusing every other type lets this number through.
+    others = NumberPolicy.from_lists({"refused_types": sorted(EVERY_TYPE - {kind})})
+    assert others.refusal(number) is None
+
+
+def test_an_ordinary_fixed_line_is_of_no_refusable_type() -> None:
+    assert number_kinds("+4930123456") == set()
+    refuse_all = NumberPolicy.from_lists({"refused_types": sorted(EVERY_TYPE)})
+    assert refuse_all.refusal("+4930123456") is None
+
+
+def test_emergency_numbers_are_refused_as_such() -> None:
+    refusal = NumberPolicy.from_lists({"refused_types": ["emergency"]}).refusal("+49112")
+    assert refusal is not None
+    assert refusal.text == (
+        "Fax to +49112 refused: it is an emergency number ([policy] refused_types)"
+    )
+
+
+def test_the_first_type_alphabetically_names_a_number_of_two() -> None:
+    policy = NumberPolicy.from_lists({"refused_types": ["short-code", "emergency"]})
+    refusal = policy.refusal("+49112")
+    assert refusal is not None and "it is an emergency number" in refusal.text
+
+
+@pytest.mark.parametrize(
+    ("written", "prefix"),
+    [
+        ("+44 9", "+449"),
+        ("+1-900", "+1900"),
+        (" +49 30 ", "+4930"),
+        ("+7", "+7"),
+        ("+", None),
+        ("", None),
+        ("44", None),
+        ("+44x", None),
+        ("++44", None),
+    ],
+)
+def test_prefixes_are_plus_and_digits_with_spaces_and_dashes_dropped(
+    written: str, prefix: str | None
+) -> None:
+    assert normalise_prefix(written) == prefix
+
+
+def test_unusable_prefixes_are_ignored_and_the_rest_apply() -> None:
+    policy = NumberPolicy.from_lists({"allowed_prefixes": ["49", "+49 30"]})
+    assert policy.allowed_prefixes == ("+4930",)
+    assert policy.refusal("+4930123456") is None
+
+
+# Each rule, the reply it gives, in the order the rules are checked.
+RULES = {
+    "blocked_prefixes": ["+1 900"],
+    "allowed_prefixes": ["+1", "+49"],
+    "allowed_countries": ["us", "CA"],
+    "refused_types": ["toll-free"],
+}
+
+
+@pytest.mark.parametrize(
+    ("number", "why"),
+    [
+        ("+19005550100", "+1900 is a blocked prefix ([policy] blocked_prefixes)"),
+        ("+33142000000", "it has none of the allowed prefixes ([policy] allowed_prefixes)"),
+        ("+4930123456", "DE is not an allowed country ([policy] allowed_countries)"),
+        ("+18002345678", "it is a toll-free number ([policy] refused_types)"),
+    ],
+)
+def test_each_number_rule_names_itself(number: str, why: str) -> None:
+    refusal = NumberPolicy.from_lists(RULES).refusal(number)
+    assert refusal == Refusal(550, "5.7.1", f"Fax to {number} refused: {why}")
+
+
+def test_a_number_of_no_known_country_says_so() -> None:
+    policy = NumberPolicy.from_lists({"allowed_countries": ["US"]})
+    refusal = policy.refusal("+99912345678")
+    assert refusal is not None
+    assert refusal.text == (
+        "Fax to +99912345678 refused: its country is not an allowed country "
+        "([policy] allowed_countries)"
+    )
+
+
+def test_a_users_own_rules_are_named_as_theirs() -> None:
+    policy = NumberPolicy.from_lists(
+        {"refused_types": ["mobile"], "allowed_countries": ["DE"]}, source="user bob"
+    )
+    mobile = policy.refusal("+4915123456789")
+    assert mobile is not None and mobile.text.endswith("(refused_types of user bob)")
+    foreign = policy.refusal("+15551234567")
+    assert foreign is not None and foreign.text.endswith("(allowed_countries of user bob)")
+
+
+def test_no_rules_refuse_nothing() -> None:
+    policy = NumberPolicy.from_lists({})
+    assert policy == NumberPolicy()
+    assert policy.refusal("+449012345678") is None
+
+
+# --- the recipient address ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "verdict"),
+    [
+        ("15551234567@fax.local", "+15551234567"),
+        (" +15551234567@fax.local ", "+15551234567"),
+        ("15551234567@fax.local.", "+15551234567"),  # a fully qualified domain
+        ("15551234567@fax.local.example", "Relaying denied"),
+        ("15551234567@.fax.local", "Relaying denied"),
+        ("15551234567", "Relaying denied"),
+        ("a@b@fax.local", "<a@b@fax.local> is not a fax number"),
+    ],
+)
+def test_recipient_addresses(address: str, verdict: str) -> None:
+    result = parse_fax_recipient(address, "fax.local", "US")
+    if verdict.startswith("+"):
+        assert result == verdict
+    else:
+        assert isinstance(result, Refusal) and result.text.startswith(verdict)
+
+
+def test_a_local_part_that_is_not_a_number_is_told_how_to_write_one() -> None:
+    refusal = parse_fax_recipient("sales@fax.local", "fax.local", "US")
+    assert refusal == Refusal(
+        550,
+        "5.1.1",
+        "<sales@fax.local> is not a fax number: write the number as the local part, "
+        "e.g. +15551234567@fax.local",
+    )
+    assert refusal.smtp_reply == f"550 5.1.1 {refusal.text}"
+
+
+@pytest.mark.parametrize(
+    ("e164", "shown"),
+    [
+        ("+15551234567", "+1 555-123-4567"),
+        ("+4930123456", "+49 30 123456"),
+        ("+442079460000", "+44 20 7946 0000"),
+        ("not a number", "not a number"),
+    ],
+)
+def test_numbers_are_shown_to_people_in_international_format(e164: str, shown: str) -> None:
+    assert format_for_humans(e164) == shown

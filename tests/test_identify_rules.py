@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailfax.mail.identify import extension, identify, kind_by_content, kind_by_type
+from mailfax.mail.identify import extension, identify, kind_by_type
 
 PDF = b"%PDF-1.7\n"
 ZIP = b"PK\x03\x04rest"
@@ -19,6 +19,9 @@ PLAIN = b"just some words"
         ("application/octet-stream", "scan.bin", PDF, "pdf"),
         ("image/png", "photo.png", b"\xff\xd8\xff\xe0", "jpeg"),
         ("text/plain", None, b"GIF89a...", "image"),
+        # a container's signature wins over a PDF header near its start
+        ("application/ms-tnef", "winmail.dat", b'x\x9f>"\x01\x00' + bytes(40) + PDF, "tnef"),
+        ("application/zip", "docs.zip", ZIP + PDF, "archive"),
         # a ZIP is an office document when its name says so (.docx, .xlsx, .odt are ZIPs)
         ("application/octet-stream", "letter.docx", ZIP, "office"),
         ("application/zip", "letter.zip", ZIP, "archive"),
@@ -78,8 +81,8 @@ def test_declared_types(declared: str | None, kind: str | None) -> None:
 
 
 def test_a_pdf_header_counts_anywhere_in_the_first_1024_bytes() -> None:
-    assert kind_by_content(b" " * 1019 + b"%PDF-") == "pdf"
-    assert kind_by_content(b" " * 1020 + b"%PDF-") is None
+    assert identify(None, None, b" " * 1019 + b"%PDF-") == "pdf"
+    assert identify(None, None, b" " * 1020 + b"%PDF-") == "other"
 
 
 @pytest.mark.parametrize(

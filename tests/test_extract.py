@@ -408,7 +408,8 @@ def test_typeset_pdf_is_clean_and_shows_the_text() -> None:
 
 
 def fake_soffice(tmp_path: Path, behaviour: str) -> str:
-    """An executable standing in for LibreOffice: writes <outdir>/<stem>.pdf, or misbehaves."""
+    """An executable standing in for LibreOffice: writes <outdir>/<stem>.pdf, or misbehaves
+    (hang: never ends; fail: writes nothing; junk: writes a file that is not a PDF)."""
     script = tmp_path / "soffice"
     (tmp_path / "made.pdf").write_bytes(pdf_with_pages(2))
     script.write_text(
@@ -421,6 +422,8 @@ def fake_soffice(tmp_path: Path, behaviour: str) -> str:
         "source = pathlib.Path(args[-1])\n"
         f"if {behaviour!r} == 'convert':\n"
         f"    shutil.copy({str(tmp_path / 'made.pdf')!r}, out / (source.stem + '.pdf'))\n"
+        f"if {behaviour!r} == 'junk':\n"
+        "    (out / (source.stem + '.pdf')).write_bytes(b'not a PDF at all')\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)

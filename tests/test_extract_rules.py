@@ -1,0 +1,348 @@
+"""What extraction reports for every kind of part, row by row: names, types, sizes, pages,
+what was done and why, and which problems refuse the mail."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from pathlib import Path
+
+import pytest
+
+from mailfax.mail.extract import extract_documents
+from mailfax.mail.model import ExtractionOptions, PartReport
+from mailfax.policy import Refusal
+from tests.pdfs import pdf_with_pages
+from tests.test_extract import fake_soffice, image_bytes
+
+PDF = pdf_with_pages(1)
+HEAD = b"From: a@example.com\nSubject: s\nMIME-Version: 1.0\n"
+TEXT = b"Content-Type: text/plain\n\nhello"
+OTHER = "not a document mailfax faxes; send PDF, JPEG, PNG or TIFF"
+ATTACHED_MAIL = "an attached mail: its text is not faxed, its documents are listed after it"
+
+
+def multipart(*parts: bytes, subtype: bytes = b"mixed", boundary: bytes = b"B") -> bytes:
+    out = b"Content-Type: multipart/" + subtype + b'; boundary="' + boundary + b'"\n\n'
+    for part in parts:
+        out += b"--" + boundary + b"\n" + part + b"\n"
+    return out + b"--" + boundary + b"--\n"
+
+
+def attachment(name: str, data: bytes, media: str = "application/pdf") -> bytes:
+    return (
+        f'Content-Type: {media}\nContent-Disposition: attachment; filename="{name}"\n'
+        "Content-Transfer-Encoding: base64\n\n"
+    ).encode() + base64.encodebytes(data)
+
+
+def winmail(blob: bytes) -> bytes:
+    return attachment("winmail.dat", blob, "application/ms-tnef")
+
+
+def picture(data: bytes, headers: bytes = b"") -> bytes:
+    """A PNG part without a name or disposition, as mail programs put pictures in the text."""
+    return (
+        b"Content-Type: image/png\n"
+        + headers
+        + b"Content-Transfer-Encoding: base64\n\n"
+        + base64.encodebytes(data)
+    )
+
+
+def nested(levels: int, inner: bytes) -> bytes:
+    for level in range(levels):
+        inner = multipart(inner, boundary=b"N%d" % level)
+    return inner
+
+
+# --- structure ---------------------------------------------------------------------------
+
+
+def test_thirty_levels_of_nesting_are_read() -> None:
+    result = extract_documents(HEAD + multipart(nested(29, TEXT), attachment("a.pdf", PDF)))
+    assert result.comment == "hello"
+    assert [p.action for p in result.parts] == ["faxed"]
+
+
+def test_deeper_nesting_is_reported_not_followed() -> None:
+    result = extract_documents(HEAD + multipart(nested(30, TEXT), attachment("a.pdf", PDF)))
+    assert result.comment == ""
+    assert result.parts[0] == PartReport(
+        "part-1", "text/plain", 0, None, "unreadable", "nested too deeply"
+    )
+
+
+def test_attached_mails_and_reports() -> None:
+    forwarded = b'Content-Type: message/rfc822\nContent-Disposition: attachment; filename="fwd.eml"'
+    forwarded += b"\n\nSubject: inner\nContent-Type: text/plain\n\ninner text"
+    global_mail = b"Content-Type: message/global\n\nSubject: x\n" + multipart(
+        b"Content-Type: text/plain\n\nnot the comment", attachment("in.pdf", PDF), boundary=b"I"
+    )
+    status = (
+        b"Content-Type: message/delivery-status\n\n"
+        b"Reporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; a@b\nAction: failed\n"
+    )
+    result = extract_documents(HEAD + multipart(TEXT, forwarded, global_mail, status))
+    rows = [(p.name, p.content_type, p.action, p.reason) for p in result.parts]
+    assert rows == [
+        ("fwd.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
+        ("attached-mail-2.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
+        ("in.pdf", "application/pdf", "faxed", "PDF"),
+        ("part-4", "message/delivery-status", "ignored", OTHER),
+    ]
+    assert all(p.size > 0 for p in result.parts)
+    assert result.comment == "hello"  # the attached mails' text is not the fax comment
+
+
+def test_a_mail_attached_as_a_file_is_opened() -> None:
+    inner = b"Subject: inner\nContent-Type: multipart/mixed; boundary=I\n\n--I\n"
+    inner += b"Content-Type: text/plain\n\nnot the comment\n--I\n"
+    inner += attachment("in.pdf", PDF) + b"\n--I--\n"
+    result = extract_documents(
+        HEAD + multipart(TEXT, attachment("old.eml", inner, "application/octet-stream"))
+    )
+    assert [(p.name, p.content_type, p.size, p.action, p.reason) for p in result.parts] == [
+        ("old.eml", "application/octet-stream", len(inner), "ignored", ATTACHED_MAIL),
+        ("in.pdf", "application/pdf", len(PDF), "faxed", "PDF"),
+    ]
+    assert result.comment == "hello"
+
+
+def test_a_multipart_without_its_boundary_is_reported_an_empty_one_is_not() -> None:
+    broken = b'Content-Type: multipart/mixed; boundary="Q"\n\nno boundary here\n'
+    empty = b'Content-Type: multipart/mixed; boundary="Q"\n\n  \n'
+    result = extract_documents(HEAD + multipart(TEXT, attachment("a.pdf", PDF), broken, empty))
+    assert [(p.name, p.content_type, p.action, p.reason) for p in result.parts[1:]] == [
+        (
+            "part-2",
+            "multipart/mixed",
+            "unreadable",
+            "its multipart structure is broken (no boundary found)",
+        )
+    ]
+    assert result.parts[1].size >= len("no boundary here")
+
+
+def test_parts_without_or_with_an_unreadable_content_type() -> None:
+    bare = b'Content-Disposition: attachment; filename="notes"\n\nsome notes'
+    garbled = b'Content-Type: garbage\nContent-Disposition: attachment; filename="x.pdf"\n\n'
+    result = extract_documents(HEAD + multipart(TEXT, bare, garbled + PDF))
+    assert [(p.name, p.content_type, p.action) for p in result.parts] == [
+        ("notes", "text/plain", "ignored"),  # no Content-Type: text/plain (RFC 2045)
+        ("x.pdf", "application/octet-stream", "faxed"),  # the name and bytes decide
+    ]
+
+
+# --- Outlook's winmail.dat ---------------------------------------------------------------
+
+
+def tnef_object(level: int, ident: int, data: bytes) -> bytes:
+    checksum = struct.pack("<H", sum(data) & 0xFFFF)
+    return struct.pack("<BII", level, ident, len(data)) + data + checksum
+
+
+def tnef(files: list[tuple[str | None, bytes]], body: str = "") -> bytes:
+    """A winmail.dat holding `files` (name, data) and a plain-text body."""
+    out = b'x\x9f>"\x01\x00' + tnef_object(1, 0x00089006, struct.pack("<I", 0x00010000))
+    if body:
+        out += tnef_object(1, 0x0002800C, body.encode())
+    for name, data in files:
+        out += tnef_object(2, 0x00069002, b"\x01\x00" + bytes(12))  # a new attachment
+        if name is not None:
+            out += tnef_object(2, 0x00018010, name.encode() + b"\x00")
+        out += tnef_object(2, 0x0006800F, data)
+    return out
+
+
+def test_winmail_dat_is_unpacked_and_its_files_handled_like_attachments() -> None:
+    small_photo = image_bytes("JPEG", size=(16, 16))
+    blob = tnef(
+        [("scan.pdf", PDF), (None, b"zzz"), ("notes.txt", b"hi"), ("p.jpg", small_photo)],
+        body="Outlook's text",
+    )
+    result = extract_documents(HEAD + multipart(winmail(blob)))
+    rows = [(p.name, p.content_type, p.size, p.pages, p.action, p.reason) for p in result.parts]
+    assert rows == [
+        (
+            "winmail.dat",
+            "application/ms-tnef",
+            len(blob),
+            None,
+            "ignored",
+            "Outlook winmail.dat, unpacked: scan.pdf, unnamed, notes.txt, p.jpg",
+        ),
+        ("scan.pdf", "application/pdf", len(PDF), 1, "faxed", "PDF"),
+        ("part-3", "application/octet-stream", 3, None, "ignored", OTHER),
+        (
+            "notes.txt",
+            "application/octet-stream",
+            2,
+            None,
+            "ignored",
+            "text attachments are not faxed; the mail's own text is the fax comment",
+        ),
+        # however small, a picture inside winmail.dat is a document, never a logo
+        ("p.jpg", "image/jpeg", len(small_photo), 1, "converted", "JPEG image converted to PDF"),
+    ]
+    assert [d.name for d in result.documents] == ["scan.pdf", "p.jpg"]
+    # The mail has no text of its own: Outlook's text is the comment.
+    assert result.comment == "Outlook's text"
+
+
+def test_the_mails_own_text_wins_over_winmail_dats() -> None:
+    blob = tnef([("scan.pdf", PDF)], body="Outlook's text")
+    mail = HEAD + multipart(TEXT, winmail(blob))
+    assert extract_documents(mail).comment == "hello"
+
+
+def test_an_empty_winmail_dat() -> None:
+    blob = tnef([])
+    result = extract_documents(HEAD + multipart(TEXT, winmail(blob)))
+    assert result.parts[0].reason == "Outlook winmail.dat, unpacked: no files"
+
+
+def test_winmail_dat_inside_winmail_dat_is_followed_thirty_levels_deep() -> None:
+    inside = tnef([("deep.pdf", PDF)])
+    blob = tnef([("inner.dat", inside)])
+    shallow = HEAD + multipart(nested(28, winmail(blob)))
+    assert [p.action for p in extract_documents(shallow).parts] == ["ignored", "ignored", "faxed"]
+    deep = HEAD + multipart(nested(29, winmail(blob)))
+    too_deep = ("inner.dat", "application/octet-stream", len(inside), "unreadable")
+    inner = extract_documents(deep).parts[1]
+    assert (inner.name, inner.content_type, inner.size, inner.action) == too_deep
+    assert inner.reason == "nested too deeply"
+
+
+# --- inline pictures ---------------------------------------------------------------------
+
+
+def test_pictures_in_the_text_are_counted_as_text() -> None:
+    """A mail of text and two pictures in it is typeset when [smtp] body_only = render."""
+    logo = image_bytes("PNG", size=(8, 8))
+    mail = HEAD + multipart(
+        TEXT,
+        picture(logo),
+        picture(logo),
+    )
+    result = extract_documents(mail, ExtractionOptions(body_only="render"))
+    assert result.refusal is None
+    assert [(p.name, p.action, p.reason) for p in result.parts] == [
+        ("image-1.png", "ignored", "PNG image shown in the mail's text"),
+        ("image-2.png", "ignored", "PNG image shown in the mail's text"),
+        ("mail-text.pdf", "converted", RENDERED),
+    ]
+
+
+RENDERED = "no document attached: the mail's text typeset as the fax ([smtp] body_only)"
+
+
+def big_png() -> bytes:
+    picture = image_bytes("PNG", size=(1500, 1500))
+    assert len(picture) >= 10_000
+    return picture
+
+
+def test_a_big_picture_inside_multipart_related_or_referenced_by_cid_is_inline() -> None:
+    big = big_png()
+    related = multipart(
+        b"Content-Type: text/html\n\n<p>hi</p>",
+        picture(big, b"Content-ID: <unshown@x>\n"),
+        subtype=b"related",
+        boundary=b"R",
+    )
+    # Referenced (percent-encoded, any case) from the HTML of a multipart/mixed.
+    referenced = multipart(
+        b'Content-Type: text/html\n\n<img src="cid:%3CLogo@X%3E">',
+        picture(big, b"Content-ID: <logo@x>\n"),
+        boundary=b"C",
+    )
+    for body, inline in [(related, True), (referenced, True), (picture(big), False)]:
+        result = extract_documents(HEAD + body)
+        actions = [p.action for p in result.parts]
+        assert actions == (["ignored"] if inline else ["converted"]), body[:40]
+
+
+def test_a_cid_that_the_html_does_not_show_does_not_make_a_picture_inline() -> None:
+    mail = HEAD + multipart(
+        b'Content-Type: text/html\n\n<img src="cid:other@x">',
+        picture(big_png(), b"Content-ID: <logo@x>\n"),
+    )
+    assert [p.action for p in extract_documents(mail).parts] == ["converted"]
+
+
+# --- problems ----------------------------------------------------------------------------
+
+
+def corrupt_base64(name: str, data: bytes, media: str) -> bytes:
+    encoded = base64.encodebytes(data)
+    return (
+        (
+            f'Content-Type: {media}\nContent-Disposition: attachment; filename="{name}"\n'
+            "Content-Transfer-Encoding: base64\n\n"
+        ).encode()
+        + encoded[:101]
+        + b"!*"
+        + encoded[101:]
+    )
+
+
+def test_an_unreadable_attached_picture_refuses_a_mail_with_other_documents() -> None:
+    mail = HEAD + multipart(
+        TEXT, attachment("a.pdf", PDF), corrupt_base64("p.png", big_png(), "image/png")
+    )
+    result = extract_documents(mail)
+    assert result.refusal == Refusal(
+        550, "5.6.0", "The file 'p.png' cannot be read: its base64 encoding is corrupt."
+    )
+    assert result.documents == ()
+    assert result.parts[1] == PartReport(
+        "p.png", "image/png", result.parts[1].size, None, "unreadable",
+        "its base64 encoding is corrupt",
+    )  # fmt: skip
+
+
+def test_an_unreadable_picture_in_the_text_refuses_nothing() -> None:
+    logo = picture(image_bytes("PNG", size=(300, 300)))[:160] + b"!*\n"
+    result = extract_documents(HEAD + multipart(TEXT, attachment("a.pdf", PDF), logo))
+    assert result.refusal is None
+    assert [p.action for p in result.parts] == ["faxed", "unreadable"]
+
+
+@pytest.mark.parametrize("with_libreoffice", [False, True])
+def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
+    tmp_path: Path, with_libreoffice: bool
+) -> None:
+    soffice = fake_soffice(tmp_path, "convert") if with_libreoffice else None
+    docx = corrupt_base64("c.docx", b"PK\x03\x04" + bytes(300), "application/octet-stream")
+    result = extract_documents(
+        HEAD + multipart(TEXT, attachment("a.pdf", PDF), docx), ExtractionOptions(soffice=soffice)
+    )
+    assert (result.refusal is not None) is with_libreoffice
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason", "refusal"),
+    [
+        (
+            "fail",
+            "the document could not be converted to PDF",
+            "The document 'c.docx' could not be converted to PDF",
+        ),
+        (
+            "junk",
+            "LibreOffice made an unreadable PDF",
+            "The document 'c.docx' could not be converted to PDF.",
+        ),
+    ],
+)
+def test_an_office_document_libreoffice_cannot_convert(
+    tmp_path: Path, behaviour: str, reason: str, refusal: str
+) -> None:
+    docx = attachment("c.docx", b"PK\x03\x04 word/document.xml", "application/octet-stream")
+    options = ExtractionOptions(soffice=fake_soffice(tmp_path, behaviour))
+    result = extract_documents(HEAD + multipart(TEXT, docx), options)
+    assert result.parts[0].action == "unreadable"
+    assert result.parts[0].reason.startswith(reason)
+    assert result.refusal is not None and result.refusal.code == 550
+    assert result.refusal.enhanced == "5.6.0" and result.refusal.text.startswith(refusal)

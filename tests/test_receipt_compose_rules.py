@@ -223,6 +223,25 @@ def test_no_thumbnail_without_one() -> None:
 
 
 @pytest.mark.parametrize("kind", ["final", "accepted", "delayed", "group"])
+def test_every_receipt_names_the_gateway_and_who_it_reports(kind: str) -> None:
+    composer = ReceiptComposer("mailfax@gw", "gw.example.com", "fax.example.org")
+    receipt = {
+        "final": lambda: composer.compose(JOB, MESSAGE, DELIVERED, NOW),
+        "accepted": lambda: composer.compose_accepted(MESSAGE, [("j1", "+15551234567")], NOW),
+        "delayed": lambda: composer.compose_delayed(JOB, MESSAGE, NOW),
+        "group": lambda: composer.compose_group([JOB], MESSAGE, NOW),
+    }[kind]()
+    text = plain_text(parse(receipt))
+    assert "\n-- \nmailfax email-to-fax gateway at gw.example.com\n" in text
+    assert recipient_blocks(receipt)[0][0] == (
+        "Final-Recipient",
+        "rfc822; +15551234567@fax.example.org",
+    )
+    if kind == "delayed":
+        assert "mailfax keeps trying until 2027-01-20 07:00:00 UTC" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("kind", ["final", "accepted", "delayed", "group"])
 def test_without_a_time_given_a_receipt_is_dated_now(kind: str) -> None:
     before = time.time()
     receipt = {

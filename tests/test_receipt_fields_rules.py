@@ -4,6 +4,7 @@ the mail's comment and parts, and each receipt kind's title, headline and tone."
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -64,6 +65,12 @@ def job(state: JobState = S.SUBMITTED, **changes: object) -> Job:
             FaxOutcome(False, "partially_sent", "f1", 1),
             "partly delivered",
             "was only partly delivered: 1 of 4 pages sent.",
+        ),
+        (
+            job(S.DELIVERED),
+            FaxOutcome(True, "success", "f1", None),
+            "delivered",
+            "was delivered: ? of 4 pages sent.",
         ),
         (job(S.FAILED), FaxOutcome(False, "failed", "f1", 0), "failed", "was not delivered."),
         (job(S.FAILED), FaxOutcome(False, "failed", "f1", None), "failed", "was not delivered."),
@@ -214,6 +221,16 @@ def test_plural(count: int | None, words: str) -> None:
 )
 def test_the_mails_comment_is_one_line_cut_at_300_characters(comment: str, shown: str) -> None:
     assert mail_fields(dataclasses.replace(MESSAGE, comment=comment)).comment == shown
+
+
+def test_times_are_utc_whatever_the_gateways_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert mail_fields(MESSAGE).received == "2027-01-15 08:00:00 UTC"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_mails_fields() -> None:

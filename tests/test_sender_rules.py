@@ -25,6 +25,8 @@ def test_patterns_keep_every_address_and_domain() -> None:
     assert patterns.addresses == {"alice@other.org"}
     assert patterns.allows("bob@example.com")
     assert patterns
+    assert SenderPatterns.parse(["alice@other.org"])
+    assert SenderPatterns.parse(["@other.org"])
     assert not SenderPatterns.parse([])
 
 

@@ -4,6 +4,7 @@ what was done and why, and which problems refuse the mail."""
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_attached_mails_and_reports() -> None:
         b"Content-Type: text/plain\n\nnot the comment", attachment("in.pdf", PDF), boundary=b"I"
     )
     status = (
-        b"Content-Type: message/delivery-status\n\n"
+        b'Content-Type: message/delivery-status\nContent-Disposition: inline; filename="s.txt"\n\n'
         b"Reporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; a@b\nAction: failed\n"
     )
     result = extract_documents(HEAD + multipart(TEXT, forwarded, global_mail, status))
@@ -89,9 +90,10 @@ def test_attached_mails_and_reports() -> None:
         ("fwd.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
         ("attached-mail-2.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
         ("in.pdf", "application/pdf", "faxed", "PDF"),
-        ("part-4", "message/delivery-status", "ignored", OTHER),
+        ("s.txt", "message/delivery-status", "ignored", OTHER),
     ]
-    assert all(p.size > 0 for p in result.parts)
+    # Sizes are the attached mails' and reports' whole text.
+    assert [p.size > len("Subject: x\n") for p in result.parts] == [True] * 4
     assert result.comment == "hello"  # the attached mails' text is not the fax comment
 
 
@@ -190,6 +192,12 @@ def test_winmail_dat_is_unpacked_and_its_files_handled_like_attachments() -> Non
     assert result.comment == "Outlook's text"
 
 
+def test_unnamed_files_in_winmail_dat_are_named_by_kind() -> None:
+    blob = tnef([(None, PDF), (None, b"zzz")])
+    result = extract_documents(HEAD + multipart(TEXT, winmail(blob)))
+    assert [p.name for p in result.parts] == ["winmail.dat", "document-2.pdf", "part-3"]
+
+
 def test_the_mails_own_text_wins_over_winmail_dats() -> None:
     blob = tnef([("scan.pdf", PDF)], body="Outlook's text")
     mail = HEAD + multipart(TEXT, winmail(blob))
@@ -227,11 +235,16 @@ def test_pictures_in_the_text_are_counted_as_text() -> None:
     )
     result = extract_documents(mail, ExtractionOptions(body_only="render"))
     assert result.refusal is None
-    assert [(p.name, p.action, p.reason) for p in result.parts] == [
+    assert [(p.name, p.action, p.reason) for p in result.parts[:2]] == [
         ("image-1.png", "ignored", "PNG image shown in the mail's text"),
         ("image-2.png", "ignored", "PNG image shown in the mail's text"),
-        ("mail-text.pdf", "converted", RENDERED),
     ]
+    [typeset] = result.documents
+    assert typeset.name == "mail-text.pdf" and typeset.data.startswith(b"%PDF-")
+    assert result.parts[2] == PartReport(
+        "mail-text.pdf", "text/plain", len("hello"), typeset.pages, "converted", RENDERED
+    )
+    assert typeset.pages == 1
 
 
 RENDERED = "no document attached: the mail's text typeset as the fax ([smtp] body_only)"
@@ -346,3 +359,146 @@ def test_an_office_document_libreoffice_cannot_convert(
     assert result.parts[0].reason.startswith(reason)
     assert result.refusal is not None and result.refusal.code == 550
     assert result.refusal.enhanced == "5.6.0" and result.refusal.text.startswith(refusal)
+
+
+# --- the comment -------------------------------------------------------------------------
+
+
+def comment_of(*parts: bytes) -> str:
+    return extract_documents(HEAD + multipart(*parts, attachment("a.pdf", PDF))).comment
+
+
+def test_an_empty_plain_alternative_gives_way_to_the_html() -> None:
+    alternative = multipart(
+        b"Content-Type: text/plain\n\n  \n",
+        b"Content-Type: text/html\n\n<p>Hi there</p>",
+        subtype=b"alternative",
+        boundary=b"A",
+    )
+    assert comment_of(alternative) == "Hi there"
+
+
+def test_plain_text_is_taken_as_written_not_as_html() -> None:
+    assert comment_of(b"Content-Type: text/plain\n\n5 &lt; 6 <b>bold</b>") == (
+        "5 &lt; 6 <b>bold</b>"
+    )
+
+
+def test_crlf_line_ends_become_newlines() -> None:
+    raw = HEAD + multipart(b"Content-Type: text/plain\n\nline one\nline two")
+    result = extract_documents(raw.replace(b"\n", b"\r\n"))
+    assert result.comment == "line one\nline two"
+
+
+def test_the_texts_charset_is_obeyed() -> None:
+    koi8 = "Привет".encode("koi8-r")
+    assert comment_of(b"Content-Type: text/plain; charset=koi8-r\n\n" + koi8) == "Привет"
+
+
+def test_a_text_part_sent_as_an_attachment_is_not_the_comment() -> None:
+    attached = b"Content-Type: text/plain\nContent-Disposition: attachment\n\nattached words"
+    result = extract_documents(HEAD + multipart(TEXT, attached, attachment("a.pdf", PDF)))
+    assert result.comment == "hello"
+    assert [(p.content_type, p.action) for p in result.parts] == [
+        ("text/plain", "ignored"),
+        ("application/pdf", "faxed"),
+    ]
+
+
+def test_only_the_html_shows_pictures_by_cid() -> None:
+    mentioned = b"Content-Type: text/plain\n\nthe logo is cid:logo@x"
+    mail = HEAD + multipart(mentioned, picture(big_png(), b"Content-ID: <logo@x>\n"))
+    assert [p.action for p in extract_documents(mail).parts] == ["converted"]
+    utf16 = '<img src="cid:logo@x">'.encode("utf-16")
+    html = b"Content-Type: text/html; charset=utf-16\n\n" + utf16
+    mail = HEAD + multipart(html, picture(big_png(), b"Content-ID: <logo@x>\n"))
+    assert [p.action for p in extract_documents(mail).parts] == ["ignored"]
+
+
+def test_the_headers_extraction_reads() -> None:
+    head = b"Subject: Invoice\nMessage-ID: <m@x>\nAuto-Submitted: Auto-Replied\nMIME-Version: 1.0\n"
+    result = extract_documents(head + multipart(TEXT, attachment("a.pdf", PDF)))
+    assert (result.subject, result.message_id, result.auto_submitted) == (
+        "Invoice",
+        "<m@x>",
+        "auto-replied",
+    )
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+def test_as_many_pages_as_allowed_are_taken() -> None:
+    mail = HEAD + multipart(TEXT, attachment("a.pdf", pdf_with_pages(2)))
+    assert extract_documents(mail, ExtractionOptions(max_pages=2)).refusal is None
+    refusal = extract_documents(mail, ExtractionOptions(max_pages=1)).refusal
+    assert refusal == Refusal(
+        552,
+        "5.3.4",
+        "Too many pages: the documents have 2 pages, this gateway faxes at most 1 per message.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "text"),
+    [
+        ((), "No document to fax: the message is empty. Attach a PDF."),
+        ((TEXT,), "No document to fax: the message has only a text body. Attach a PDF."),
+        (
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(5)),
+            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
+            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
+            "4.zip (application/zip).",
+        ),
+        (
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(7)),
+            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
+            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
+            "4.zip (application/zip) and 2 more.",
+        ),
+    ],
+)
+def test_a_mail_without_a_document_is_told_what_was_found(
+    parts: tuple[bytes, ...], text: str
+) -> None:
+    raw = HEAD + (multipart(*parts) if parts else b"Content-Type: text/plain\n\n")
+    assert extract_documents(raw).refusal == Refusal(550, "5.6.0", text)
+
+
+def test_a_part_declared_a_pdf_is_checked_as_one() -> None:
+    junk = attachment("scan.bin", b"not a pdf at all", "application/pdf")
+    result = extract_documents(HEAD + multipart(TEXT, junk))
+    assert result.parts[0].action == "unreadable"
+    assert result.parts[0].reason.startswith("the PDF ")
+    assert result.refusal is not None and result.refusal.text.startswith("The PDF 'scan.bin' ")
+
+
+def test_damaged_and_repaired_documents_are_reported_as_such() -> None:
+    broken_png = attachment("p.png", b"\x89PNG\r\n\x1a\nxx", "image/png")
+    result = extract_documents(HEAD + multipart(TEXT, attachment("a.pdf", PDF), broken_png))
+    assert (result.parts[1].action, result.parts[1].reason) == (
+        "unreadable",
+        "the PNG image is damaged and cannot be read",
+    )
+    damaged = re.sub(rb"startxref\s+\d+", b"startxref\n999999", PDF)
+    repaired = extract_documents(HEAD + multipart(TEXT, attachment("r.pdf", damaged)))
+    assert (repaired.parts[0].action, repaired.parts[0].reason) == (
+        "faxed",
+        "PDF, repaired (it was damaged)",
+    )
+
+
+def test_an_office_document_converted_by_libreoffice(tmp_path: Path) -> None:
+    docx = attachment("c.docx", b"PK\x03\x04 word/document.xml", "application/octet-stream")
+    options = ExtractionOptions(soffice=fake_soffice(tmp_path, "convert"))
+    result = extract_documents(HEAD + multipart(TEXT, docx), options)
+    [document] = result.documents
+    assert document.data.startswith(b"%PDF-") and document.pages == 2
+    assert result.parts[0] == PartReport(
+        "c.docx",
+        "application/octet-stream",
+        len(b"PK\x03\x04 word/document.xml"),
+        2,
+        "converted",
+        "converted to PDF by LibreOffice",
+    )

@@ -84,16 +84,18 @@ def test_attached_mails_and_reports() -> None:
         b'Content-Type: message/delivery-status\nContent-Disposition: inline; filename="s.txt"\n\n'
         b"Reporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; a@b\nAction: failed\n"
     )
-    result = extract_documents(HEAD + multipart(TEXT, forwarded, global_mail, status))
+    unnamed = status.replace(b'Content-Disposition: inline; filename="s.txt"\n', b"")
+    result = extract_documents(HEAD + multipart(TEXT, forwarded, global_mail, status, unnamed))
     rows = [(p.name, p.content_type, p.action, p.reason) for p in result.parts]
     assert rows == [
         ("fwd.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
         ("attached-mail-2.eml", "message/rfc822", "ignored", ATTACHED_MAIL),
         ("in.pdf", "application/pdf", "faxed", "PDF"),
         ("s.txt", "message/delivery-status", "ignored", OTHER),
+        ("part-5", "message/delivery-status", "ignored", OTHER),
     ]
     # Sizes are the attached mails' and reports' whole text.
-    assert [p.size > len("Subject: x\n") for p in result.parts] == [True] * 4
+    assert [p.size > len("Subject: x\n") for p in result.parts] == [True] * 5
     assert result.comment == "hello"  # the attached mails' text is not the fax comment
 
 
@@ -248,6 +250,14 @@ def test_pictures_in_the_text_are_counted_as_text() -> None:
 
 
 RENDERED = "no document attached: the mail's text typeset as the fax ([smtp] body_only)"
+
+
+@pytest.mark.parametrize(("size", "action"), [(9_999, "ignored"), (10_000, "converted")])
+def test_pictures_in_the_text_are_those_under_10_000_bytes(size: int, action: str) -> None:
+    small = image_bytes("PNG", size=(60, 60))
+    padded = small + bytes(size - len(small))  # trailing bytes a PNG reader ignores
+    result = extract_documents(HEAD + multipart(TEXT, picture(padded)))
+    assert [(p.size, p.action) for p in result.parts] == [(size, action)]
 
 
 def big_png() -> bytes:
@@ -449,6 +459,12 @@ def test_as_many_pages_as_allowed_are_taken() -> None:
             "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
             "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
             "4.zip (application/zip).",
+        ),
+        (
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(6)),
+            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
+            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
+            "4.zip (application/zip) and 1 more.",
         ),
         (
             tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(7)),

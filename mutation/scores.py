@@ -5,49 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-# Module -> the functions that are its pure rules (None: all of them). The simulator's state
-# module is mostly HTTP-facing bookkeeping; its outcome rules are one function.
-RULES: dict[str, tuple[str, ...] | None] = {
-    "mailfax/policy.py": None,
-    "mailfax/number_policy.py": None,
-    "mailfax/sender_policy.py": None,
-    "mailfax/quotas.py": None,
-    "mailfax/jobs.py": None,
-    "mailfax/receipts/reasons.py": None,
-    "mailfax/receipts/fields.py": None,
-    "mailfax/receipts/compose.py": None,
-    "mailfax/mail/split.py": None,
-    "mailfax/mail/extract.py": None,
-    "mailfax/mail/identify.py": None,
-    "mailfax/sandbox/state.py": ("x_outcome_for",),
-}
 TARGET = 0.90
 SURVIVORS_FILE = Path(__file__).with_name("survivors.md")
+PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
 
 
-def function_of(mutant: str) -> str:
-    """mailfax.jobs.x_should_redial__mutmut_3 -> x_should_redial (methods: xǁClassǁname)."""
-    return mutant.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
+def modules() -> list[str]:
+    """The pure core: [tool.mutmut] only_mutate in pyproject.toml."""
+    only_mutate: list[str] = tomllib.loads(PYPROJECT.read_text())["tool"]["mutmut"]["only_mutate"]
+    return only_mutate
 
 
 def statuses(root: Path) -> dict[str, dict[str, str]]:
-    """Module -> mutant name -> mutmut's status, for the mutants of each module's rules."""
+    """Module -> mutant name -> mutmut's verdict."""
     result: dict[str, dict[str, str]] = {}
-    for module, functions in RULES.items():
+    for module in modules():
         meta = root / f"{module}.meta"
         if not meta.exists():
             continue
         codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-        result[module] = {
-            name: _verdict(status_by_exit_code[code])
-            for name, code in codes.items()
-            if functions is None or function_of(name) in functions
-        }
+        result[module] = {name: _verdict(status_by_exit_code[code]) for name, code in codes.items()}
     return result
 
 

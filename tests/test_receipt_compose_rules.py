@@ -73,12 +73,12 @@ def test_a_final_receipts_header_fields() -> None:
         "Date",
         "Message-ID",
         "Auto-Submitted",
-        "In-Reply-To",
-        "References",
         "X-Mailfax-Receipt",
         "X-Mailfax-Queue-ID",
         "X-Mailfax-Job",
         "MIME-Version",
+        "In-Reply-To",
+        "References",
         "Content-Type",
     ]
     assert receipt["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"

@@ -12,6 +12,7 @@ from mailfax.jobs import (
     TERMINAL,
     JobState,
     TransitionError,
+    account_problem,
     check_transition,
     new_id,
     retry_delay,
@@ -125,3 +126,18 @@ def test_ids_are_time_ordered_and_unique() -> None:
 def test_which_results_mailfax_dials_again(status: str, redial: bool) -> None:
     assert should_redial(status, redials=0, retries=2) is redial
     assert should_redial(status, redials=2, retries=2) is False  # retries used up
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [
+        ("insufficient_credit", "insufficient_credit"),
+        ("failed_office_converter_issue", "converter"),
+        ("failed_mimetype_not_supported", "converter"),
+        ("failed_user_busy", ""),
+        ("failed_unallocated_number", ""),
+        ("success", ""),
+    ],
+)
+def test_which_results_are_the_operators_problem(status: str, problem: str) -> None:
+    assert account_problem(status) == problem

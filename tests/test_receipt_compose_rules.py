@@ -265,3 +265,31 @@ def test_templates_see_the_queued_fax_of_an_accepted_notice() -> None:
     # The default lifetime: five days after the mail arrived.
     deadline = recipient_blocks(composer.compose_accepted(MESSAGE, [("j1", "+1555")], now=NOW))
     assert deadline[0][3] == ("Will-Retry-Until", "Wed, 20 Jan 2027 07:00:00 +0000")
+
+
+def test_the_short_receipt_when_the_usual_one_cannot_be_composed() -> None:
+    short = parse(
+        COMPOSER.compose_minimal("final", MESSAGE, [("j1", "+15551234567", "delivered")], NOW)
+    )
+    assert short["Subject"] == "Fax to +1 555-123-4567: delivered"
+    assert (short["X-Mailfax-Receipt"], short["X-Mailfax-Job"]) == ("final", "j1")
+    assert short["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
+    assert short.get_content_type() == "text/plain"
+    assert plain_text(short) == (
+        "mailfax could not compose its usual receipt for your mail m1, received "
+        "Fri, 15 Jan 2027 07:00:00 +0000; this short one says how it went.\n\n"
+        "Fax to +1 555-123-4567: delivered (job j1).\n\n"
+        "The gateway's operator has been told.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "job_header"),
+    [("final", "j1"), ("delayed", "j1"), ("accepted", None), ("group", None)],
+)
+def test_a_short_receipt_about_several_faxes(kind: str, job_header: str | None) -> None:
+    results = [("j1", "+15551234567", "delivered"), ("j2", "+4930123456", "not delivered")]
+    short = parse(COMPOSER.compose_minimal(kind, MESSAGE, results, NOW))
+    assert short["Subject"] == "Your faxes"
+    assert short["X-Mailfax-Job"] == job_header
+    assert "Fax to +49 30 123456: not delivered (job j2).\n" in plain_text(short)

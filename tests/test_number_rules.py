@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailfax.number_policy import NumberPolicy, normalise_prefix, number_kinds
+from mailfax import number_policy
+from mailfax.number_policy import NumberPolicy, normalise_prefix, number_kinds, prefix_kinds
 from mailfax.policy import Refusal, format_for_humans, parse_fax_recipient
 
 # One example of every number type [policy] refused_types can name, and what it looks like.
@@ -177,3 +178,40 @@ def test_a_local_part_that_is_not_a_number_is_told_how_to_write_one() -> None:
 )
 def test_numbers_are_shown_to_people_in_international_format(e164: str, shown: str) -> None:
     assert format_for_humans(e164) == shown
+
+
+# --- invalid numbers, typed by how they start ----------------------------------------------
+
+
+@pytest.fixture
+def fresh_prefix_rules() -> None:
+    """The prefix rules derived from libphonenumber's metadata in this test, not reused."""
+    prefix_kinds.cache_clear()
+    number_policy._prefix_rules.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("number", "kinds"),
+    [
+        # a digit more or less than a valid number of the type
+        ("+4990012345670", {"premium-rate"}),  # Germany 0900
+        ("+4390012345", {"premium-rate"}),  # Austria 0900
+        ("+44901234567", {"premium-rate"}),  # UK 09
+        ("+61190012345", {"premium-rate"}),  # Australia 1900
+        ("+32900123450", {"premium-rate"}),  # Belgium 0900
+        ("+19000550100", {"premium-rate"}),  # North America 1-900
+        ("+448001234", {"toll-free"}),  # UK 0800
+        ("+3380812345", {"uan"}),  # France 0808
+        ("+4915123456", {"mobile"}),  # Germany 015
+        ("+44756123456", {"mobile"}),  # UK 07
+        ("+3361234567", {"mobile"}),  # France 06
+        # valid numbers have their own type; mistyped ordinary numbers start like none
+        ("+4930123456", set()),
+        ("+15551234567", set()),
+        ("+4930123456789012", set()),
+        ("+4412345", set()),
+    ],
+)
+@pytest.mark.usefixtures("fresh_prefix_rules")
+def test_an_invalid_number_is_typed_by_how_it_starts(number: str, kinds: set[str]) -> None:
+    assert prefix_kinds(number) == kinds

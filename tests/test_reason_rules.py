@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailfax.jobs import REDIAL_STATUSES
 from mailfax.receipts.reasons import REASONS, UNKNOWN, reason_for
 
 REDIALLED = "mailfax dialled again later, as often as the gateway allows ([faxplus] retries)."
@@ -100,3 +101,13 @@ def test_an_unknown_status_is_reported_as_unknown_not_as_an_error() -> None:
     assert reason is UNKNOWN
     assert reason.status_code == "5.0.0"
     assert reason.what_to_do == "Contact your fax administrator with the fax id below."
+
+
+@pytest.mark.parametrize(
+    "status", ["failed_to_send", "failed_normal_temporary_failure", "failed_normal_clearing"]
+)
+def test_results_mailfax_redials_say_so(status: str) -> None:
+    """The statuses FAX.PLUS calls transient are redialled (jobs.REDIAL_STATUSES): their
+    reason must not say mailfax did not try again."""
+    assert status in REDIAL_STATUSES
+    assert reason_for(status).retried == reason_for("failed_user_busy").retried

@@ -3,6 +3,7 @@ retried, what the sender can do, and the RFC 3463 status code the receipt report
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -113,15 +114,15 @@ REASONS: dict[str, Reason] = {
     "failed_image_preparation": _BAD_FILE,
     "failed_to_send": Reason(
         "The fax system was too busy to send the fax.",
-        _NO_RESEND,
+        _REDIALLED,
         "Send the fax again later.",
         "5.3.0",
     ),
-    "failed_normal_temporary_failure": _RETRY_LATER,
+    "failed_normal_temporary_failure": dataclasses.replace(_RETRY_LATER, retried=_REDIALLED),
     "failed_unknown_converter_issue": _BAD_FILE,
     "failed_normal_clearing": Reason(
         "The receiving side hung up before the fax was complete.",
-        "mailfax did not try again: a line that is not a fax machine would hang up again.",
+        _REDIALLED,
         "Check that the number is a fax line (not a phone), then send again.",
         "5.4.0",
     ),

@@ -167,14 +167,20 @@ class FaxplusSettings:
     )
     token: str = _secret("Personal Access Token for the real API (never logged)")
     from_number: str = _setting(
-        "", 'E.164 sending number; "" = the first active number of the account'
+        "",
+        "E.164 sending number, or several comma-separated (FAX.PLUS balances sends over them); "
+        '"" = the first active number of the account',
     )
     user_id: str = _setting("self", "the FAX.PLUS user whose outbox sends the faxes")
-    request_timeout: float = _setting(30.0, "seconds one API call may take")
+    request_timeout: float = _setting(
+        30.0, "seconds one API call may take in all; must be under half of [queue] lease"
+    )
     webhook_grace: float = _setting(
         600.0, "seconds without a result before mailfax polls the fax itself (webhooks may be lost)"
     )
-    retries: int = _setting(2, "mailfax's own redials after busy or no answer")
+    retries: int = _setting(
+        2, "mailfax's own redials after busy, no answer or a result FAX.PLUS calls transient"
+    )
     max_comment_chars: int = _setting(
         2000, "the mail's text becomes the fax comment, cut to this length"
     )
@@ -304,7 +310,9 @@ class QueueSettings:
     )
     max_backoff: float = _setting(3600.0, "seconds: the longest retry delay")
     lease: float = _setting(
-        120.0, "seconds a worker may hold a job or receipt before another may take it"
+        120.0,
+        "seconds a worker holds a job or receipt without renewing it (it renews every third) "
+        "before another may take it",
     )
     shutdown_grace: float = _setting(10.0, "seconds in-flight work may finish on SIGTERM")
     max_lifetime: float = _setting(

@@ -167,8 +167,8 @@ class Reconciler:
 
     async def _leave_undecided(self, job: Job, reason: str) -> None:
         """Neither adopted nor resent: noted once in the job's history, counted by the
-        `mailfax_jobs_undecided` gauge and `doctor`, settled by the operator or by proof that
-        comes later (a pass runs every second)."""
+        `mailfax_jobs_undecided_oldest_age_seconds` gauge and `doctor`, settled by the operator
+        or by proof that comes later (a pass runs every second)."""
         detail = f"undecided: {reason}"
         if job.error != detail and await self._store.note_job(
             job.id, JobState.UNKNOWN, self._clock(), detail, {"error": detail}

@@ -10,6 +10,11 @@ from collections.abc import Generator
 import uvicorn
 from starlette.types import ASGIApp
 
+# Seconds an idle client connection is kept open: longer than httpx's keep-alive (5 s), so the
+# client always drops an idle connection first. Were it the server, a request sent just as it
+# closes fails mid-request, and for a fax send that is a lost answer (reconciled a minute later).
+KEEP_ALIVE = 65
+
 
 class _EmbeddedServer(uvicorn.Server):
     # The gateway owns signal handling for the whole process; uvicorn must not
@@ -81,7 +86,12 @@ class HttpServer:
     async def start(self) -> None:
         self._sock = bind_listener(self._host, self._port)
         config = uvicorn.Config(
-            self._app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE,
         )
         self._server = _EmbeddedServer(config)
         # The socket already listens, so connections made before uvicorn's

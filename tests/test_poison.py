@@ -246,12 +246,11 @@ async def test_one_failing_confirmation_leaves_its_batch_alone_and_retry_settles
         parked = metric("mailfax_webhook_events_total", outcome="parked")
         poisoned = await smtp_transaction(gateway.endpoints, poison, [RECIPIENT])
         assert poisoned.data is not None
-        await eventually(
-            lambda: asyncio.sleep(
-                0, metric("mailfax_webhook_events_total", outcome="parked") > parked
-            ),
-            what="the poisoned fax's webhook",
-        )
+
+        async def webhook_parked() -> bool:
+            return metric("mailfax_webhook_events_total", outcome="parked") > parked
+
+        await eventually(webhook_parked, what="the poisoned fax's webhook")
         # Mails sent after it are confirmed in their usual time, beside it.
         ordinary = await asyncio.gather(
             *(ordinary_mail_in_usual_time(gateway, tmp_path) for _ in range(3))

@@ -61,7 +61,7 @@ def fax_mail(pdf: bytes) -> bytes:
     """A realistic fax mail; BENCH-ID in the body is replaced per mail by the load generator."""
     message = EmailMessage()
     message["From"] = "bench@example.com"
-    message["To"] = "15551234567@fax.local"
+    message["To"] = "17185554567@fax.local"
     message["Subject"] = "Invoice"
     message.set_content("BENCH-ID\nPlease find the invoice attached.\n")
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
@@ -189,7 +189,7 @@ class Bench:
             data = await self.load(port, message, count)
             return float(data["accepted"] / data["elapsed"])
         args = ["-d", "-s", "16", "-m", str(count), "-f", "bench@example.com"]
-        args += ["-t", "+15551234500@fax.local", "-F", str(message), f"127.0.0.1:{port}"]
+        args += ["-t", "+17185554500@fax.local", "-F", str(message), f"127.0.0.1:{port}"]
         started = time.monotonic()
         process = await self.process(SMTP_SOURCE, *args, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(process.communicate(), 600)
@@ -221,7 +221,7 @@ class Bench:
             env |= {
                 "MAILFAX_FAXPLUS_API_URL": api_url,
                 "MAILFAX_FAXPLUS_TOKEN": DEFAULT_TOKEN,
-                "MAILFAX_FAXPLUS_FROM_NUMBER": "+15550000001",
+                "MAILFAX_FAXPLUS_FROM_NUMBER": "+16465550001",
             }
         process = await self.process(
             sys.executable, "-m", "mailfax", "serve", "--role", roles, env=env

@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from-number",
         default=argparse.SUPPRESS,
         metavar="NUMBER[,NUMBER...]",
-        help="the account's active numbers (default +15550000001)",
+        help="the account's active numbers (default +16465550001)",
     )
     sim.add_argument(
         "--credit-pages",
@@ -295,7 +295,7 @@ def _banner(settings: Settings, endpoints: Endpoints, roles: frozenset[str]) -> 
             )
         lines += [
             "Send a test fax (in another terminal):",
-            f"  {_self_command()} send --server {host}:{port} --to 15551234567 {sample.resolve()}",
+            f"  {_self_command()} send --server {host}:{port} --to 17185554567 {sample.resolve()}",
         ]
     lines.append("Stop with Ctrl-C.")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 # By command path; each line is a command a user can paste (`mailfax` first).
 EXAMPLES: dict[str, tuple[str, ...]] = {
-    "": ("mailfax serve", "mailfax send --to 15551234567 invoice.pdf", "mailfax doctor"),
+    "": ("mailfax serve", "mailfax send --to 17185554567 invoice.pdf", "mailfax doctor"),
     "serve": (
         "mailfax serve                                   # the embedded default, on loopback",
         "mailfax serve --config /etc/mailfax/mailfax.toml --role smtp,web",
@@ -16,8 +16,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "db upgrade": ("mailfax db upgrade --config mailfax.toml",),
     "db copy": ("mailfax db copy --to postgresql://mailfax@db/mailfax --config old.toml",),
     "send": (
-        "mailfax send --to 15551234567 invoice.pdf",
-        'mailfax send --to +4930123456 --to 15551234567 --comment "Signed copy" a.pdf b.pdf',
+        "mailfax send --to 17185554567 invoice.pdf",
+        'mailfax send --to +4930123456 --to 17185554567 --comment "Signed copy" a.pdf b.pdf',
     ),
     "inspect": ("mailfax inspect invoice.eml", "mailfax inspect --json - < invoice.eml"),
     "simulator": (
@@ -31,7 +31,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "doctor": (
         "mailfax doctor --config mailfax.toml",
         "mailfax doctor --json",
-        "mailfax doctor --config mailfax.toml --live-test +15551234567",
+        "mailfax doctor --config mailfax.toml --live-test +17185554567",
     ),
     "jobs": ("mailfax jobs list --state failed --since 2h",),
     "jobs list": (

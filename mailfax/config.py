@@ -656,7 +656,7 @@ def _validate(s: Settings) -> None:
             "[faxplus] from_number",
             s.faxplus.from_number,
             "not an E.164 number, or comma-separated E.164 numbers",
-            'write e.g. "+15550000001" (or "+15550000001,+15550000002" to let FAX.PLUS '
+            'write e.g. "+16465550001" (or "+16465550001,+16465550002" to let FAX.PLUS '
             'balance sends over both), or "" for the account\'s first active number',
         )
     if s.faxplus.request_timeout <= 0:

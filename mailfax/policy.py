@@ -24,7 +24,7 @@ class Refusal:
 
 RELAY_DENIED = Refusal(550, "5.7.1", "Relaying denied")
 
-# Visual separators people type inside numbers: 1-555-123-4567, (555) 123.4567.
+# Visual separators people type inside numbers: 1-718-555-4567, (555) 123.4567.
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 
 
@@ -39,7 +39,7 @@ def parse_fax_recipient(address: str, domain: str, default_region: str) -> str |
             550,
             "5.1.1",
             f"<{address}> is not a fax number: write the number as the local part, "
-            f"e.g. +15551234567@{domain}",
+            f"e.g. +17185554567@{domain}",
         )
     return number
 
@@ -67,7 +67,7 @@ def normalise_number(text: str, default_region: str) -> str | None:
 
 
 def format_for_humans(e164: str) -> str:
-    """+15551234567 -> +1 555-123-4567 (international format)."""
+    """+17185554567 -> +1 718-555-4567 (international format)."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

@@ -31,7 +31,7 @@ from mailfax.store.base import Store
 from tests.pdfs import pdf_with_pages
 
 SECRET = "chaos-webhook-secret"
-FROM_NUMBER = "+15550000001"
+FROM_NUMBER = "+16465550001"
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def numbers_for(mail: int, rng: random.Random, same_number: str = "") -> list[st
         serial = mail * 2 + k
         if serial % 10_000 in (13, 14):
             serial += 100
-        numbers.append(f"+1555{serial:07d}")
+        numbers.append(f"+1212555{serial:04d}")
     return numbers
 
 

@@ -61,7 +61,7 @@ class FakeFaxApi:
         return SentListing(list(self.faxes.values()), frozenset(self.unlisted_seconds))
 
     async def list_numbers(self) -> list[dict[str, Any]]:
-        return [{"number": "+15550000001", "status": "active", "is_canceled": False}]
+        return [{"number": "+16465550001", "status": "active", "is_canceled": False}]
 
     async def create_hook(self, target: str, event: str = "fax_sent") -> str:
         return "hook1"

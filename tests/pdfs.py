@@ -29,7 +29,7 @@ def encrypted_pdf() -> bytes:
 
 
 def fax_mail(
-    to: str = "+15551234567@fax.local",
+    to: str = "+17185554567@fax.local",
     body: str = "Please find the invoice attached.",
     attachments: list[tuple[str, bytes, str]] | None = None,
     sender: str = "alice@example.com",

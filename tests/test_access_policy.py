@@ -31,7 +31,7 @@ MAILFAX = [sys.executable, "-m", "mailfax"]
         ("+19005550100", {"premium-rate"}),
         ("+49112", {"emergency", "short-code"}),
         ("+4911833", {"short-code"}),
-        ("+15551234567", set()),  # the reserved 555 range the tests fax to
+        ("+17185554567", set()),  # the reserved 555 range the tests fax to
     ],
 )
 def test_number_kinds(number: str, kinds: set[str]) -> None:
@@ -65,7 +65,7 @@ def test_an_invalid_number_is_typed_by_its_prefix(number: str) -> None:
     "number",
     # Valid numbers keep their own type; the reserved 555 range and mistyped ordinary numbers
     # start like no special type.
-    ["+4930123456", "+15551234567", "+19005550100", "+4930123456789012", "+4412345"],
+    ["+4930123456", "+17185554567", "+19005550100", "+4930123456789012", "+4412345"],
 )
 def test_prefix_rules_leave_other_numbers_alone(number: str) -> None:
     assert prefix_kinds(number) == set()
@@ -80,7 +80,7 @@ def test_number_policy_rules_and_their_names() -> None:
             "refused_types": ("premium-rate",),
         }
     )
-    assert policy.refusal("+15551234567") is None
+    assert policy.refusal("+17185554567") is None
     blocked = policy.refusal("+19005550100")
     assert blocked is not None and blocked.smtp_reply == (
         "550 5.7.1 Fax to +19005550100 refused: +1900 is a blocked prefix "
@@ -177,21 +177,21 @@ def accepted(message_id: str, charges: tuple[object, ...]) -> AcceptedMessage:
 
 async def test_quota_counters_are_one_conditional_upsert_per_counter(store: SqlStore) -> None:
     charges = quota_charges("user:alice", 1, 2, QuotaLimits(3, 5, 0, 0), 1000.0)
-    await store.accept(accepted("m1", charges), [("j1", "+15551234567")])
-    await store.accept(accepted("m2", charges), [("j2", "+15551234567")])
+    await store.accept(accepted("m1", charges), [("j1", "+17185554567")])
+    await store.accept(accepted("m2", charges), [("j2", "+17185554567")])
     # The third mail fits the hourly count (3 of 3) but not the daily pages (6 of 5):
     # refused, nothing stored, and the fax it counted first is given back.
     with pytest.raises(QuotaExceeded) as over:
-        await store.accept(accepted("m3", charges), [("j3", "+15551234567")])
+        await store.accept(accepted("m3", charges), [("j3", "+17185554567")])
     assert over.value.charge.counter == "pages-per-day"
     assert await store.message("m3") is None and await store.get_job("j3") is None
     faxes_only = quota_charges("user:alice", 1, 2, QuotaLimits(3, 0, 0, 0), 1000.0)
-    await store.accept(accepted("m4", faxes_only), [("j4", "+15551234567")])
+    await store.accept(accepted("m4", faxes_only), [("j4", "+17185554567")])
     # Concurrent mails share one group commit; exactly the ones that fit get in.
     pages_only = quota_charges("user:bob", 1, 2, QuotaLimits(0, 5, 0, 0), 1000.0)
     results = await asyncio.gather(
         *(
-            store.accept(accepted(f"b{i}", pages_only), [(f"k{i}", "+15551234567")])
+            store.accept(accepted(f"b{i}", pages_only), [(f"k{i}", "+17185554567")])
             for i in range(4)
         ),
         return_exceptions=True,

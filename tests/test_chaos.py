@@ -80,7 +80,7 @@ async def test_every_fault_injected(tmp_path: Path) -> None:
 
 # `make chaos` runs the same-number runs ten times over, each with its own seed.
 RUNS = range(int(os.environ.get("MAILFAX_CHAOS_RUNS", "1")))
-SAME_NUMBER = "+15551230000"
+SAME_NUMBER = "+17185550000"
 # Sends processed by FAX.PLUS whose answer never arrives: lost sends beside those of the kills.
 LOST_ANSWERS = {"timeout_rate": 0.05, "drop_rate": 0.05, "hang": 3.0}
 
@@ -169,7 +169,7 @@ async def test_two_workers_never_send_the_same_job(tmp_path: Path) -> None:
             endpoints = (first, second)[i % 2].endpoints
             assert endpoints is not None
             mail = fax_mail(body=f"race-{i}", message_id=f"<race-{i}@example.com>")
-            outcome = await smtp_transaction(endpoints, mail, [f"+1555{i:07d}@fax.local"])
+            outcome = await smtp_transaction(endpoints, mail, [f"+1212555{i:04d}@fax.local"])
             assert outcome.final[0] == 250
 
         async def all_sent() -> bool:
@@ -217,7 +217,7 @@ async def test_a_gateway_killed_while_writing_a_large_mail_stores_it_once(tmp_pa
     mail = fax_mail(attachments=[("scan.pdf", large_pdf(20_000_000), "application/pdf")])
     await gateway.start()
     try:
-        first_try = asyncio.create_task(send_one(port, mail, ["+15551234567"]))
+        first_try = asyncio.create_task(send_one(port, mail, ["+17185554567"]))
 
         # Killed with half of its ~47 pieces still to write: long before its commit and 250.
         deadline = time.monotonic() + 60
@@ -228,7 +228,7 @@ async def test_a_gateway_killed_while_writing_a_large_mail_stores_it_once(tmp_pa
         assert await first_try == "unconfirmed"
         await gateway.start()
         assert _count(state, "jobs") == 0
-        assert await send_one(port, mail, ["+15551234567"]) == "accepted"
+        assert await send_one(port, mail, ["+17185554567"]) == "accepted"
 
         async def receipt() -> bool:
             return len(read_receipts(maildir)) > 0

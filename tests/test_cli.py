@@ -106,7 +106,7 @@ async def test_send_reports_refusals_with_a_non_zero_exit(
     assert "RCPT TO sales@fax.local: 550 5.1.1" in out
     text = tmp_path / "notes.txt"
     text.write_text("not a pdf")
-    code, out, _ = await run("send", "--server", smtp, "--to", "15551234567", str(text))
+    code, out, _ = await run("send", "--server", smtp, "--to", "17185554567", str(text))
     assert code == 1
     assert "DATA: 550 5.6.0 No document to fax" in out
 
@@ -206,7 +206,7 @@ async def test_gateway_against_a_standalone_simulator(tmp_path: Path) -> None:
                 "--server",
                 f"{host}:{smtp_port}",
                 "--to",
-                "15551234567",
+                "17185554567",
                 "--from",
                 "c@example.com",
                 str(pdf),

@@ -57,7 +57,7 @@ def test_top_level_key_from_environment() -> None:
         ('[smtp]\nmax_message_size = "big"\n', {}, "[smtp] max_message_size"),
         ('[faxplus]\napi_url = "https://restapi.fax.plus/v3"\n', {}, "[faxplus] token"),
         ('[faxplus]\nfrom_number = "555"\n', {}, "[faxplus] from_number"),
-        ('[faxplus]\nfrom_number = "+15550000001,555"\n', {}, "[faxplus] from_number"),
+        ('[faxplus]\nfrom_number = "+16465550001,555"\n', {}, "[faxplus] from_number"),
         ('[receipts]\nsmarthost = "mail.example.com"\n', {}, "[receipts] smarthost"),
         ('[receipts]\nfrom = "not an address"\n', {}, "[receipts] from"),
         ("smtp = 3\n", {}, "smtp must be a table"),

@@ -41,7 +41,7 @@ class Desk:
 
     async def submitted(self, job_id: str, sent_as: str) -> None:
         """A job whose send answered with id `sent_as`."""
-        await self.store.accept(accepted(f"m-{job_id}", NOW), [(job_id, "+15551234567")])
+        await self.store.accept(accepted(f"m-{job_id}", NOW), [(job_id, "+17185554567")])
         assert await claim_one(self.store, "w", NOW, NOW + 10) is not None
         await self.store.transition(job_id, S.UPLOADING, S.SUBMITTING, NOW, {"submitted_at": NOW})
         await self.store.transition(job_id, S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": sent_as})
@@ -50,7 +50,7 @@ class Desk:
         """A fax record FAX.PLUS lists under `fax_id` (with the job's marker, if given)."""
         comment = comment_with_marker("hello", job_id) if job_id else ""
         self.api.faxes[fax_id] = fax_record(
-            fax_id, "+15551234567", "success", format_api_time(NOW + 1), comment=comment
+            fax_id, "+17185554567", "success", format_api_time(NOW + 1), comment=comment
         )
 
     async def state(self, job_id: str) -> tuple[JobState, str | None]:

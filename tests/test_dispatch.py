@@ -25,14 +25,14 @@ async def dispatch_one(tmp_path: Path, cover_page: bool) -> FakeFaxApi:
     store = await open_store("", tmp_path)
     try:
         message = dataclasses.replace(accepted(now=1000.0), sender_name="Alice Example")
-        await store.accept(message, [("j1", "+15551234567")])
+        await store.accept(message, [("j1", "+17185554567")])
         api = FakeFaxApi()
         finisher = JobFinisher(store, ReceiptComposer("gw@x.org", "gw", "fax.local"), Wakeup())
         dispatcher = Dispatcher(
             store,
             api,
             finisher,
-            "+15550000001",
+            "+16465550001",
             QueueSettings(),
             lambda: 1000.0,
             Wakeup(),
@@ -54,7 +54,7 @@ async def test_send_carries_documents_comment_and_job_tag(tmp_path: Path) -> Non
     api = await dispatch_one(tmp_path, cover_page=False)
     assert api.uploads == ["mailfax-job-j1-1-a.pdf", "mailfax-job-j1-2-b.pdf"]
     [send] = api.sends
-    assert send["to"] == ["+15551234567"] and send["from"] == "+15550000001"
+    assert send["to"] == ["+17185554567"] and send["from"] == "+16465550001"
     assert send["files"] == ["/transient-1", "/transient-2"]
     assert send["comment"] == "hello\n\nmailfax-job:j1"
     assert send["tags"] == ["mailfax", "mailfax-job:j1"]
@@ -65,7 +65,7 @@ async def test_cover_page_when_configured(tmp_path: Path) -> None:
     api = await dispatch_one(tmp_path, cover_page=True)
     assert api.sends[0]["cover_page"] == {
         "name_from": "Alice Example",
-        "name_to": "+1 555-123-4567",
+        "name_to": "+1 718-555-4567",
         "subject": "Invoice",
         "message": "hello",
     }
@@ -101,10 +101,10 @@ class SlowUploads(FakeFaxApi):
 
 async def start_one(tmp_path: Path, api: FakeFaxApi, clock: list[float], lease: float) -> Any:
     store = await open_store("", tmp_path)
-    await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
+    await store.accept(accepted(now=1000.0), [("j1", "+17185554567")])
     finisher = JobFinisher(store, ReceiptComposer("gw@x.org", "gw", "fax.local"), Wakeup())
     dispatcher = Dispatcher(
-        store, api, finisher, "+15550000001", QueueSettings(lease=lease), lambda: clock[0], Wakeup()
+        store, api, finisher, "+16465550001", QueueSettings(lease=lease), lambda: clock[0], Wakeup()
     )
     await dispatcher.step()
     return store, dispatcher

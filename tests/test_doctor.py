@@ -64,7 +64,7 @@ async def surroundings(tmp_path: Path) -> AsyncIterator[Surroundings]:
         tmp_path,
         faxplus_api_url=api_url,
         faxplus_token=TOKEN,
-        faxplus_from_number="+15550000001",
+        faxplus_from_number="+16465550001",
         http_public_url=PUBLIC_URL,
         http_webhook_secret=SECRET,
         receipts_smarthost=f"smtp://127.0.0.1:{smtp_port}",
@@ -130,18 +130,18 @@ async def test_an_unreachable_api_fails_the_token_check(surroundings: Surroundin
 
 
 async def test_a_number_not_on_the_account_fails(surroundings: Surroundings) -> None:
-    results = await doctor(surroundings.env, faxplus_from_number="+15559999999")
+    results = await doctor(surroundings.env, faxplus_from_number="+13475559999")
     assert results["from-number"].status == FAIL
     assert results["from-number"].detail == (
-        "+15559999999 is not a number of this account (active: +15550000001)"
+        "+13475559999 is not a number of this account (active: +16465550001)"
     )
 
     # Every number of a comma-separated `from` (FAX.PLUS balances sends over them).
-    both = "+15550000001, +15559999999"
+    both = "+16465550001, +13475559999"
     results = await doctor(surroundings.env, faxplus_from_number=both)
     assert results["from-number"].status == FAIL
-    assert results["from-number"].detail.startswith("+15559999999 is not a number")
-    same = "+15550000001,+15550000001"
+    assert results["from-number"].detail.startswith("+13475559999 is not a number")
+    same = "+16465550001,+16465550001"
     results = await doctor(surroundings.env, faxplus_from_number=same)
     assert results["from-number"].detail == f"{same} are active on the account"
 
@@ -211,7 +211,7 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_failu
         ["ok", "receipts"],
     ]
 
-    broken = {**surroundings.env, "MAILFAX_FAXPLUS_FROM_NUMBER": "+15559999999"}
+    broken = {**surroundings.env, "MAILFAX_FAXPLUS_FROM_NUMBER": "+13475559999"}
     code, out, _ = await run("doctor", "--json", env=broken)
     assert code == 1
     failed = [check for check in json.loads(out) if check["status"] == FAIL]
@@ -235,7 +235,7 @@ async def test_a_lost_send_left_undecided_fails_with_the_way_to_settle_it(
     store = await open_store("", tmp_path)
     long_ago = time.time() - 3600
     try:
-        await store.accept(accepted("m1", long_ago), [("j1", "+15551234567")])
+        await store.accept(accepted("m1", long_ago), [("j1", "+17185554567")])
         assert await claim_one(store, "w", long_ago, long_ago + 10) is not None
         S = JobState
         await store.transition("j1", S.UPLOADING, S.SUBMITTING, long_ago)
@@ -247,7 +247,7 @@ async def test_a_lost_send_left_undecided_fails_with_the_way_to_settle_it(
     results = await doctor(surroundings.env)
     assert results["lost-sends"].status == FAIL
     assert (
-        "job j1 to +15551234567: undecided: FAX.PLUS has a fax to this number"
+        "job j1 to +17185554567: undecided: FAX.PLUS has a fax to this number"
         in results["lost-sends"].detail
     )
     assert "mailfax jobs retry ID --adopt FAX_ID" in results["lost-sends"].fix
@@ -258,7 +258,7 @@ async def test_faxes_waiting_for_credit_fail_the_credit_check(
 ) -> None:
     store = await open_store("", tmp_path)
     try:
-        await store.accept(accepted("m1", time.time()), [("j1", "+15551234567")])
+        await store.accept(accepted("m1", time.time()), [("j1", "+17185554567")])
         assert await claim_one(store, "w", time.time(), time.time() + 10) is not None
         S = JobState
         now = time.time()

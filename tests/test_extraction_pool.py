@@ -116,7 +116,7 @@ async def test_workers_exit_when_the_gateway_is_killed(tmp_path: Path) -> None:
     )
     await gateway.start()
     try:
-        assert await send_one(port, fax_mail(), ["+15551234567"]) == "accepted"
+        assert await send_one(port, fax_mail(), ["+17185554567"]) == "accepted"
         assert gateway.process is not None
         below = descendants(gateway.process.pid)
         assert below  # the extraction workers

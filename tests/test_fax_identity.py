@@ -16,7 +16,7 @@ from mailfax.fax_identity import (
     upload_name,
 )
 
-NUMBER = "+15551234567"
+NUMBER = "+17185554567"
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,14 @@ def test_a_send_carries_its_job_in_tag_comment_and_upload_names() -> None:
     ("comment", "file_name", "jobs"),
     [
         ("Please sign.\n\nmailfax-job:1a2b", "", {"1a2b"}),
-        ("mailfax-job:1a2b\n", "fax-to-15551234567", {"1a2b"}),
+        ("mailfax-job:1a2b\n", "fax-to-17185554567", {"1a2b"}),
         ("", "mailfax-job-1a2b-1-invoice.pdf", {"1a2b"}),
         ("x\nmailfax-job:aa", "mailfax-job-bb-1-x.pdf", {"aa", "bb"}),
         # Quoted in the mail's text, not the comment's last line: no proof.
         ("see mailfax-job:aa\nthanks", "", set()),
         ("mailfax-job:aa in the middle", "", set()),
         ("", "invoice-mailfax-job-aa-1.pdf", set()),
-        ("", "fax-to-15551234567", set()),
+        ("", "fax-to-17185554567", set()),
     ],
 )
 def test_what_proves_whose_a_fax_is(comment: str, file_name: str, jobs: set[str]) -> None:
@@ -59,7 +59,7 @@ def test_what_proves_whose_a_fax_is(comment: str, file_name: str, jobs: set[str]
 LOST = LostSend("j1", NUMBER, earliest=100.0)
 MINE = Fax("mine", comment=comment_with_marker("hi", "j1"))
 THEIRS = Fax("theirs", comment=comment_with_marker("hi", "j2"))
-BARE = Fax("bare", to="+1 555-123-4567")
+BARE = Fax("bare", to="+1 718-555-4567")
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ BARE = Fax("bare", to="+1 555-123-4567")
         ([BARE], set(), set(), [], Verdict.UNDECIDED, None),
         ([BARE], set(), {"bare"}, [], Verdict.RESEND, None),
         ([THEIRS], set(), set(), [], Verdict.RESEND, None),
-        ([Fax("other", to="+15557654321")], set(), set(), [], Verdict.RESEND, None),
+        ([Fax("other", to="+19175554321")], set(), set(), [], Verdict.RESEND, None),
         ([], set(), set(), [101.0], Verdict.UNDECIDED, None),
         ([], set(), set(), [99.0], Verdict.RESEND, None),
         ([], set(), set(), [], Verdict.RESEND, None),

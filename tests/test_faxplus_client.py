@@ -82,19 +82,19 @@ async def test_send_posts_the_documented_payload() -> None:
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(201, json={"ids": {"+15551234567": "abc123"}})
+        return httpx.Response(201, json={"ids": {"+17185554567": "abc123"}})
 
     api = client(httpx.MockTransport(handle))
     ids = await api.send_fax(
-        "+15550000001", ["+15551234567"], ["/transient-1"], "hi", ["mailfax", "mailfax-job:j1"]
+        "+16465550001", ["+17185554567"], ["/transient-1"], "hi", ["mailfax", "mailfax-job:j1"]
     )
-    assert ids == {"+15551234567": "abc123"}
+    assert ids == {"+17185554567": "abc123"}
     request = seen[0]
     assert request.url.path == "/v3/accounts/self/outbox"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert json.loads(request.content) == {
-        "from": "+15550000001",
-        "to": ["+15551234567"],
+        "from": "+16465550001",
+        "to": ["+17185554567"],
         "files": ["/transient-1"],
         "comment": {"text": "hi", "tags": ["mailfax", "mailfax-job:j1"]},
         "options": {"retry": {"count": 0, "delay": 0}},
@@ -196,4 +196,4 @@ async def test_a_request_as_a_whole_is_bounded_by_the_timeout() -> None:
         "https://api.test/v3", TOKEN, timeout=0.2, transport=httpx.MockTransport(handle)
     )
     with pytest.raises(AmbiguousApiError, match="TimeoutError"):
-        await api.send_fax("+15550000001", ["+15551234567"], ["/t"], "hi", [])
+        await api.send_fax("+16465550001", ["+17185554567"], ["/t"], "hi", [])

@@ -63,20 +63,20 @@ async def wait_receipts(state_dir: Path, count: int) -> list[Any]:
 
 async def test_pdf_mail_is_faxed_and_a_receipt_comes_back(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
-    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
-    assert outcome.rcpts == [(250, "2.1.5 Recipient ok: fax to +15551234567")]
+    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
+    assert outcome.rcpts == [(250, "2.1.5 Recipient ok: fax to +17185554567")]
     queue_id(outcome.final)
 
     [receipt] = await wait_receipts(tmp_path, 1)
     [sent] = ledger(gateway)
-    assert sent["to"] == "+15551234567"
+    assert sent["to"] == "+17185554567"
     assert faxed_comment(sent) == "Please find the invoice attached."
     assert faxed_documents(sent) == [("invoice.pdf", 2)]
     assert sent["status"] == "success"
     job_tags = [t for t in sent["tags"] if t.startswith("mailfax-job:")]
     assert len(job_tags) == 1
 
-    assert receipt["Subject"] == "Fax delivered to +1 555-123-4567 (2 pages)"
+    assert receipt["Subject"] == "Fax delivered to +1 718-555-4567 (2 pages)"
     assert receipt["To"] == "alice@example.com"
     assert receipt["Auto-Submitted"] == "auto-replied"
     assert receipt["In-Reply-To"] == "<invoice-42@example.com>"
@@ -93,10 +93,10 @@ async def test_pdf_mail_is_faxed_and_a_receipt_comes_back(gateway: Gateway, tmp_
 
 async def test_failing_number_gets_a_failure_receipt(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
-    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["+15550000015@fax.local"])
+    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["+16465550015@fax.local"])
     queue_id(outcome.final)
     [receipt] = await wait_receipts(tmp_path, 1)
-    assert receipt["Subject"] == "Fax to +1 555-000-0015 failed (2 pages)"
+    assert receipt["Subject"] == "Fax to +1 646-555-0015 failed (2 pages)"
     text = text_part(receipt)
     assert "The number does not exist" in text
     assert "Action: failed" in list(receipt.iter_parts())[1].as_string()
@@ -106,7 +106,7 @@ async def test_failing_number_gets_a_failure_receipt(gateway: Gateway, tmp_path:
 async def test_busy_number_is_redialled_then_reported(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
     queue_id(
-        (await smtp_transaction(gateway.endpoints, fax_mail(), ["+15550000013@fax.local"])).final
+        (await smtp_transaction(gateway.endpoints, fax_mail(), ["+16465550013@fax.local"])).final
     )
     [receipt] = await wait_receipts(tmp_path, 1)
     # [faxplus] retries = 2: the first call and two redials, then the sender is told.
@@ -119,12 +119,12 @@ async def test_busy_number_is_redialled_then_reported(gateway: Gateway, tmp_path
 
 async def test_each_recipient_is_its_own_fax(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
-    recipients = ["15551234567@fax.local", "+1-555-000-0015@fax.local", "1-555-123-4567@fax.local"]
+    recipients = ["17185554567@fax.local", "+1-646-555-0015@fax.local", "1-718-555-4567@fax.local"]
     outcome = await smtp_transaction(gateway.endpoints, fax_mail(), recipients)
     queue_id(outcome.final)
     receipts = await wait_receipts(tmp_path, 2)
     # The third address is the first number again: faxed once.
-    assert sorted(f["to"] for f in ledger(gateway)) == ["+15550000015", "+15551234567"]
+    assert sorted(f["to"] for f in ledger(gateway)) == ["+16465550015", "+17185554567"]
     assert sorted(str(r["Subject"]).split()[0:2] == ["Fax", "delivered"] for r in receipts) == [
         False,
         True,
@@ -134,7 +134,7 @@ async def test_each_recipient_is_its_own_fax(gateway: Gateway, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("recipient", "expected"),
     [
-        ("15551234567@example.com", (550, "5.7.1 Relaying denied")),
+        ("17185554567@example.com", (550, "5.7.1 Relaying denied")),
         ("sales@fax.local", (550, "5.1.1 <sales@fax.local> is not a fax number")),
         ("12@fax.local", (550, "5.1.1 <12@fax.local> is not a fax number")),
     ],
@@ -151,7 +151,7 @@ async def test_recipient_refusals(
 
 async def test_too_many_recipients(gateway: Gateway) -> None:
     assert gateway.endpoints is not None
-    recipients = [f"+1555123{i:04d}@fax.local" for i in range(11)]
+    recipients = [f"+1718555{i:04d}@fax.local" for i in range(11)]
     outcome = await smtp_transaction(gateway.endpoints, fax_mail(), recipients)
     assert [code for code, _ in outcome.rcpts] == [250] * 10 + [452]
     assert outcome.rcpts[-1][1].startswith("4.5.3 Too many recipients")
@@ -171,7 +171,7 @@ async def test_content_refusals(
 ) -> None:
     assert gateway.endpoints is not None
     outcome = await smtp_transaction(
-        gateway.endpoints, fax_mail(attachments=attachments), ["15551234567@fax.local"]
+        gateway.endpoints, fax_mail(attachments=attachments), ["17185554567@fax.local"]
     )
     assert outcome.final[0] == 550
     assert outcome.final[1].startswith(expected), outcome.final
@@ -185,7 +185,7 @@ async def test_too_large_mail(tmp_path: Path) -> None:
         big = fax_mail(
             attachments=[("big.pdf", pdf_with_pages(1) + b"%" * 80_000, "application/pdf")]
         )
-        outcome = await smtp_transaction(gateway.endpoints, big, ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, big, ["17185554567@fax.local"])
         assert outcome.final == (
             552,
             "5.3.4 Message too big: this gateway accepts at most 60000 bytes",
@@ -200,7 +200,7 @@ async def test_storage_failure_answers_451_and_keeps_nothing(
     assert gateway.endpoints is not None
     # In a thread: the gateway's own store calls run on this event loop.
     await asyncio.to_thread(drop_table, tmp_path / "mailfax.sqlite3", "job_events")
-    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
     assert outcome.final == (451, "4.3.0 Temporary failure, try again later")
     with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
@@ -215,7 +215,7 @@ async def test_internal_error_is_a_451_without_details(
 
     monkeypatch.setattr(ExtractionPool, "extract", explode)
     assert gateway.endpoints is not None
-    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+    outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
     assert outcome.final == (451, "4.3.0 Temporary failure, try again later")
     assert "hunter2" not in str(outcome)
 
@@ -223,7 +223,7 @@ async def test_internal_error_is_a_451_without_details(
 async def test_null_sender_is_faxed_without_a_receipt(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
     outcome = await smtp_transaction(
-        gateway.endpoints, fax_mail(), ["15551234567@fax.local"], sender=""
+        gateway.endpoints, fax_mail(), ["17185554567@fax.local"], sender=""
     )
     queue_id(outcome.final)
     assert gateway.store is not None
@@ -246,7 +246,7 @@ async def test_null_sender_is_faxed_without_a_receipt(gateway: Gateway, tmp_path
 async def test_webhook_paths_and_forgeries(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None and gateway.store is not None
     queue_id(
-        (await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])).final
+        (await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])).final
     )
     await wait_receipts(tmp_path, 1)
     [sent] = ledger(gateway)
@@ -286,12 +286,12 @@ async def test_a_stop_mid_upload_puts_the_job_back_at_once(tmp_path: Path) -> No
         tmp_path,
         faxplus_api_url=f"http://127.0.0.1:{port}/v3",
         faxplus_token="t",
-        faxplus_from_number="+15550000001",
+        faxplus_from_number="+16465550001",
     )
     gateway = await start_gateway(tmp_path, env)
     try:
         assert gateway.endpoints is not None and gateway.store is not None
-        reply = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        reply = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
         [job] = await gateway.store.jobs_of_message(queue_id(reply.final))
 
         async def uploading() -> bool:
@@ -326,12 +326,12 @@ async def test_accepted_mail_survives_a_restart_and_is_sent_once(tmp_path: Path)
         tmp_path,
         faxplus_api_url="http://127.0.0.1:9/v3",
         faxplus_token="t",
-        faxplus_from_number="+15550000001",
+        faxplus_from_number="+16465550001",
     )
     first = await start_gateway(tmp_path, unreachable)
     assert first.endpoints is not None
     message_id = queue_id(
-        (await smtp_transaction(first.endpoints, fax_mail(), ["15551234567@fax.local"])).final
+        (await smtp_transaction(first.endpoints, fax_mail(), ["17185554567@fax.local"])).final
     )
     await first.stop()
 
@@ -339,7 +339,7 @@ async def test_accepted_mail_survives_a_restart_and_is_sent_once(tmp_path: Path)
     try:
         await wait_receipts(tmp_path, 1)
         [sent] = ledger(second)
-        assert sent["to"] == "+15551234567" and sent["status"] == "success"
+        assert sent["to"] == "+17185554567" and sent["status"] == "success"
         assert second.store is not None
         message = await second.store.message(message_id)
         assert message is not None and message.subject == "Invoice 42"

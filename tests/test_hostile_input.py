@@ -29,7 +29,7 @@ from tests.test_access_policy import PREMIUM_BY_PREFIX
 from tests.test_smtp_data import RawClient, crlf_mail, running_gateway, stuffed
 from tests.test_smtp_security import PASSWORD, FakeClock, close, connect, secure_gateway
 
-FAX = "+15551234567@fax.local"
+FAX = "+17185554567@fax.local"
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ async def test_premium_numbers_a_digit_off_are_refused_at_rcpt(tmp_path: Path) -
         assert outcome.data is not None and outcome.data[0] == 250
         await eventually(lambda: faxes_sent(gateway, 1), what="the ordinary fax")
         assert gateway.simulator is not None
-        assert [fax["to"] for fax in gateway.simulator.ledger()] == ["+15551234567"]
+        assert [fax["to"] for fax in gateway.simulator.ledger()] == ["+17185554567"]
 
 
 # --- 8: nesting and an over-long AUTH line ---------------------------------------------------

@@ -20,8 +20,8 @@ from tests.conftest import eventually
 from tests.gateway import gateway_env, start_gateway
 from tests.test_cli import run
 
-FROM = "+15550000001"
-TO = "+15551234567"
+FROM = "+16465550001"
+TO = "+17185554567"
 
 
 @contextlib.asynccontextmanager
@@ -33,7 +33,7 @@ async def simulator(variants: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, 
     try:
         # One fax before the test's: the default listing order needs two to show.
         path = await api.upload_file("earlier.pdf", text_pdf(["earlier"]))
-        await api.send_fax(FROM, ["+15557654321"], [path], "earlier", [])
+        await api.send_fax(FROM, ["+19175554321"], [path], "earlier", [])
         yield f"{server.url}/v3", api
     finally:
         await api.aclose()

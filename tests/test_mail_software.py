@@ -136,7 +136,7 @@ async def test_postfix_relays_the_fax_domain_and_delivers_the_receipt(
 
         mail = EmailMessage()
         mail["From"] = "Alice <alice@example.test>"
-        mail["To"] = "15551234567@fax.local"
+        mail["To"] = "17185554567@fax.local"
         mail["Subject"] = "Lab results"
         mail.set_content("Results attached.")
         mail.add_attachment(
@@ -148,12 +148,12 @@ async def test_postfix_relays_the_fax_domain_and_delivers_the_receipt(
             str(postfix.config),
             "-f",
             "alice@example.test",
-            "15551234567@fax.local",
+            "17185554567@fax.local",
             stdin=mail.as_bytes(),
         )
         assert code == 0, out
 
-        await assert_faxed(gateway, "+15551234567", "postfix", 2)
+        await assert_faxed(gateway, "+17185554567", "postfix", 2)
 
         async def receipt() -> list[Path] | None:
             new = postfix.mailbox / "new"
@@ -166,7 +166,7 @@ async def test_postfix_relays_the_fax_domain_and_delivers_the_receipt(
                 f"no receipt in the mailbox; Postfix log:\n{postfix.log()}"
             ) from None
         message = email.message_from_bytes(delivered.read_bytes(), policy=email.policy.default)
-        assert message["Subject"] == "Fax delivered to +1 555-123-4567 (2 pages)"
+        assert message["Subject"] == "Fax delivered to +1 718-555-4567 (2 pages)"
         assert message["From"] == "fax@example.com"  # deploy/postfix/mailfax.toml
         assert message["X-Mailfax-Job"]
         assert message["Return-Path"] == "<>"  # a receipt is never bounced back
@@ -205,7 +205,7 @@ async def test_swaks_sends_a_fax(gateway: Gateway, tmp_path: Path) -> None:
         "--from",
         "bob@example.com",
         "--to",
-        "15551234567@fax.local",
+        "17185554567@fax.local",
         "--header",
         "Subject: Quote",
         "--body",
@@ -219,7 +219,7 @@ async def test_swaks_sends_a_fax(gateway: Gateway, tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert "<-  250 2.0.0 Ok: queued as" in out
-    fax = await assert_faxed(gateway, "+15551234567", "swaks", 3)
+    fax = await assert_faxed(gateway, "+17185554567", "swaks", 3)
     assert faxed_comment(fax) == "The quote, as promised."
     assert [name for name, _ in faxed_documents(fax)] == ["quote.pdf"]
 
@@ -248,12 +248,12 @@ async def test_s_nail_builds_its_own_mime_and_sends_a_fax(gateway: Gateway, tmp_
         "Contract",
         "-a",
         str(document),
-        "15557654321@fax.local",
+        "19175554321@fax.local",
         stdin=b"Please sign and fax back.\n",
         home=tmp_path,
     )
     assert code == 0, out
-    fax = await assert_faxed(gateway, "+15557654321", "s-nail", 2)
+    fax = await assert_faxed(gateway, "+19175554321", "s-nail", 2)
     assert faxed_comment(fax) == "Please sign and fax back."
     assert [name for name, _ in faxed_documents(fax)] == ["contract.pdf"]
 
@@ -301,7 +301,7 @@ async def test_swaks_with_starttls_and_auth(tmp_path: Path) -> None:
             "--from",
             "dana@example.com",
             "--to",
-            "15551234567@fax.local",
+            "17185554567@fax.local",
             "--header",
             "From: dana@example.com",
             "--attach-type",
@@ -311,6 +311,6 @@ async def test_swaks_with_starttls_and_auth(tmp_path: Path) -> None:
         )
         assert code == 0, out
         assert "<~  235" in out  # authenticated inside the TLS session
-        await assert_faxed(gateway, "+15551234567", "tls", 1)
+        await assert_faxed(gateway, "+17185554567", "tls", 1)
     finally:
         await gateway.stop()

@@ -123,7 +123,7 @@ def test_a_users_own_rules_are_named_as_theirs() -> None:
     )
     mobile = policy.refusal("+4915123456789")
     assert mobile is not None and mobile.text.endswith("(refused_types of user bob)")
-    foreign = policy.refusal("+15551234567")
+    foreign = policy.refusal("+17185554567")
     assert foreign is not None and foreign.text.endswith("(allowed_countries of user bob)")
 
 
@@ -139,12 +139,12 @@ def test_no_rules_refuse_nothing() -> None:
 @pytest.mark.parametrize(
     ("address", "verdict"),
     [
-        ("15551234567@fax.local", "+15551234567"),
-        (" +15551234567@fax.local ", "+15551234567"),
-        ("15551234567@fax.local.", "+15551234567"),  # a fully qualified domain
-        ("15551234567@fax.local.example", "Relaying denied"),
-        ("15551234567@.fax.local", "Relaying denied"),
-        ("15551234567", "Relaying denied"),
+        ("17185554567@fax.local", "+17185554567"),
+        (" +17185554567@fax.local ", "+17185554567"),
+        ("17185554567@fax.local.", "+17185554567"),  # a fully qualified domain
+        ("17185554567@fax.local.example", "Relaying denied"),
+        ("17185554567@.fax.local", "Relaying denied"),
+        ("17185554567", "Relaying denied"),
         ("a@b@fax.local", "<a@b@fax.local> is not a fax number"),
     ],
 )
@@ -162,7 +162,7 @@ def test_a_local_part_that_is_not_a_number_is_told_how_to_write_one() -> None:
         550,
         "5.1.1",
         "<sales@fax.local> is not a fax number: write the number as the local part, "
-        "e.g. +15551234567@fax.local",
+        "e.g. +17185554567@fax.local",
     )
     assert refusal.smtp_reply == f"550 5.1.1 {refusal.text}"
 
@@ -170,7 +170,7 @@ def test_a_local_part_that_is_not_a_number_is_told_how_to_write_one() -> None:
 @pytest.mark.parametrize(
     ("e164", "shown"),
     [
-        ("+15551234567", "+1 555-123-4567"),
+        ("+17185554567", "+1 718-555-4567"),
         ("+4930123456", "+49 30 123456"),
         ("+442079460000", "+44 20 7946 0000"),
         ("not a number", "not a number"),
@@ -207,7 +207,7 @@ def fresh_prefix_rules() -> None:
         ("+3361234567", {"mobile"}),  # France 06
         # valid numbers have their own type; mistyped ordinary numbers start like none
         ("+4930123456", set()),
-        ("+15551234567", set()),
+        ("+17185554567", set()),
         ("+4930123456789012", set()),
         ("+4412345", set()),
     ],

@@ -97,10 +97,10 @@ async def test_readiness_follows_the_database(tmp_path: Path) -> None:
 async def test_metrics_count_what_happened(gateway: Gateway, tmp_path: Path) -> None:
     assert gateway.endpoints is not None
     before = await scrape(gateway)
-    accepted = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+    accepted = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
     assert accepted.final[0] == 250
     refused = await smtp_transaction(
-        gateway.endpoints, fax_mail(attachments=[]), ["15551234567@fax.local", "x@example.com"]
+        gateway.endpoints, fax_mail(attachments=[]), ["17185554567@fax.local", "x@example.com"]
     )
     assert refused.final[0] == 550
 
@@ -151,7 +151,7 @@ async def test_queue_age_shows_a_stuck_job(tmp_path: Path) -> None:
         tmp_path,
         faxplus_api_url="http://127.0.0.1:9/v3",
         faxplus_token="t",
-        faxplus_from_number="+15550000001",
+        faxplus_from_number="+16465550001",
         # After the failed upload the job waits a minute in the queue (not 0.2 s: the next
         # claim would show it uploading again whenever the scrape came then).
         queue_min_backoff="60",
@@ -159,7 +159,7 @@ async def test_queue_age_shows_a_stuck_job(tmp_path: Path) -> None:
     gateway = await start_gateway(tmp_path, env)
     try:
         assert gateway.endpoints is not None
-        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
         assert outcome.final[0] == 250
 
         upload = (("endpoint", "POST /accounts/{id}/files"), ("error", "ConnectError"))

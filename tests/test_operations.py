@@ -59,7 +59,7 @@ def desk(store: SqlStore) -> Desk:
 
 async def a_job(store: SqlStore, job_id: str, *moves: JobState, fax_id: str = "") -> None:
     """A job accepted at NOW - 60, then moved through `moves`."""
-    await store.accept(accepted(f"m-{job_id}", NOW - 60), [(job_id, "+15551234567")])
+    await store.accept(accepted(f"m-{job_id}", NOW - 60), [(job_id, "+17185554567")])
     state = S.QUEUED
     for new in moves:
         values: dict[str, object] = {}
@@ -81,7 +81,7 @@ async def test_list_filters_by_state_time_and_sender(desk: Desk) -> None:
     store = desk.store
     await a_job(store, "j1")
     bob = dataclasses.replace(accepted("m-j2", NOW - 7200), mail_from="Bob@Example.org")
-    await store.accept(bob, [("j2", "+15550000015")])
+    await store.accept(bob, [("j2", "+16465550015")])
     await store.transition("j2", S.QUEUED, S.FAILED, NOW - 7000)
 
     everything = await store.list_jobs(None, None, "", 10)
@@ -139,7 +139,7 @@ async def test_retry_of_an_unknown_job_adopts_or_resends(desk: Desk) -> None:
     await a_job(desk.store, "lost", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     desk.api.faxes["fax-9"] = fax_record(
         "fax-9",
-        "+15551234567",
+        "+17185554567",
         "in_progress",
         format_api_time(NOW - 25),
         comment=comment_with_marker("hello", "found"),
@@ -159,7 +159,7 @@ async def test_an_undecided_send_is_settled_by_the_operator(desk: Desk) -> None:
     await a_job(desk.store, "j1", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     await a_job(desk.store, "j2", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     submitted = format_api_time(NOW - 25)
-    desk.api.faxes["fx"] = fax_record("fx", "+15551234567", "success", submitted)
+    desk.api.faxes["fx"] = fax_record("fx", "+17185554567", "success", submitted)
     said = await desk.operator.retry("j1")
     assert "undecided" in said and "--adopt FAX_ID" in said and "--resend" in said
     assert desk.api.sends == []
@@ -181,7 +181,7 @@ async def test_an_undecided_send_is_settled_by_the_operator(desk: Desk) -> None:
     ("fax", "refusal"),
     [
         ("missing", "FAX.PLUS has no fax missing"),
-        ("elsewhere", "went to +15557654321, not to job j1's number"),
+        ("elsewhere", "went to +19175554321, not to job j1's number"),
         ("marked", "is the send of job other, not of job j1"),
         ("held", "is the send of job j0, not of job j1"),
     ],
@@ -192,10 +192,10 @@ async def test_adopting_a_fax_that_cannot_be_the_jobs_is_refused(
     await a_job(desk.store, "j0", S.UPLOADING, S.SUBMITTING, S.SUBMITTED, fax_id="held")
     await a_job(desk.store, "j1", S.UPLOADING, S.SUBMITTING, S.UNKNOWN)
     at = format_api_time(NOW - 25)
-    desk.api.faxes["elsewhere"] = fax_record("elsewhere", "+15557654321", "success", at)
+    desk.api.faxes["elsewhere"] = fax_record("elsewhere", "+19175554321", "success", at)
     marked = comment_with_marker("hi", "other")
-    desk.api.faxes["marked"] = fax_record("marked", "+15551234567", "success", at, comment=marked)
-    desk.api.faxes["held"] = fax_record("held", "+15551234567", "success", at)
+    desk.api.faxes["marked"] = fax_record("marked", "+17185554567", "success", at, comment=marked)
+    desk.api.faxes["held"] = fax_record("held", "+17185554567", "success", at)
     with pytest.raises(OperationRefused, match=re.escape(refusal)):
         await desk.operator.decide_lost_send("j1", fax, False)
     job = await desk.store.get_job("j1")
@@ -213,7 +213,7 @@ async def test_retry_of_a_failed_job_is_a_new_job(desk: Desk) -> None:
     said = await desk.operator.retry("j1")
     [new] = [s.job for s in await desk.store.list_jobs(S.QUEUED, None, "", 10)]
     assert f"new job {new.id}" in said and "j1 stays failed" in said
-    assert (new.message_id, new.number, new.attempts) == ("m-j1", "+15551234567", 0)
+    assert (new.message_id, new.number, new.attempts) == ("m-j1", "+17185554567", 0)
     assert (await desk.store.job_events(new.id))[0][1:] == (
         None,
         "queued",
@@ -251,8 +251,8 @@ async def test_cancel_of_a_queued_job_tells_the_sender(desk: Desk) -> None:
 async def test_cancel_of_a_submitted_job_deletes_it_from_the_outbox(desk: Desk) -> None:
     await a_job(desk.store, "j1", S.UPLOADING, S.SUBMITTING, S.SUBMITTED, fax_id="fax-1")
     desk.api.outbox = [
-        OutboxRecord("ob-1", "submitted", ("+15551234567",), (job_tag("j1"),)),
-        OutboxRecord("ob-2", "submitted", ("+15557654321",), (job_tag("other"),)),
+        OutboxRecord("ob-1", "submitted", ("+17185554567",), (job_tag("j1"),)),
+        OutboxRecord("ob-2", "submitted", ("+19175554321",), (job_tag("other"),)),
     ]
     said = await desk.operator.cancel("j1")
     assert "deleted from the FAX.PLUS outbox (ob-1)" in said

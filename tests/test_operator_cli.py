@@ -63,7 +63,7 @@ async def test_list_show_and_retry_beside_a_running_gateway(
         api = FaxPlusClient(api_env["MAILFAX_FAXPLUS_API_URL"], "tok-ops")
         async with contextlib.aclosing(api):
             await register_webhook(api, gateway.endpoints.webhook_url)
-        for number in ("15551234567", "15550000015"):
+        for number in ("17185554567", "16465550015"):
             outcome = await smtp_transaction(
                 gateway.endpoints, fax_mail(), [f"{number}@fax.local"], sender="Carol@Example.com"
             )
@@ -77,7 +77,7 @@ async def test_list_show_and_retry_beside_a_running_gateway(
 
         assert gateway.store is not None
         numbers = {s.job.number: s.job.id for s in await gateway.store.list_jobs(None, None, "", 5)}
-        failed, delivered = numbers["+15550000015"], numbers["+15551234567"]
+        failed, delivered = numbers["+16465550015"], numbers["+17185554567"]
         # Read-only commands (and refusals), side by side.
         (
             listed,
@@ -105,8 +105,8 @@ async def test_list_show_and_retry_beside_a_running_gateway(
             ),
         )
         assert sorted((j["number"], j["state"]) for j in listed) == [
-            ("+15550000015", "failed"),
-            ("+15551234567", "delivered"),
+            ("+16465550015", "failed"),
+            ("+17185554567", "delivered"),
         ]
         assert {(j["sender"], j["pages"]) for j in listed} == {("Carol@Example.com", 2)}
         assert (ids(by_carol), ids(by_dave)) == ([failed], [])
@@ -130,7 +130,7 @@ async def test_list_show_and_retry_beside_a_running_gateway(
         assert len(out.splitlines()) == 1 and err == "", (out, err)
         await eventually(lambda: receipts(3), what="the retry's receipt")
         [again] = await gateway.store.list_jobs(JobState.FAILED, None, "", 1)
-        assert again.job.number == "+15550000015" and again.job.id != failed
+        assert again.job.number == "+16465550015" and again.job.id != failed
     finally:
         await gateway.stop()
 
@@ -139,7 +139,7 @@ async def test_cancel_and_retry_of_queued_jobs_with_no_gateway_running(tmp_path:
     env = gateway_env(tmp_path)
     store = await open_store("", tmp_path)
     try:
-        await store.accept(accepted("m1"), [("j1", "+15551234567"), ("j2", "+15557654321")])
+        await store.accept(accepted("m1"), [("j1", "+17185554567"), ("j2", "+19175554321")])
     finally:
         await store.close()
 
@@ -166,7 +166,7 @@ async def test_cancel_takes_the_fax_out_of_the_faxplus_outbox(tmp_path: Path) ->
     try:
         assert gateway.endpoints is not None and gateway.store is not None
         store = gateway.store
-        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
         assert outcome.final[0] == 250
 
         async def submitted() -> str | None:

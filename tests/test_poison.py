@@ -37,7 +37,7 @@ from tests.test_smtp_security import PASSWORD, ca, close, connect, secure_gatewa
 
 __all__ = ["ca"]  # the fixture, shared with the SMTP security tests
 
-RECIPIENT = "+15551234567@fax.local"
+RECIPIENT = "+17185554567@fax.local"
 # An ordinary mail is faxed and its receipt written in about a second here (simulator without
 # delay); a mail that waits behind a jammed worker took 12-78 s, or never came.
 USUAL_TIME = 8.0
@@ -118,7 +118,7 @@ async def ordinary_mail_in_usual_time(gateway: Gateway, state_dir: Path) -> floa
     )
     assert outcome.data is not None
     receipt = await receipt_for(state_dir, queue_id(outcome.data), timeout=USUAL_TIME)
-    assert receipt["Subject"] == "Fax delivered to +1 555-123-4567 (2 pages)"
+    assert receipt["Subject"] == "Fax delivered to +1 718-555-4567 (2 pages)"
     return time.monotonic() - started
 
 
@@ -148,7 +148,7 @@ async def test_utf8_headers_are_rendered_everywhere_and_others_are_not_held_up(
         assert ordinary < USUAL_TIME
         for reply in poisoned:
             receipt = await receipt_for(tmp_path, queue_id(reply))
-            assert receipt["Subject"] == "Fax delivered to +1 555-123-4567 (2 pages)"
+            assert receipt["Subject"] == "Fax delivered to +1 718-555-4567 (2 pages)"
             assert "Subject:  Rechnung für März" in text_part(receipt)
             # The encoded CR LF made no header line, and no msg-id that is not one is replied to.
             assert receipt["Bcc"] is None and receipt["In-Reply-To"] is None
@@ -206,7 +206,7 @@ async def test_a_receipt_that_cannot_be_composed_still_finishes_its_job(
         assert poisoned.data is not None
         receipt = await receipt_for(tmp_path, queue_id(poisoned.data), timeout=USUAL_TIME)
         assert receipt.get_content_type() == "text/plain"
-        assert receipt["Subject"] == "Fax to +1 555-123-4567: delivered"
+        assert receipt["Subject"] == "Fax to +1 718-555-4567: delivered"
         assert "could not compose its usual receipt" in receipt.get_content()
         [job] = await gateway.store.jobs_of_message(queue_id(poisoned.data))
         assert job.state is JobState.DELIVERED

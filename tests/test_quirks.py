@@ -478,7 +478,7 @@ async def test_bare_lf_data_through_the_listener(gateway: Gateway) -> None:
         for command, expected in (
             (b"HELO mfp.example\r\n", b"250"),
             (b"MAIL FROM:<scanner@example.com>\r\n", b"250"),
-            (b"RCPT TO:<15551234567@fax.local>\r\n", b"250"),
+            (b"RCPT TO:<17185554567@fax.local>\r\n", b"250"),
             (b"DATA\r\n", b"354"),
         ):
             writer.write(command)

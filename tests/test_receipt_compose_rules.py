@@ -36,7 +36,7 @@ MESSAGE = MessageRecord(
     (PartReport("a.pdf", "application/pdf", 10, 2, "faxed", "PDF"),),
     RAW,
 )
-JOB = Job("j1", "m1", "+15551234567", JobState.DELIVERED, 1, NOW - 3600, 0.0, fax_id="f1")
+JOB = Job("j1", "m1", "+17185554567", JobState.DELIVERED, 1, NOW - 3600, 0.0, fax_id="f1")
 DELIVERED = FaxOutcome(True, "success", "f1", 2)
 COMPOSER = ReceiptComposer(
     "mailfax@gw.example.com", "gw.example.com", "fax.local", max_lifetime=86400.0
@@ -135,7 +135,7 @@ def recipient_blocks(receipt: EmailMessage) -> list[list[tuple[str, str]]]:
 def test_a_delivered_faxs_block() -> None:
     assert recipient_blocks(COMPOSER.compose(JOB, MESSAGE, DELIVERED, now=NOW)) == [
         [
-            ("Final-Recipient", "rfc822; +15551234567@fax.local"),
+            ("Final-Recipient", "rfc822; +17185554567@fax.local"),
             ("Action", "delivered"),
             ("Status", "2.0.0"),
             ("Diagnostic-Code", "x-faxplus; success"),
@@ -148,7 +148,7 @@ def test_a_fax_refused_before_it_had_an_id() -> None:
     refused = FaxOutcome(False, "rejected", None, 0)
     assert recipient_blocks(COMPOSER.compose(JOB, MESSAGE, refused, now=NOW)) == [
         [
-            ("Final-Recipient", "rfc822; +15551234567@fax.local"),
+            ("Final-Recipient", "rfc822; +17185554567@fax.local"),
             ("Action", "failed"),
             ("Status", "5.0.0"),
             ("Diagnostic-Code", "x-faxplus; rejected"),
@@ -157,13 +157,13 @@ def test_a_fax_refused_before_it_had_an_id() -> None:
 
 
 def test_an_accepted_notice_gives_each_recipient_a_deadline() -> None:
-    notice = COMPOSER.compose_accepted(MESSAGE, [("j1", "+15551234567")], now=NOW)
+    notice = COMPOSER.compose_accepted(MESSAGE, [("j1", "+17185554567")], now=NOW)
     assert parse(notice)["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
     assert parse(notice)["X-Mailfax-Job"] is None
     # received an hour ago, given up a day after that
     assert recipient_blocks(notice) == [
         [
-            ("Final-Recipient", "rfc822; +15551234567@fax.local"),
+            ("Final-Recipient", "rfc822; +17185554567@fax.local"),
             ("Action", "delayed"),
             ("Status", "4.0.0"),
             ("Will-Retry-Until", "Sat, 16 Jan 2027 07:00:00 +0000"),
@@ -180,7 +180,7 @@ def test_a_delay_notice() -> None:
     # created an hour ago, given up a day after that
     assert recipient_blocks(notice) == [
         [
-            ("Final-Recipient", "rfc822; +15551234567@fax.local"),
+            ("Final-Recipient", "rfc822; +17185554567@fax.local"),
             ("Action", "delayed"),
             ("Status", "4.4.7"),
             ("Diagnostic-Code", "x-faxplus; failed_user_busy"),
@@ -194,7 +194,7 @@ def test_a_group_summary_attaches_the_thumbnail_and_reports() -> None:
     jobs = [
         dataclasses.replace(JOB, fax_status="success", pages_sent=2),
         dataclasses.replace(
-            JOB, id="j2", number="+15550000015", state=JobState.FAILED, fax_id="f2",
+            JOB, id="j2", number="+16465550015", state=JobState.FAILED, fax_id="f2",
             fax_status="failed_unallocated_number", pages_sent=0,
         ),
     ]  # fmt: skip
@@ -227,7 +227,7 @@ def test_every_receipt_names_the_gateway_and_who_it_reports(kind: str) -> None:
     composer = ReceiptComposer("mailfax@gw", "gw.example.com", "fax.example.org")
     receipt = {
         "final": lambda: composer.compose(JOB, MESSAGE, DELIVERED, NOW),
-        "accepted": lambda: composer.compose_accepted(MESSAGE, [("j1", "+15551234567")], NOW),
+        "accepted": lambda: composer.compose_accepted(MESSAGE, [("j1", "+17185554567")], NOW),
         "delayed": lambda: composer.compose_delayed(JOB, MESSAGE, NOW),
         "group": lambda: composer.compose_group([JOB], MESSAGE, NOW),
     }[kind]()
@@ -235,7 +235,7 @@ def test_every_receipt_names_the_gateway_and_who_it_reports(kind: str) -> None:
     assert "\n-- \nmailfax email-to-fax gateway at gw.example.com\n" in text
     assert recipient_blocks(receipt)[0][0] == (
         "Final-Recipient",
-        "rfc822; +15551234567@fax.example.org",
+        "rfc822; +17185554567@fax.example.org",
     )
     if kind == "delayed":
         assert "mailfax keeps trying until 2027-01-20 07:00:00 UTC" in " ".join(text.split())
@@ -246,7 +246,7 @@ def test_without_a_time_given_a_receipt_is_dated_now(kind: str) -> None:
     before = time.time()
     receipt = {
         "final": lambda: COMPOSER.compose(JOB, MESSAGE, DELIVERED),
-        "accepted": lambda: COMPOSER.compose_accepted(MESSAGE, [("j1", "+15551234567")]),
+        "accepted": lambda: COMPOSER.compose_accepted(MESSAGE, [("j1", "+17185554567")]),
         "delayed": lambda: COMPOSER.compose_delayed(JOB, MESSAGE),
         "group": lambda: COMPOSER.compose_group([JOB], MESSAGE),
     }[kind]()
@@ -259,7 +259,7 @@ def test_templates_see_the_queued_fax_of_an_accepted_notice() -> None:
         {"accepted.txt": "{% for fax in faxes %}{{ fax.state }} {{ fax.attempts }}{% endfor %}"}
     )
     composer = ReceiptComposer("mailfax@gw", "gw", "fax.local", templates)
-    notice = parse(composer.compose_accepted(MESSAGE, [("j1", "+15551234567")], now=NOW))
+    notice = parse(composer.compose_accepted(MESSAGE, [("j1", "+17185554567")], now=NOW))
     assert plain_text(notice) == "queued 0\n"
     assert composer.policy is not None
     # The default lifetime: five days after the mail arrived.
@@ -269,16 +269,16 @@ def test_templates_see_the_queued_fax_of_an_accepted_notice() -> None:
 
 def test_the_short_receipt_when_the_usual_one_cannot_be_composed() -> None:
     short = parse(
-        COMPOSER.compose_minimal("final", MESSAGE, [("j1", "+15551234567", "delivered")], NOW)
+        COMPOSER.compose_minimal("final", MESSAGE, [("j1", "+17185554567", "delivered")], NOW)
     )
-    assert short["Subject"] == "Fax to +1 555-123-4567: delivered"
+    assert short["Subject"] == "Fax to +1 718-555-4567: delivered"
     assert (short["X-Mailfax-Receipt"], short["X-Mailfax-Job"]) == ("final", "j1")
     assert short["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
     assert short.get_content_type() == "text/plain"
     assert plain_text(short) == (
         "mailfax could not compose its usual receipt for your mail m1, received "
         "Fri, 15 Jan 2027 07:00:00 +0000; this short one says how it went.\n\n"
-        "Fax to +1 555-123-4567: delivered (job j1).\n\n"
+        "Fax to +1 718-555-4567: delivered (job j1).\n\n"
         "The gateway's operator has been told.\n"
     )
 
@@ -288,7 +288,7 @@ def test_the_short_receipt_when_the_usual_one_cannot_be_composed() -> None:
     [("final", "j1"), ("delayed", "j1"), ("accepted", None), ("group", None)],
 )
 def test_a_short_receipt_about_several_faxes(kind: str, job_header: str | None) -> None:
-    results = [("j1", "+15551234567", "delivered"), ("j2", "+4930123456", "not delivered")]
+    results = [("j1", "+17185554567", "delivered"), ("j2", "+4930123456", "not delivered")]
     short = parse(COMPOSER.compose_minimal(kind, MESSAGE, results, NOW))
     assert short["Subject"] == "Your faxes"
     assert short["X-Mailfax-Job"] == job_header

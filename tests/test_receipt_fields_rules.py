@@ -38,7 +38,7 @@ S = JobState
 
 
 def job(state: JobState = S.SUBMITTED, **changes: object) -> Job:
-    base = Job("j1", "m1", "+15551234567", state, 1, NOW, NOW, fax_id="f1")
+    base = Job("j1", "m1", "+17185554567", state, 1, NOW, NOW, fax_id="f1")
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -93,7 +93,7 @@ def test_a_faxs_state_and_headline(
 ) -> None:
     fax = fax_fields(the_job, MESSAGE, outcome)
     assert fax.state == state
-    assert fax.headline == f"Your fax to +1 555-123-4567 {headline}"
+    assert fax.headline == f"Your fax to +1 718-555-4567 {headline}"
     assert fax.final is (outcome is not None)
     assert fax.delivered is (state == "delivered")
 
@@ -116,7 +116,7 @@ def test_a_final_fax_says_what_happened_and_what_to_do() -> None:
     assert fax.retried == "mailfax did not try again: the same number would fail the same way."
     assert fax.what_to_do == "Check the number, including country and area code."
     assert (fax.detail, fax.fax_id, fax.attempts) == ("no such line", "f9", 2)
-    assert (fax.number, fax.number_e164, fax.job_id) == ("+1 555-123-4567", "+15551234567", "j1")
+    assert (fax.number, fax.number_e164, fax.job_id) == ("+1 718-555-4567", "+17185554567", "j1")
 
 
 @pytest.mark.parametrize(("redials", "retried"), [(0, "1 time"), (2, "3 times")])
@@ -252,8 +252,8 @@ FAILED = FaxOutcome(False, "failed", "f2", 0)
         (
             "accepted",
             [None],
-            "Fax to +1 555-123-4567 accepted (4 pages)",
-            "mailfax has accepted your fax to +1 555-123-4567 and queued it for sending.",
+            "Fax to +1 718-555-4567 accepted (4 pages)",
+            "mailfax has accepted your fax to +1 718-555-4567 and queued it for sending.",
             "waiting",
         ),
         (
@@ -266,23 +266,23 @@ FAILED = FaxOutcome(False, "failed", "f2", 0)
         (
             "delayed",
             [None],
-            "Fax to +1 555-123-4567 delayed: not sent yet (4 pages)",
-            "Your fax to +1 555-123-4567 has not been sent after 1 hour 30 minutes; "
+            "Fax to +1 718-555-4567 delayed: not sent yet (4 pages)",
+            "Your fax to +1 718-555-4567 has not been sent after 1 hour 30 minutes; "
             "mailfax is still trying.",
             "waiting",
         ),
         (
             "final",
             [DELIVERED],
-            "Fax delivered to +1 555-123-4567 (4 pages)",
-            "Your fax to +1 555-123-4567 was delivered: 4 of 4 pages sent.",
+            "Fax delivered to +1 718-555-4567 (4 pages)",
+            "Your fax to +1 718-555-4567 was delivered: 4 of 4 pages sent.",
             "good",
         ),
         (
             "final",
             [FAILED],
-            "Fax to +1 555-123-4567 failed (4 pages)",
-            "Your fax to +1 555-123-4567 was not delivered.",
+            "Fax to +1 718-555-4567 failed (4 pages)",
+            "Your fax to +1 718-555-4567 was not delivered.",
             "bad",
         ),
         (
@@ -324,7 +324,7 @@ def test_each_kind_of_receipt_has_its_title_headline_and_tone(
 def test_a_cancelled_fax_has_its_own_title() -> None:
     fax = fax_fields(job(S.CANCELLED), MESSAGE, FaxOutcome(False, "cancelled", None, 0))
     fields = receipt_fields("final", MESSAGE, [fax], "gw")
-    assert fields.title == "Fax to +1 555-123-4567 cancelled (4 pages)"
+    assert fields.title == "Fax to +1 718-555-4567 cancelled (4 pages)"
 
 
 def test_when_mailfax_gives_up_and_whether_a_thumbnail_is_attached() -> None:

@@ -28,7 +28,7 @@ from mailfax.store import MessageRecord
 from tests.gateway import text_part
 
 RAW = (
-    b"From: Alice <alice@example.com>\r\nTo: 15551234567@fax.local\r\nSubject: Invoice 42\r\n"
+    b"From: Alice <alice@example.com>\r\nTo: 17185554567@fax.local\r\nSubject: Invoice 42\r\n"
     b"Message-ID: <inv42@example.com>\r\nReferences: <earlier@example.com>\r\n\r\nbody\r\n"
 )
 REPORT = (
@@ -90,7 +90,7 @@ def message(
     )
 
 
-JOB = Job("j1", "m1", "+15551234567", JobState.SUBMITTED, 1, NOW - 120, 0.0, fax_id="f1")
+JOB = Job("j1", "m1", "+17185554567", JobState.SUBMITTED, 1, NOW - 120, 0.0, fax_id="f1")
 COMPOSER = ReceiptComposer("mailfax@gw.example.com", "gw.example.com", "fax.local")
 DELIVERED = FaxOutcome(True, "success", "f1", 3, "2026-11-26 10:00:00", duration=95, cost=3)
 
@@ -169,19 +169,19 @@ def report_of(receipt: EmailMessage) -> Report:
 
 def test_delivered_receipt() -> None:
     report = report_of(COMPOSER.compose(JOB, message(), DELIVERED, now=NOW))
-    assert report.receipt["Subject"] == "Fax delivered to +1 555-123-4567 (3 pages)"
+    assert report.receipt["Subject"] == "Fax delivered to +1 718-555-4567 (3 pages)"
     assert report.receipt["X-Mailfax-Receipt"] == "final"
     assert report.receipt["X-Mailfax-Job"] == "j1"
     assert report.human.get_content_type() == "multipart/alternative"  # nothing attached
     [recipient] = report.per_recipient
-    assert recipient["Final-Recipient"] == "rfc822; +15551234567@fax.local"
+    assert recipient["Final-Recipient"] == "rfc822; +17185554567@fax.local"
     assert recipient["Action"] == "delivered" and recipient["Status"] == "2.0.0"
     assert recipient["Diagnostic-Code"] == "x-faxplus; success"
     assert recipient["X-Mailfax-Fax-ID"] == "f1"
     text = report.text
-    assert text.startswith("Your fax to +1 555-123-4567 was delivered: 3 of 3 pages sent.\n")
+    assert text.startswith("Your fax to +1 718-555-4567 was delivered: 3 of 3 pages sent.\n")
     for line in (
-        "Number:   +1 555-123-4567 (E.164: +15551234567)",
+        "Number:   +1 718-555-4567 (E.164: +17185554567)",
         "Result:   delivered (FAX.PLUS status: success)",
         "Pages:    3 of 3 sent",
         "Fax id:   f1",
@@ -196,16 +196,16 @@ def test_delivered_receipt() -> None:
         assert line in text, line
     assert "What happened" not in text and "confirmation report" not in text
     assert "Subject: Invoice 42" in report.headers
-    assert "Your fax to +1 555-123-4567 was delivered" in report.html
+    assert "Your fax to +1 718-555-4567 was delivered" in report.html
 
 
 def test_failed_receipt_says_why_whether_retried_and_what_to_do() -> None:
     job = dataclasses.replace(JOB, attempts=3, redials=2)
     outcome = FaxOutcome(False, "failed_user_busy", "f1", 0)
     report = report_of(COMPOSER.compose(job, message(), outcome, now=NOW))
-    assert report.receipt["Subject"] == "Fax to +1 555-123-4567 failed (3 pages)"
+    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 failed (3 pages)"
     text = report.text
-    assert text.startswith("Your fax to +1 555-123-4567 was not delivered.\n")
+    assert text.startswith("Your fax to +1 718-555-4567 was not delivered.\n")
     assert "What happened:\n  The receiving line was busy every time it was called." in text
     assert "Did mailfax try again?\n  mailfax dialled 3 times in all before giving up." in text
     assert "What you can do:\n  Send the fax again later" in text
@@ -217,7 +217,7 @@ def test_failed_receipt_says_why_whether_retried_and_what_to_do() -> None:
 def test_partly_delivered_fax_says_how_many_pages_went() -> None:
     outcome = FaxOutcome(False, "partially_sent", "f1", 2)
     text = report_of(COMPOSER.compose(JOB, message(), outcome, now=NOW)).text
-    assert "Your fax to +1 555-123-4567 was only partly delivered: 2 of 3 pages sent." in text
+    assert "Your fax to +1 718-555-4567 was only partly delivered: 2 of 3 pages sent." in text
     assert "so that the pages that arrived are not faxed twice" in text
 
 
@@ -231,7 +231,7 @@ def test_cancelled_fax() -> None:
     job = dataclasses.replace(JOB, state=JobState.CANCELLED)
     outcome = FaxOutcome(False, "cancelled", None, 0, detail="cancelled by the administrator")
     report = report_of(COMPOSER.compose(job, message(), outcome, now=NOW))
-    assert report.receipt["Subject"] == "Fax to +1 555-123-4567 cancelled (3 pages)"
+    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 cancelled (3 pages)"
     assert "was cancelled before it was sent" in report.text
     assert report.per_recipient[0]["Action"] == "failed"
 
@@ -259,13 +259,13 @@ def test_a_report_that_could_not_be_fetched_is_explained() -> None:
 
 
 def test_accepted_notice() -> None:
-    jobs = [("j1", "+15551234567"), ("j2", "+442079460000")]
+    jobs = [("j1", "+17185554567"), ("j2", "+442079460000")]
     report = report_of(COMPOSER.compose_accepted(message(), jobs, now=NOW))
     assert report.receipt["Subject"] == "Fax to 2 numbers accepted (3 pages)"
     assert report.receipt["X-Mailfax-Receipt"] == "accepted"
     assert report.receipt["X-Mailfax-Job"] is None
     assert [r["Final-Recipient"] for r in report.per_recipient] == [
-        "rfc822; +15551234567@fax.local",
+        "rfc822; +17185554567@fax.local",
         "rfc822; +442079460000@fax.local",
     ]
     for recipient in report.per_recipient:
@@ -281,20 +281,20 @@ def test_accepted_notice() -> None:
 def test_delay_notice() -> None:
     job = dataclasses.replace(JOB, state=JobState.QUEUED, fax_status="failed_user_busy")
     report = report_of(COMPOSER.compose_delayed(job, message(), now=job.created_at + 4 * 3600))
-    assert report.receipt["Subject"] == "Fax to +1 555-123-4567 delayed: not sent yet (3 pages)"
+    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 delayed: not sent yet (3 pages)"
     [recipient] = report.per_recipient
     assert recipient["Action"] == "delayed" and recipient["Status"] == "4.4.7"
     assert recipient["Diagnostic-Code"] == "x-faxplus; failed_user_busy"
     assert recipient["Will-Retry-Until"]
     text = report.text
-    assert "Your fax to +1 555-123-4567 has not been sent after 4 hours" in text
+    assert "Your fax to +1 718-555-4567 has not been sent after 4 hours" in text
     assert "Now:      waiting to dial again (last FAX.PLUS status: failed_user_busy)" in text
 
 
 def test_group_summary() -> None:
     jobs = [
-        final_job("j1", "+15551234567", JobState.DELIVERED, "success", 3),
-        final_job("j2", "+15550000015", JobState.FAILED, "failed_unallocated_number", 0),
+        final_job("j1", "+17185554567", JobState.DELIVERED, "success", 3),
+        final_job("j2", "+16465550015", JobState.FAILED, "failed_unallocated_number", 0),
     ]
     attachments = Attachments({"fax-j1": ConfirmationReport("fax-j1", PDF)})
     report = report_of(COMPOSER.compose_group(jobs, message(), NOW, attachments))
@@ -307,8 +307,8 @@ def test_group_summary() -> None:
     assert report.attachments == [("application/pdf", "fax-report-fax-j1.pdf")]
     text = report.text
     assert text.startswith("Your fax was delivered to 1 of 2 numbers.")
-    assert "1. Your fax to +1 555-123-4567 was delivered: 3 of 3 pages sent." in text
-    assert "2. Your fax to +1 555-000-0015 was not delivered." in text
+    assert "1. Your fax to +1 718-555-4567 was delivered: 3 of 3 pages sent." in text
+    assert "2. Your fax to +1 646-555-0015 was not delivered." in text
     assert "What happened:\n  The number does not exist" in text
 
 
@@ -323,10 +323,10 @@ def test_html_is_small_and_escapes_what_the_sender_wrote() -> None:
     hostile = message(report=report_parts, subject=SENDER_TEXT, comment=SENDER_TEXT * 3)
     composed = [
         COMPOSER.compose(JOB, hostile, DELIVERED, now=NOW),
-        COMPOSER.compose_accepted(hostile, [("j1", "+15551234567")], now=NOW),
+        COMPOSER.compose_accepted(hostile, [("j1", "+17185554567")], now=NOW),
         COMPOSER.compose_delayed(JOB, hostile, now=NOW),
         COMPOSER.compose_group(
-            [final_job("j1", "+15551234567", JobState.FAILED, "failed", 0)], hostile, NOW
+            [final_job("j1", "+17185554567", JobState.FAILED, "failed", 0)], hostile, NOW
         ),
     ]
     for receipt in composed:
@@ -421,10 +421,10 @@ def test_templates_replace_the_builtin_texts(tmp_path: Path) -> None:
         "mailfax@gw.example.com", "gw.example.com", "fax.local", ReceiptTemplates(overrides)
     )
     report = report_of(composer.compose(JOB, message(), DELIVERED, now=NOW))
-    assert report.receipt["Subject"] == "Fax an +1 555-123-4567: delivered"
+    assert report.receipt["Subject"] == "Fax an +1 718-555-4567: delivered"
     assert (
         report.text
-        == "Ihr Fax an +1 555-123-4567 wurde zugestellt (3 Seiten).\n\n-- \nIhr Fax-Gateway\n"
+        == "Ihr Fax an +1 718-555-4567 wurde zugestellt (3 Seiten).\n\n-- \nIhr Fax-Gateway\n"
     )
     assert "was delivered" in report.html  # not replaced: the built-in HTML
 
@@ -440,8 +440,8 @@ def test_a_broken_template_falls_back_to_the_builtin_one() -> None:
     assert [name for name, _ in problems] == ["final.html", "finale.txt"]
     composer = ReceiptComposer("mailfax@gw.example.com", "gw.example.com", "fax.local", templates)
     report = report_of(composer.compose(JOB, message(), DELIVERED, now=NOW))
-    assert "Your fax to +1 555-123-4567 was delivered" in report.text
-    assert "Your fax to +1 555-123-4567 was delivered" in report.html
+    assert "Your fax to +1 718-555-4567 was delivered" in report.text
+    assert "Your fax to +1 718-555-4567 was delivered" in report.html
     assert [name for name, _ in problems[2:]] == ["final.txt", "final.html"]
     assert "numbr" in problems[2][1]
 
@@ -466,7 +466,7 @@ def test_converted_images_count_as_faxed() -> None:
         JOB, message(report=report), FaxOutcome(True, "success", "f1", 3), now=NOW
     )
     parsed = report_of(receipt)
-    assert parsed.receipt["Subject"] == "Fax delivered to +1 555-123-4567 (3 pages)"
+    assert parsed.receipt["Subject"] == "Fax delivered to +1 718-555-4567 (3 pages)"
     assert "scan.jpg: converted to PDF and faxed, 1 page" in parsed.text
 
 

@@ -29,7 +29,7 @@ from tests.test_store import accepted
 S = JobState
 NOW = 1000.0
 PDF = b"%PDF-1.4 report"
-NUMBERS = ("+15551234567", "+15557654321")
+NUMBERS = ("+17185554567", "+19175554321")
 
 
 def composer(**policy: object) -> ReceiptComposer:
@@ -170,7 +170,7 @@ async def test_group_summary_once_the_last_recipient_is_final(store: SqlStore) -
 
 async def test_recipients_finishing_together_make_one_summary(store: SqlStore) -> None:
     finisher = JobFinisher(store, composer(group=True), Wakeup())
-    numbers = tuple(f"+1555000{i:04d}" for i in range(6))
+    numbers = tuple(f"+1646555{i:04d}" for i in range(6))
     await accept(store, composer(), numbers)
     for i in range(1, 7):
         await submit(store, f"j{i}", f"f{i}")

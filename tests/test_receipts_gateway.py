@@ -44,13 +44,13 @@ async def test_all_notices_with_report_and_thumbnail(
     gateway = await start_gateway(tmp_path, env)
     try:
         assert gateway.endpoints is not None and gateway.store is not None
-        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
         assert outcome.final[0] == 250
         kinds = await wait_for_kinds(tmp_path, {"accepted": 1, "final": 1})
         [notice], [result] = kinds["accepted"], kinds["final"]
-        assert notice["Subject"] == "Fax to +1 555-123-4567 accepted (2 pages)"
+        assert notice["Subject"] == "Fax to +1 718-555-4567 accepted (2 pages)"
         assert attached(notice) == []
-        assert result["Subject"] == "Fax delivered to +1 555-123-4567 (2 pages)"
+        assert result["Subject"] == "Fax delivered to +1 718-555-4567 (2 pages)"
         job_id = str(result["X-Mailfax-Job"])
         job = await gateway.store.get_job(job_id)
         assert job is not None and job.fax_id
@@ -86,14 +86,14 @@ async def test_group_mode_sends_one_summary_per_mail(tmp_path: Path) -> None:
     gateway = await start_gateway(tmp_path, gateway_env(tmp_path, receipts_group="true"))
     try:
         assert gateway.endpoints is not None and gateway.store is not None
-        recipients = ["15551234567@fax.local", "+1-555-000-0015@fax.local"]
+        recipients = ["17185554567@fax.local", "+1-646-555-0015@fax.local"]
         outcome = await smtp_transaction(gateway.endpoints, fax_mail(), recipients)
         assert outcome.final[0] == 250
         [summary] = (await wait_for_kinds(tmp_path, {"group": 1}))["group"]
         assert summary["Subject"] == "Fax to 2 numbers: 1 delivered, 1 not (2 pages)"
         text = text_part(summary)
-        assert "1. Your fax to +1 555-123-4567 was delivered" in text
-        assert "2. Your fax to +1 555-000-0015 was not delivered" in text
+        assert "1. Your fax to +1 718-555-4567 was delivered" in text
+        assert "2. Your fax to +1 646-555-0015 was not delivered" in text
         jobs = await gateway.store.jobs_of_message(str(summary["X-Mailfax-Queue-ID"]))
         records = [await gateway.store.receipt_of(job.id) for job in jobs]
         assert len(records) == 2 and {r.kind for r in records if r} == {"group"}

@@ -58,11 +58,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.close()
 
 
-async def accept(store: SqlStore, job_id: str = "j1", number: str = "+15551234567") -> None:
+async def accept(store: SqlStore, job_id: str = "j1", number: str = "+17185554567") -> None:
     await store.accept(accepted(f"m-{job_id}", NOW), [(job_id, number)])
 
 
-async def make_unknown(world: World, job_id: str = "j1", number: str = "+15551234567") -> None:
+async def make_unknown(world: World, job_id: str = "j1", number: str = "+17185554567") -> None:
     """A job whose send was attempted at NOW and whose answer was lost."""
     await accept(world.store, job_id, number)
     claimed = await claim_one(world.store, "w", NOW, NOW + 10)
@@ -90,7 +90,7 @@ async def state(world: World, job_id: str = "j1") -> JobState:
 
 async def test_a_lost_send_found_in_the_outbox_waits(world: World) -> None:
     await make_unknown(world)
-    world.api.outbox.append(OutboxRecord("ob1", "submitted", ("+15551234567",), (job_tag("j1"),)))
+    world.api.outbox.append(OutboxRecord("ob1", "submitted", ("+17185554567",), (job_tag("j1"),)))
     await world.reconciler.step()
     assert await state(world) is S.UNKNOWN
     assert world.api.sends == []
@@ -99,13 +99,13 @@ async def test_a_lost_send_found_in_the_outbox_waits(world: World) -> None:
 def own_fax(
     fax_id: str, job_id: str, second: float = NOW + 1, comment: str = "", file_name: str = ""
 ) -> FaxRecord:
-    """A fax record to +15551234567 carrying the job's marker in its comment (or the proof
+    """A fax record to +17185554567 carrying the job's marker in its comment (or the proof
     given)."""
     if not (comment or file_name):
         comment = comment_with_marker(f"mail of {job_id}", job_id)
     submitted = format_api_time(second)
     return fax_record(
-        fax_id, "+15551234567", "success", submitted, comment=comment, file_name=file_name
+        fax_id, "+17185554567", "success", submitted, comment=comment, file_name=file_name
     )
 
 
@@ -113,7 +113,7 @@ async def test_a_lost_send_found_among_sent_faxes_is_adopted(world: World) -> No
     await make_unknown(world)
     # Another fax to the same number, before the attempt, must not be taken for ours.
     world.api.faxes["old"] = fax_record(
-        "old", "+15551234567", "success", format_api_time(NOW - 3600)
+        "old", "+17185554567", "success", format_api_time(NOW - 3600)
     )
     world.api.faxes["f9"] = own_fax("f9", "j1")
     await world.reconciler.step()
@@ -129,7 +129,7 @@ async def test_a_fax_owned_by_another_job_is_not_adopted(world: World) -> None:
     await world.store.transition("j0", S.UPLOADING, S.SUBMITTING, NOW)
     await world.store.transition("j0", S.SUBMITTING, S.SUBMITTED, NOW, {"fax_id": "f9"})
     await make_unknown(world)
-    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    world.api.faxes["f9"] = fax_record("f9", "+17185554567", "success", format_api_time(NOW + 1))
     await world.reconciler.step()
     assert await state(world) is S.QUEUED  # demonstrably not at FAX.PLUS: send again
 
@@ -146,7 +146,7 @@ async def test_a_lost_send_in_a_crowded_second_waits_for_its_webhook(world: Worl
     # A full listing page of faxes in one second after the attempt: FAX.PLUS may have more
     # there than it can list, ours among them, so sending again could fax it twice.
     for i in range(LIST_PAGE):
-        number = f"+1555000{i:04d}"
+        number = f"+1646555{i:04d}"
         world.api.faxes[f"o{i}"] = fax_record(f"o{i}", number, "success", format_api_time(NOW + 1))
     world.api.unlisted_seconds = {float(int(NOW + 1))}  # the listing could not show them all
     await world.reconciler.step()
@@ -206,7 +206,7 @@ async def test_a_fax_to_the_number_without_proof_leaves_the_send_undecided(world
     """Number and time are no proof: neither adopted (it may be another's) nor resent (it may
     be its own); noted once in the history, however many passes look at it."""
     await make_unknown(world)
-    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    world.api.faxes["f9"] = fax_record("f9", "+17185554567", "success", format_api_time(NOW + 1))
     for _ in range(3):
         await world.reconciler.step()
     job = await world.store.get_job("j1")
@@ -274,7 +274,7 @@ async def test_lost_sends_to_one_number_without_proof_all_stay_undecided(world: 
     await make_same_number_burst(world, jobs)
     for fax_id in ("fa", "fb"):
         world.api.faxes[fax_id] = fax_record(
-            fax_id, "+15551234567", "success", format_api_time(NOW + 1)
+            fax_id, "+17185554567", "success", format_api_time(NOW + 1)
         )
     await world.reconciler.step()
     assert await outcomes(world, jobs) == {job: (S.UNKNOWN, None) for job in jobs}
@@ -286,7 +286,7 @@ async def test_proof_for_some_lost_sends_leaves_the_others_undecided(world: Worl
     jobs = ["j1", "j2", "j3", "j4"]
     await make_same_number_burst(world, jobs)
     world.api.faxes["fb"] = own_fax("fb", "j2")
-    world.api.faxes["fx"] = fax_record("fx", "+15551234567", "success", format_api_time(NOW))
+    world.api.faxes["fx"] = fax_record("fx", "+17185554567", "success", format_api_time(NOW))
     await world.reconciler.step()
     assert await outcomes(world, jobs) == {
         "j1": (S.UNKNOWN, None),
@@ -309,7 +309,7 @@ async def test_a_mail_quoting_another_jobs_marker_proves_nothing_for_it(world: W
 async def test_an_undecided_send_does_not_expire(world: World) -> None:
     """ "Not sent within 5 days" could be false for a send that may have gone out."""
     await make_unknown(world)
-    world.api.faxes["f9"] = fax_record("f9", "+15551234567", "success", format_api_time(NOW + 1))
+    world.api.faxes["f9"] = fax_record("f9", "+17185554567", "success", format_api_time(NOW + 1))
     world.clock.now = NOW + 5 * 86400 + 1
     await world.reconciler.step()
     assert await state(world) is S.UNKNOWN

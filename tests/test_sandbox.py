@@ -27,7 +27,7 @@ from mailfax.sandbox.dialling import display_number
 from mailfax.sandbox.variants import VARIANTS, parse_variants
 from tests.conftest import eventually
 
-FROM = "+15550000001"
+FROM = "+16465550001"
 EVENT_DEADLINE = 5.0  # seconds to wait for background work before failing
 LONG_DELAY = 30.0  # keeps a fax in the outbox for the whole test
 HEX24 = re.compile(r"[0-9a-f]{24}")
@@ -255,10 +255,10 @@ async def test_account_and_its_one_active_number(sandbox: Sandbox) -> None:
     assert [(n["number"], n["status"], n["owner_id"]) for n in numbers] == [
         (FROM, "active", account["uid"])
     ]
-    for spelling in ("%2B15550000001", "15550000001"):
+    for spelling in ("%2B16465550001", "16465550001"):
         response = await sandbox.api.get(f"/accounts/self/numbers/{spelling}")
         assert response.json() == numbers[0]
-    assert (await sandbox.api.get("/accounts/self/numbers/%2B15559999999")).status_code == 404
+    assert (await sandbox.api.get("/accounts/self/numbers/%2B13475559999")).status_code == 404
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -290,9 +290,9 @@ async def test_page_counts_come_from_pdf_and_tiff_content(start_sandbox: Sandbox
         await sandbox.upload(make_tiff(2), "two.tiff"),
         await sandbox.upload(b"%PDF-1.7 not really a pdf", "broken.pdf"),
     ]
-    ids = await sandbox.send_ok(["+15551110001"], uploads)
+    ids = await sandbox.send_ok(["+12125550001"], uploads)
 
-    files = sandbox.ledger_entry(ids["+15551110001"])["files"]
+    files = sandbox.ledger_entry(ids["+12125550001"])["files"]
     assert files == [
         {"path": uploads[0], "name": "three.pdf", "pages": 3},
         {"path": uploads[1], "name": "two.tiff", "pages": 2},
@@ -307,14 +307,14 @@ async def test_page_counts_come_from_pdf_and_tiff_content(start_sandbox: Sandbox
 
 async def test_send_answers_201_with_one_fax_id_per_destination(sandbox: Sandbox) -> None:
     path = await sandbox.upload()
-    destinations = ["+15551110001", "+15551110002", "+4930123456"]
+    destinations = ["+12125550001", "+12125550002", "+4930123456"]
 
     ids = await sandbox.send_ok(destinations, [path])
 
     assert list(ids) == destinations
     assert all(HEX24.fullmatch(fax_id) for fax_id in ids.values())
     assert len(set(ids.values())) == len(destinations)
-    without_ids = await sandbox.send(["+15551110003"], [path], return_ids=False)
+    without_ids = await sandbox.send(["+12125550003"], [path], return_ids=False)
     assert (without_ids.status_code, without_ids.json()) == (201, {})
 
 
@@ -325,7 +325,7 @@ async def test_pending_fax_is_visible_in_the_outbox(start_sandbox: SandboxFactor
     options = {"enhancement": False, "retry": {"count": 2, "delay": 15}}
 
     await sandbox.send_ok(
-        ["+15551110001", "+15551110002"], [path], comment=comment, options=options
+        ["+12125550001", "+12125550002"], [path], comment=comment, options=options
     )
 
     (record,) = (await sandbox.api.get("/accounts/self/outbox")).json()["records"]
@@ -338,7 +338,7 @@ async def test_pending_fax_is_visible_in_the_outbox(start_sandbox: SandboxFactor
     assert record["should_enhance"] is False
     assert (record["src"], record["to"], record["files"]) == (
         FROM,
-        ["+15551110001", "+15551110002"],
+        ["+12125550001", "+12125550002"],
         [path],
     )
     assert record["page_count"] == 2
@@ -354,7 +354,7 @@ async def test_pending_fax_is_visible_in_the_outbox(start_sandbox: SandboxFactor
 
 async def test_outbox_comment_can_be_edited_while_pending(start_sandbox: SandboxFactory) -> None:
     sandbox = await start_sandbox(delay=LONG_DELAY)
-    ids = await sandbox.send_ok(["+15551110001"], [await sandbox.upload()], comment={"text": "a"})
+    ids = await sandbox.send_ok(["+12125550001"], [await sandbox.upload()], comment={"text": "a"})
     (record,) = (await sandbox.api.get("/accounts/self/outbox")).json()["records"]
     url = f"/accounts/self/outbox/{record['id']}"
 
@@ -362,7 +362,7 @@ async def test_outbox_comment_can_be_edited_while_pending(start_sandbox: Sandbox
 
     assert (response.status_code, response.json()) == (200, {})
     assert (await sandbox.api.get(url)).json()["comment"]["text"] == "edited"
-    assert sandbox.ledger_entry(ids["+15551110001"])["comment"] == "edited"
+    assert sandbox.ledger_entry(ids["+12125550001"])["comment"] == "edited"
     rejected = await sandbox.api.put(url, json={"comment": {"text": "object"}})
     assert rejected.status_code == 400
 
@@ -373,14 +373,14 @@ async def test_deleting_an_outbox_fax_cancels_it(
     sandbox = await start_sandbox(delay=0.2)
     await sandbox.add_hook(sink.url)
     path = await sandbox.upload()
-    cancelled_id = (await sandbox.send_ok(["+15551110001"], [path]))["+15551110001"]
+    cancelled_id = (await sandbox.send_ok(["+12125550001"], [path]))["+12125550001"]
     (record,) = (await sandbox.api.get("/accounts/self/outbox")).json()["records"]
 
     deleted = await sandbox.api.delete(f"/accounts/self/outbox/{record['id']}")
     assert (deleted.status_code, deleted.json()) == (200, {})
     # A second fax with the same delay completes strictly after the cancelled one would
     # have, so once its webhook is in, the cancelled fax has had every chance to go out.
-    sent_id = (await sandbox.send_ok(["+15551110002"], [path]))["+15551110002"]
+    sent_id = (await sandbox.send_ok(["+12125550002"], [path]))["+12125550002"]
     (webhook,) = await sink.next()
 
     assert webhook["data"]["id"] == sent_id
@@ -402,14 +402,14 @@ async def test_future_send_time_holds_the_fax_until_then(
     later = utc_text(datetime.now(UTC) + timedelta(hours=1)) + " +0000"
     earlier = utc_text(datetime.now(UTC) - timedelta(hours=1)) + " +0000"
 
-    await sandbox.send_ok(["+15551110001"], [path], send_time=later)
-    due_id = (await sandbox.send_ok(["+15551110002"], [path], send_time=earlier))["+15551110002"]
+    await sandbox.send_ok(["+12125550001"], [path], send_time=later)
+    due_id = (await sandbox.send_ok(["+12125550002"], [path], send_time=earlier))["+12125550002"]
     (webhook,) = await sink.next()
 
     assert webhook["data"]["id"] == due_id
     (held,) = (await sandbox.api.get("/accounts/self/outbox")).json()["records"]
     assert (held["to"], held["send_time"], held["status"]) == (
-        ["+15551110001"],
+        ["+12125550001"],
         later,
         "scheduled_for_sending",
     )
@@ -419,18 +419,18 @@ async def test_invalid_send_payloads_are_rejected(sandbox: Sandbox) -> None:
     path = await sandbox.upload()
 
     def payload(**override: Any) -> Json:
-        return {"from": FROM, "to": ["+15551110001"], "files": [path], **override}
+        return {"from": FROM, "to": ["+12125550001"], "files": [path], **override}
 
     cases: list[tuple[object, str]] = [
         (payload(comment="plain text"), "'plain text' is not of type 'object'"),
         (payload(files=["/transient-unknown"]), "unknown file path"),
         (payload(files=[]), "files"),
         (payload(to=[]), "'to'"),
-        (payload(to="+15551110001"), "is not of type 'array'"),
-        (payload(to=["5551110001"]), "E.164"),
-        (payload(to=["+15551110001", "+15551110001"]), "more than once"),
-        (payload(**{"from": "+15559999999"}), "not a number of this account"),
-        ({"to": ["+15551110001"], "files": [path]}, "'from' is a required property"),
+        (payload(to="+12125550001"), "is not of type 'array'"),
+        (payload(to=["2125550001"]), "E.164"),
+        (payload(to=["+12125550001", "+12125550001"]), "more than once"),
+        (payload(**{"from": "+13475559999"}), "not a number of this account"),
+        ({"to": ["+12125550001"], "files": [path]}, "'from' is a required property"),
         (payload(options={"retry": {"count": 5}}), "retry count"),
         (payload(send_time="tomorrow"), "send_time"),
         (payload(cover_page={"name_to": "A"}), "'name_from' is a required property"),
@@ -449,7 +449,7 @@ async def test_invalid_send_payloads_are_rejected(sandbox: Sandbox) -> None:
 async def test_no_number_is_an_accepted_sender(sandbox: Sandbox) -> None:
     path = await sandbox.upload()
     response = await sandbox.api.post(
-        "/accounts/self/outbox", json={"from": "no_number", "to": ["+15551110001"], "files": [path]}
+        "/accounts/self/outbox", json={"from": "no_number", "to": ["+12125550001"], "files": [path]}
     )
     assert response.status_code == 201
 
@@ -463,11 +463,11 @@ async def test_outcome_depends_on_the_destination_suffix(
     await sandbox.add_hook(sink.url)
     paths = [await sandbox.upload(make_pdf(2)), await sandbox.upload(make_pdf(3))]
     expected = {
-        "+15551110000": ("success", 5),
-        "+15551110013": ("failed_user_busy", 0),
-        "+15551110014": ("failed_no_answer", 0),
-        "+15551110015": ("failed_unallocated_number", 0),
-        "+15551110016": ("partially_sent", 2),
+        "+12125550000": ("success", 5),
+        "+12125550013": ("failed_user_busy", 0),
+        "+12125550014": ("failed_no_answer", 0),
+        "+12125550015": ("failed_unallocated_number", 0),
+        "+12125550016": ("partially_sent", 2),
     }
 
     ids = await sandbox.send_ok(list(expected), paths, comment={"text": "outcomes"})
@@ -496,11 +496,11 @@ async def test_outcome_depends_on_the_destination_suffix(
 async def test_fax_sent_webhook_payload(sandbox: Sandbox, sink: WebhookSink) -> None:
     await sandbox.add_hook(sink.url)
     uid = (await sandbox.api.get("/accounts/self")).json()["uid"]
-    ids = await sandbox.send_ok(["+15551110001"], [await sandbox.upload(make_pdf(2))])
+    ids = await sandbox.send_ok(["+12125550001"], [await sandbox.upload(make_pdf(2))])
 
     (webhook,) = await sink.next()
 
-    fax_id = ids["+15551110001"]
+    fax_id = ids["+12125550001"]
     hook, data = webhook["hook"], webhook["data"]
     assert set(webhook) == {"hook", "data"}
     assert hook["id"] == fax_id
@@ -513,19 +513,19 @@ async def test_fax_sent_webhook_payload(sandbox: Sandbox, sink: WebhookSink) -> 
         fax_id,
         uid,
         FROM,
-        "+15551110001",
+        "+12125550001",
     )
     assert (data["pages"], data["cost"], data["status"]) == (2, 2, "success")
     assert TIME.fullmatch(data["start_time"])
     assert re.fullmatch(r"[0-9a-f]{32}\.tiff", data["file"])
-    assert data["file_name"] == "fax-to-15551110001"
+    assert data["file_name"] == "fax-to-12125550001"
 
 
 @pytest.mark.parametrize(
     ("variants", "comment", "file_name"),
     [
-        ((), "job 7\n\nmailfax-job:7", "fax-to-15551110001"),
-        (("no-comment",), "", "fax-to-15551110001"),
+        ((), "job 7\n\nmailfax-job:7", "fax-to-12125550001"),
+        (("no-comment",), "", "fax-to-12125550001"),
         (("upload-names",), "job 7\n\nmailfax-job:7", "mailfax-job-7-1-scan.pdf"),
         (("all",), "", "mailfax-job-7-1-scan.pdf"),
     ],
@@ -543,7 +543,7 @@ async def test_variants_decide_what_a_fax_record_carries_of_the_send(
     await sandbox.add_hook(sink.url)
     path = await sandbox.upload(name="mailfax-job-7-1-scan.pdf")
     sent = {"text": "job 7\n\nmailfax-job:7", "tags": ["mailfax-job:7"]}
-    fax_id = (await sandbox.send_ok(["+15551110001"], [path], comment=sent))["+15551110001"]
+    fax_id = (await sandbox.send_ok(["+12125550001"], [path], comment=sent))["+12125550001"]
     ((webhook,),) = [await sink.next()]
     # Listed, as a send's id need not name its record (distinct-ids, part of all).
     (record,) = (await sandbox.api.get("/accounts/self/faxes")).json()["data"]["records"]
@@ -562,16 +562,16 @@ async def test_webhook_delivery_retries_server_errors(sandbox: Sandbox, servers:
     flaky = await WebhookSink.start(servers, failures=2)
     await sandbox.add_hook(flaky.url)
 
-    ids = await sandbox.send_ok(["+15551110001"], [await sandbox.upload()])
+    ids = await sandbox.send_ok(["+12125550001"], [await sandbox.upload()])
     (webhook,) = await flaky.next()
 
-    assert webhook["data"]["id"] == ids["+15551110001"]
+    assert webhook["data"]["id"] == ids["+12125550001"]
     assert flaky.attempts == 3
 
 
 async def test_fax_list_filters(sandbox: Sandbox, sink: WebhookSink) -> None:
     await sandbox.add_hook(sink.url)
-    ids = await sandbox.send_ok(["+15551110001", "+15551110002"], [await sandbox.upload()])
+    ids = await sandbox.send_ok(["+12125550001", "+12125550002"], [await sandbox.upload()])
     await sink.next(2)
     hour_ago = utc_text(datetime.now(UTC) - timedelta(hours=1))
     in_an_hour = utc_text(datetime.now(UTC) + timedelta(hours=1))
@@ -581,7 +581,7 @@ async def test_fax_list_filters(sandbox: Sandbox, sink: WebhookSink) -> None:
         assert response.status_code == 200, response.text
         return [record["id"] for record in response.json()["data"]["records"]]
 
-    newest_first = [ids["+15551110002"], ids["+15551110001"]]
+    newest_first = [ids["+12125550002"], ids["+12125550001"]]
     assert await listed(category="sent") == newest_first
     assert await listed() == newest_first
     assert await listed(category="sent", after=hour_ago, before=in_an_hour) == newest_first
@@ -600,7 +600,7 @@ async def test_fax_records_can_be_marked_read_and_deleted(
     sandbox: Sandbox, sink: WebhookSink
 ) -> None:
     await sandbox.add_hook(sink.url)
-    fax_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    fax_id = (await sandbox.send_ok(["+12125550001"], [await sandbox.upload()]))["+12125550001"]
     await sink.next()
     url = f"/accounts/self/faxes/{fax_id}"
 
@@ -614,7 +614,7 @@ async def test_fax_records_can_be_marked_read_and_deleted(
 async def test_faxed_document_and_confirmation_report(sandbox: Sandbox, sink: WebhookSink) -> None:
     await sandbox.add_hook(sink.url)
     paths = [await sandbox.upload(make_pdf(2)), await sandbox.upload(make_pdf(1))]
-    fax_id = (await sandbox.send_ok(["+15551110013"], paths))["+15551110013"]
+    fax_id = (await sandbox.send_ok(["+12125550013"], paths))["+12125550013"]
     (webhook,) = await sink.next()
 
     for handle in (fax_id, webhook["data"]["file"]):
@@ -625,9 +625,9 @@ async def test_faxed_document_and_confirmation_report(sandbox: Sandbox, sink: We
     tiff = await sandbox.api.get(f"/accounts/self/files/{fax_id}", params={"format": "tiff"})
     assert tiff.status_code == 400
     # A fax made only of TIFF uploads cannot become a PDF here; it comes back as sent.
-    tiff_fax = await sandbox.send_ok(["+15551110002"], [await sandbox.upload(make_tiff(1))])
+    tiff_fax = await sandbox.send_ok(["+12125550002"], [await sandbox.upload(make_tiff(1))])
     await sink.next()
-    as_sent = await sandbox.api.get(f"/accounts/self/files/{tiff_fax['+15551110002']}")
+    as_sent = await sandbox.api.get(f"/accounts/self/files/{tiff_fax['+12125550002']}")
     assert (as_sent.headers["content-type"], as_sent.content) == ("image/tiff", make_tiff(1))
 
     report = await sandbox.api.get(f"/accounts/self/report/{fax_id}")
@@ -635,7 +635,7 @@ async def test_faxed_document_and_confirmation_report(sandbox: Sandbox, sink: We
     with pikepdf.open(io.BytesIO(report.content)) as pdf:
         assert len(pdf.pages) == 1
         text = pdf.pages[0].Contents.read_bytes()
-    for expected in (fax_id, FROM, "+15551110013", "failed_user_busy", "Pages: 0 of 3"):
+    for expected in (fax_id, FROM, "+12125550013", "failed_user_busy", "Pages: 0 of 3"):
         assert expected.encode() in text
     assert (await sandbox.api.get("/accounts/self/report/" + "0" * 24)).status_code == 404
 
@@ -665,11 +665,11 @@ async def test_ledger_entries_are_queued_until_the_fax_completes(
     start_sandbox: SandboxFactory,
 ) -> None:
     sandbox = await start_sandbox(delay=LONG_DELAY)
-    ids = await sandbox.send_ok(["+15551110001", "+15551110002"], [await sandbox.upload()])
+    ids = await sandbox.send_ok(["+12125550001", "+12125550002"], [await sandbox.upload()])
 
     assert [(entry["id"], entry["status"]) for entry in await sandbox.ledger()] == [
-        (ids["+15551110001"], "queued"),
-        (ids["+15551110002"], "queued"),
+        (ids["+12125550001"], "queued"),
+        (ids["+12125550002"], "queued"),
     ]
 
 
@@ -680,13 +680,13 @@ async def test_ledger_records_final_status_of_every_destination(
     path = await sandbox.upload(make_pdf(2), "invoice.pdf")
     comment = {"text": "job 7", "tags": ["job:7"]}
 
-    ids = await sandbox.send_ok(["+15551110001", "+15551110014"], [path], comment=comment)
+    ids = await sandbox.send_ok(["+12125550001", "+12125550014"], [path], comment=comment)
     await sink.next(2)
     ledger = await sandbox.ledger()
 
     assert [(entry["id"], entry["to"], entry["status"]) for entry in ledger] == [
-        (ids["+15551110001"], "+15551110001", "success"),
-        (ids["+15551110014"], "+15551110014", "failed_no_answer"),
+        (ids["+12125550001"], "+12125550001", "success"),
+        (ids["+12125550014"], "+12125550014", "failed_no_answer"),
     ]
     for entry in ledger:
         assert (entry["from"], entry["comment"], entry["tags"]) == (FROM, "job 7", ["job:7"])
@@ -696,7 +696,7 @@ async def test_ledger_records_final_status_of_every_destination(
 
 async def test_aclose_cancels_pending_transmissions(start_sandbox: SandboxFactory) -> None:
     sandbox = await start_sandbox(delay=LONG_DELAY)
-    fax_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    fax_id = (await sandbox.send_ok(["+12125550001"], [await sandbox.upload()]))["+12125550001"]
 
     await asyncio.wait_for(sandbox.sim.aclose(), EVENT_DEADLINE)
 
@@ -706,7 +706,7 @@ async def test_aclose_cancels_pending_transmissions(start_sandbox: SandboxFactor
 
 # --- variants: each reading of FAX.PLUS the docs allow -----------------------------------------
 
-SECOND_NUMBER = "+15550000002"
+SECOND_NUMBER = "+16465550002"
 
 
 async def listed(sandbox: Sandbox, **params: str | int) -> list[Json]:
@@ -731,7 +731,7 @@ async def test_distinct_ids_relate_only_as_documented(
 ) -> None:
     sandbox = await start_sandbox(variants=("distinct-ids",) if distinct else ())
     await sandbox.add_hook(sink.url)
-    send_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    send_id = (await sandbox.send_ok(["+12125550001"], [await sandbox.upload()]))["+12125550001"]
     (webhook,) = await sink.next()
     (record,) = await listed(sandbox)
     session_id = webhook["data"]["id"]
@@ -765,7 +765,7 @@ async def test_provider_retries_redial_by_the_account_setting(
     path = await sandbox.upload()
 
     # Unanswered on the first dial, answered on FAX.PLUS's own redial.
-    answered = (await sandbox.send_ok(["+15551110014"], [path]))["+15551110014"]
+    answered = (await sandbox.send_ok(["+12125550014"], [path]))["+12125550014"]
     first, second = await sink.next(2)
 
     assert [first["data"]["status"], second["data"]["status"]] == ["failed_no_answer", "success"]
@@ -781,7 +781,7 @@ async def test_provider_retries_redial_by_the_account_setting(
     assert (entry["status"], entry["attempts"], entry["options"]) == ("success", 2, {})
 
     # Always busy: the first dial and all three redials.
-    always_busy = (await sandbox.send_ok(["+15551110013"], [path]))["+15551110013"]
+    always_busy = (await sandbox.send_ok(["+12125550013"], [path]))["+12125550013"]
     webhooks = await sink.next(4)
     assert [hook["data"]["status"] for hook in webhooks] == ["failed_user_busy"] * 4
     assert len({hook["hook"]["id"] for hook in webhooks}) == 4
@@ -789,7 +789,7 @@ async def test_provider_retries_redial_by_the_account_setting(
 
     # A send's own options.retry wins over the account's setting.
     options = {"retry": {"count": 0}}
-    no_redial = (await sandbox.send_ok(["+15552220014"], [path], options=options))["+15552220014"]
+    no_redial = (await sandbox.send_ok(["+19295550014"], [path], options=options))["+19295550014"]
     (webhook,) = await sink.next()
     assert webhook["data"]["status"] == "failed_no_answer"
     entry = sandbox.ledger_entry(no_redial)
@@ -799,7 +799,7 @@ async def test_provider_retries_redial_by_the_account_setting(
         options,
     )
     # The gateway's own redial, a new send, gets through as FAX.PLUS's would have.
-    redialled = (await sandbox.send_ok(["+15552220014"], [path], options=options))["+15552220014"]
+    redialled = (await sandbox.send_ok(["+19295550014"], [path], options=options))["+19295550014"]
     (webhook,) = await sink.next()
     assert (webhook["data"]["status"], sandbox.ledger_entry(redialled)["attempts"]) == (
         "success",
@@ -817,9 +817,9 @@ async def test_by_default_nothing_is_redialled_by_the_provider(
     assert account["settings"]["send_fax"]["retry"] == {"count": 0, "delay": 0}
     options = {"enhancement": True, "retry": {"count": 2, "delay": 1}}
 
-    first = (await sandbox.send_ok(["+15551110014"], [path], options=options))["+15551110014"]
+    first = (await sandbox.send_ok(["+12125550014"], [path], options=options))["+12125550014"]
     (webhook,) = await sink.next()
-    second = (await sandbox.send_ok(["+15551110014"], [path]))["+15551110014"]
+    second = (await sandbox.send_ok(["+12125550014"], [path]))["+12125550014"]
     (redialled,) = await sink.next()
 
     # Unanswered every time, as before the variants.
@@ -843,7 +843,7 @@ async def test_listings_honour_sort_order_and_paging(
 ) -> None:
     sandbox = await start_sandbox(variants=("oldest-first",) if oldest_first else ())
     await sandbox.add_hook(sink.url)
-    sends = [("+15551110003", 1), ("+15551110001", 3), ("+15551110002", 2)]
+    sends = [("+12125550003", 1), ("+12125550001", 3), ("+12125550002", 2)]
     ids = []
     for destination, pages in sends:  # one at a time, so they complete in this order
         path = await sandbox.upload(make_pdf(pages))
@@ -870,15 +870,15 @@ async def test_listings_honour_sort_order_and_paging(
 async def test_outbox_lists_oldest_first_unless_asked(start_sandbox: SandboxFactory) -> None:
     sandbox = await start_sandbox(delay=30.0, variants=("oldest-first",))
     path = await sandbox.upload()
-    for destination in ("+15551110001", "+15551110002", "+15551110003"):
+    for destination in ("+12125550001", "+12125550002", "+12125550003"):
         await sandbox.send_ok([destination], [path])
 
     async def destinations(**params: str) -> list[str]:
         response = await sandbox.api.get("/accounts/self/outbox", params=params)
         return [record["to"][0] for record in response.json()["records"]]
 
-    assert await destinations() == ["+15551110001", "+15551110002", "+15551110003"]
-    assert await destinations(order="desc", limit="2") == ["+15551110003", "+15551110002"]
+    assert await destinations() == ["+12125550001", "+12125550002", "+12125550003"]
+    assert await destinations(order="desc", limit="2") == ["+12125550003", "+12125550002"]
 
 
 # --- formatted-numbers -----------------------------------------------------------------------
@@ -901,8 +901,8 @@ async def test_formatted_numbers_in_webhooks_and_records(
 
     data = webhook["data"]
     assert "from" not in data and "to" not in data
-    assert (data["from_number"], data["to_number"]) == ("+1 555-000-0001", "+1 334-304-1111")
-    assert (record["from"], record["to"]) == ("+1 555-000-0001", "+1 334-304-1111")
+    assert (data["from_number"], data["to_number"]) == ("+1 646-555-0001", "+1 334-304-1111")
+    assert (record["from"], record["to"]) == ("+1 646-555-0001", "+1 334-304-1111")
     # The ledger keeps what was sent.
     assert (await sandbox.ledger())[0]["to"] == "+13343041111"
 
@@ -954,11 +954,11 @@ async def test_credit_runs_out_into_insufficient_credit(
     two_pages, one_page = await sandbox.upload(make_pdf(2)), await sandbox.upload(make_pdf(1))
     outcomes = []
     for destination, path in [
-        ("+15551110001", two_pages),
-        ("+15551110002", two_pages),  # 1 page left: refused
-        ("+15551110013", one_page),  # busy: costs nothing
-        ("+15551110003", one_page),
-        ("+15551110004", one_page),  # spent
+        ("+12125550001", two_pages),
+        ("+12125550002", two_pages),  # 1 page left: refused
+        ("+12125550013", one_page),  # busy: costs nothing
+        ("+12125550003", one_page),
+        ("+12125550004", one_page),  # spent
     ]:
         await sandbox.send_ok([destination], [path])
         (webhook,) = await sink.next()
@@ -983,7 +983,7 @@ async def test_slow_outbox_passes_through_converting_and_sending(
 ) -> None:
     sandbox = await start_sandbox(variants=("slow-outbox",))
     await sandbox.add_hook(sink.url)
-    fax_id = (await sandbox.send_ok(["+15551110001"], [await sandbox.upload()]))["+15551110001"]
+    fax_id = (await sandbox.send_ok(["+12125550001"], [await sandbox.upload()]))["+12125550001"]
     seen: set[str] = set()
 
     async def sending() -> Json | None:
@@ -1011,16 +1011,16 @@ async def test_slow_outbox_passes_through_converting_and_sending(
 async def test_documented_error_codes(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     path = await sandbox.upload()
     files = [path] * 11
-    too_many_files = await sandbox.send(["+15551110001"], files)
+    too_many_files = await sandbox.send(["+12125550001"], files)
     assert (too_many_files.status_code, too_many_files.json()["error"]) == (400, "too_many_files")
     destinations = [f"+1555{index:07d}" for index in range(4001)]
     too_many = await sandbox.send(destinations, [path])
     assert (too_many.status_code, too_many.json()["error"]) == (400, "too_many_destinations")
     # A send whose files add up to more than the limit (lowered here from 150 MB).
     monkeypatch.setattr(payloads, "MAX_SEND_BYTES", 2 * len(make_pdf(1)) - 1)
-    too_large = await sandbox.send(["+15551110001"], [path, path])
+    too_large = await sandbox.send(["+12125550001"], [path, path])
     assert (too_large.status_code, too_large.json()["error"]) == (413, "payload_too_large")
-    assert (await sandbox.send(["+15551110001"], [path])).status_code == 201
+    assert (await sandbox.send(["+12125550001"], [path])).status_code == 201
     assert len(await sandbox.ledger()) == 1
 
 
@@ -1051,7 +1051,7 @@ async def test_comma_separated_from_balances_over_the_accounts_numbers(
     numbers = (await sandbox.api.get("/accounts/self/numbers")).json()["numbers"]
     assert [number["number"] for number in numbers] == [FROM, SECOND_NUMBER]
     path = await sandbox.upload()
-    destinations = ["+15551110001", "+15551110002", "+15551110003"]
+    destinations = ["+12125550001", "+12125550002", "+12125550003"]
 
     response = await sandbox.api.post(
         "/accounts/self/outbox",
@@ -1064,10 +1064,10 @@ async def test_comma_separated_from_balances_over_the_accounts_numbers(
     assert used == dict(zip(destinations, [FROM, SECOND_NUMBER, FROM], strict=True))
     unknown = await sandbox.api.post(
         "/accounts/self/outbox",
-        json={"from": f"{FROM},+15559999999", "to": destinations, "files": [path]},
+        json={"from": f"{FROM},+13475559999", "to": destinations, "files": [path]},
     )
     assert unknown.status_code == 400
-    assert "+15559999999" in unknown.json()["description"]
+    assert "+13475559999" in unknown.json()["description"]
     with pytest.raises(ValueError, match="from_number"):
         SimulatorSettings(from_number=f"{FROM},555")
 
@@ -1078,12 +1078,12 @@ async def test_ledger_keeps_options_as_received_and_counts_dials(
     sandbox = await start_sandbox(delay=30.0)
     path = await sandbox.upload()
     options: dict[str, Any] = {"retry": {"count": 1}}  # no delay, no enhancement: as sent
-    with_options = await sandbox.send_ok(["+15551110001"], [path], options=options)
-    without = await sandbox.send_ok(["+15551110002"], [path])
+    with_options = await sandbox.send_ok(["+12125550001"], [path], options=options)
+    without = await sandbox.send_ok(["+12125550002"], [path])
 
     ledger = {entry["id"]: entry for entry in await sandbox.ledger()}
-    assert ledger[with_options["+15551110001"]]["options"] == options
-    assert ledger[without["+15551110002"]]["options"] == {}
+    assert ledger[with_options["+12125550001"]]["options"] == options
+    assert ledger[without["+12125550002"]]["options"] == {}
     assert {entry["attempts"] for entry in ledger.values()} == {0}
     async with httpx.AsyncClient(trust_env=False) as anonymous:
         raw = (await anonymous.get(f"{sandbox.server.url}/sandbox/ledger")).json()

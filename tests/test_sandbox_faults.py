@@ -27,8 +27,8 @@ from mailfax.sandbox.faults import Faults, RequestFault
 from tests.conftest import eventually
 from tests.pdfs import pdf_with_pages
 
-FROM = "+15550000001"
-TO = "+15551110001"
+FROM = "+16465550001"
+TO = "+12125550001"
 HOOK_PATH = "/webhooks/faxplus/s3cret"
 DEADLINE = 5.0  # seconds any single wait may take before the test fails
 MAX_SEEDS = 1000
@@ -363,8 +363,8 @@ async def test_reordered_webhook_is_preceded_by_a_stale_contradiction(
     rig = await start_rig(webhook_reorder_rate=1.0, webhook_early_rate=1.0)
     await rig.add_hook()
 
-    delivered = await rig.send_ok("+15551110001")
-    busy = await rig.send_ok("+15551110013")
+    delivered = await rig.send_ok("+12125550001")
+    busy = await rig.send_ok("+12125550013")
 
     statuses = [(call["data"]["id"], call["data"]["status"]) for _, call in rig.receiver.calls]
     assert statuses == [
@@ -396,14 +396,14 @@ async def test_state_file_keeps_the_ledger_across_restarts(
 ) -> None:
     state_file = tmp_path / "ledger.json"
     first = await start_rig(state_file=state_file)
-    first_id = await first.send_ok("+15551110001")
+    first_id = await first.send_ok("+12125550001")
     await eventually(lambda: _completed(first), timeout=DEADLINE, what="the first fax to complete")
     before_restart = await first.ledger()
     await first.sim.aclose()
 
     second = await start_rig(state_file=state_file)
     assert await second.ledger() == before_restart
-    second_id = await second.send_ok("+15551110002")
+    second_id = await second.send_ok("+12125550002")
 
     ledger = await second.ledger()
     assert [entry["id"] for entry in ledger] == [first_id, second_id]

@@ -18,12 +18,12 @@ from mailfax.sandbox.dialling import (
 @pytest.mark.parametrize(
     ("destination", "outcome"),
     [
-        ("+15551230000", Outcome("success", "OK", 6)),
-        ("+15551230013", Outcome("failed_user_busy", "User busy", 0)),
-        ("+15551230014", Outcome("failed_no_answer", "No answer", 0)),
-        ("+15551230015", Outcome("failed_unallocated_number", "Unallocated number", 0)),
-        ("+15551230016", Outcome("partially_sent", "Partially sent", 3)),
-        ("+15551230017", Outcome("success", "OK", 6)),
+        ("+17185550000", Outcome("success", "OK", 6)),
+        ("+17185550013", Outcome("failed_user_busy", "User busy", 0)),
+        ("+17185550014", Outcome("failed_no_answer", "No answer", 0)),
+        ("+17185550015", Outcome("failed_unallocated_number", "Unallocated number", 0)),
+        ("+17185550016", Outcome("partially_sent", "Partially sent", 3)),
+        ("+17185550017", Outcome("success", "OK", 6)),
         ("+15550013999", Outcome("success", "OK", 6)),  # only the last four digits count
     ],
 )
@@ -32,14 +32,14 @@ def test_the_last_four_digits_choose_the_result(destination: str, outcome: Outco
 
 
 def test_a_partial_fax_sends_half_the_pages_rounded_down() -> None:
-    assert outcome_for("+15551230016", 7).pages_sent == 3
-    assert outcome_for("+15551230016", 1).pages_sent == 0
+    assert outcome_for("+17185550016", 7).pages_sent == 3
+    assert outcome_for("+17185550016", 1).pages_sent == 0
 
 
 def test_a_number_that_does_not_answer_answers_a_redial() -> None:
-    assert outcome_for("+15551230014", 6, redial_answered=True) == Outcome("success", "OK", 6)
+    assert outcome_for("+17185550014", 6, redial_answered=True) == Outcome("success", "OK", 6)
     # Only the unanswered number: a busy one stays busy.
-    busy = outcome_for("+15551230013", 6, redial_answered=True)
+    busy = outcome_for("+17185550013", 6, redial_answered=True)
     assert busy == Outcome("failed_user_busy", "User busy", 0)
 
 

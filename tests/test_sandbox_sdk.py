@@ -29,7 +29,7 @@ from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 from mailfax.sandbox.dialling import display_number
 from mailfax.sandbox.variants import ALL, VARIANTS, parse_variants
 
-FROM = "+15550000001"
+FROM = "+16465550001"
 EVENT_DEADLINE = 5.0
 # The default reading, each variant alone, and all of them at once.
 VARIANT_SETS = [(), *((name,) for name in VARIANTS), (ALL,)]
@@ -180,23 +180,23 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
 
     # One fax is due now; the other is scheduled an hour ahead and stays in the outbox.
     held = await asyncio.to_thread(
-        apis.outbox.send_fax, "self", body=payload("+15551110002", timedelta(hours=1))
+        apis.outbox.send_fax, "self", body=payload("+12125550002", timedelta(hours=1))
     )
     sent = await asyncio.to_thread(
-        apis.outbox.send_fax, "self", body=payload("+15551110001", timedelta(minutes=-1))
+        apis.outbox.send_fax, "self", body=payload("+12125550001", timedelta(minutes=-1))
     )
     webhook = sdk_webhook(apis, await harness.next_webhook())
 
-    fax_id = sent.ids["+15551110001"]
+    fax_id = sent.ids["+12125550001"]
     assert (webhook.data.id == fax_id) is ("distinct-ids" not in harness.variants)
     assert webhook.hook.id == webhook.data.id  # a first attempt
     assert webhook.data.status == "success"
-    assert len(held.ids["+15551110002"]) == 24
+    assert len(held.ids["+12125550002"]) == 24
 
     outbox = await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")
     (pending,) = outbox.records
     assert (pending.to, pending.status, pending.page_count) == (
-        ["+15551110002"],
+        ["+12125550002"],
         "scheduled_for_sending",
         2,
     )
@@ -230,7 +230,7 @@ async def test_sdk_sends_a_fax_and_follows_it_to_the_report(
     comment = "" if "no-comment" in harness.variants else "job 9"
     assert (fax.from_number, fax.to, fax.comment) == (
         harness.number(FROM),
-        harness.number("+15551110001"),
+        harness.number("+12125550001"),
         comment,
     )
     assert (fax.max_retry, fax.retry_delay, fax.cover_page.subject) == (1, 5, "Letter")
@@ -252,7 +252,7 @@ async def test_sdk_reads_failures_and_redials(harness: Harness, tmp_path: Path) 
     upload = await harness.hook_and_upload(tmp_path / "letter.pdf", pages=1)
     # Unanswered (answered on a redial where FAX.PLUS redials), partially sent, unallocated;
     # no options: the account's own retry setting applies.
-    destinations = ["+15551110014", "+15551110016", "+15551110015"]
+    destinations = ["+12125550014", "+12125550016", "+12125550015"]
     body = faxplus.PayloadOutbox(
         from_number=FROM, to=destinations, files=[upload.path], return_ids=True
     )
@@ -312,14 +312,14 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
             await client.get_account()
             await client.list_numbers()
             path = await client.upload_file("one.pdf", document.read_bytes())
-            ids = await client.send_fax(FROM, ["+15551110001"], [path], "c", ["mailfax"])
+            ids = await client.send_fax(FROM, ["+12125550001"], [path], "c", ["mailfax"])
             await client.list_outbox()
             with contextlib.suppress(NotFoundApiError):
                 await client.delete_outbox("0" * 32)
             await client.get_fax(next(iter(ids.values())))
             # A full first page makes the client ask for the next one ("offset").
             for _ in range(50):
-                await client.send_fax(FROM, ["+15551110002"], [path], "c", ["mailfax"])
+                await client.send_fax(FROM, ["+12125550002"], [path], "c", ["mailfax"])
             await client.list_sent_faxes(0.0)
             hook = await client.create_hook("http://127.0.0.1:9/hook")
             await client.list_hooks()
@@ -333,13 +333,13 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
             apis.files.upload_file, "self", fax_file=str(document), format="pdf"
         )
         body = faxplus.PayloadOutbox(
-            from_number=FROM, to=["+15551110001"], files=[upload.path], return_ids=True
+            from_number=FROM, to=["+12125550001"], files=[upload.path], return_ids=True
         )
         sent = await asyncio.to_thread(apis.outbox.send_fax, "self", body=body)
         await asyncio.to_thread(apis.outbox.list_outbox_faxes, "self")
         with pytest.raises(ApiException):
             await asyncio.to_thread(apis.outbox.delete_outbox_fax, "self", "0" * 32)
-        await asyncio.to_thread(apis.faxes.get_fax, "self", sent.ids["+15551110001"])
+        await asyncio.to_thread(apis.faxes.get_fax, "self", sent.ids["+12125550001"])
         window = {"after": send_time(timedelta(hours=-1))[:19], "before": send_time(timedelta())}
         listed = await asyncio.to_thread(
             apis.faxes.list_faxes,
@@ -351,7 +351,7 @@ async def test_sdk_drives_every_endpoint_the_gateway_calls(tmp_path: Path) -> No
             order="desc",
             **window,
         )
-        assert sent.ids["+15551110001"] in [record.id for record in listed.data.records]
+        assert sent.ids["+12125550001"] in [record.id for record in listed.data.records]
         created = await asyncio.to_thread(
             apis.hooks.create_webhook,
             body=faxplus.Webhook(target="http://127.0.0.1:9/hook", event="fax_sent"),

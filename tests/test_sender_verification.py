@@ -104,7 +104,7 @@ def mail(sender: str) -> bytes:
 
 async def send(gateway: Gateway, raw: bytes, sender: str) -> tuple[int, str]:
     assert gateway.endpoints is not None
-    outcome = await smtp_transaction(gateway.endpoints, raw, ["15551234567@fax.local"], sender)
+    outcome = await smtp_transaction(gateway.endpoints, raw, ["17185554567@fax.local"], sender)
     return outcome.final
 
 

@@ -18,7 +18,7 @@ from tests.conftest import eventually
 from tests.gateway import gateway_env, smtp_transaction, start_gateway
 from tests.pdfs import fax_mail, large_pdf
 
-RCPT = "15551234567@fax.local"
+RCPT = "17185554567@fax.local"
 
 
 class RawClient:

@@ -140,7 +140,7 @@ async def connect(
 async def submit(
     client: aiosmtplib.SMTP,
     sender: str = "alice@example.com",
-    recipients: tuple[str, ...] = ("+15551234567@fax.local",),
+    recipients: tuple[str, ...] = ("+17185554567@fax.local",),
     header_from: str | None = None,
 ) -> SmtpOutcome:
     message = fax_mail(sender=header_from or sender)
@@ -473,7 +473,7 @@ async def test_global_page_quota_and_a_mail_larger_than_the_quota(
             fits = await submit(client)  # 2 pages
             over = await submit(client)  # 2 more: 4 > 3
             never = await submit(
-                client, recipients=("+15551234567@fax.local", "+15557654321@fax.local")
+                client, recipients=("+17185554567@fax.local", "+19175554321@fax.local")
             )
         finally:
             await close(client)
@@ -560,7 +560,7 @@ async def test_data_deadline_closes_a_slow_upload(tmp_path: Path, ca: trustme.CA
             for command in (
                 b"EHLO me",
                 b"MAIL FROM:<a@example.com>",
-                b"RCPT TO:<15551234567@fax.local>",
+                b"RCPT TO:<17185554567@fax.local>",
             ):
                 writer.write(command + b"\r\n")
                 while (await reader.readline())[3:4] == b"-":
@@ -589,7 +589,7 @@ async def test_swaks_auth_before_tls_and_a_full_tls_submission(
         host, port = smtp_address(gateway)
         common = [
             "--server", f"{host}:{port}", "--from", "alice@example.com",
-            "--to", "15551234567@fax.local", "--auth", "LOGIN",
+            "--to", "17185554567@fax.local", "--auth", "LOGIN",
             "--auth-user", "alice", "--auth-password", PASSWORD,
             "--data", str(tmp_path / "mail.eml"),
         ]  # fmt: skip

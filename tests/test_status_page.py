@@ -37,9 +37,9 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     assert gateway.endpoints is not None and gateway.endpoints.http_url
     hostile = fax_mail(subject="<script>alert('x')</script>", body="<b>bold</b> & more")
     for mail, number in (
-        (fax_mail(), "15551234567"),
-        (fax_mail(), "15550000015"),
-        (hostile, "15557654321"),
+        (fax_mail(), "17185554567"),
+        (fax_mail(), "16465550015"),
+        (hostile, "19175554321"),
     ):
         outcome = await smtp_transaction(gateway.endpoints, mail, [f"{number}@fax.local"])
         assert outcome.final[0] == 250
@@ -52,9 +52,9 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     found = await gateway.store.list_jobs(None, None, "", 10)
     by_number = {summary.job.number: summary.job.id for summary in found}
     jobs = {
-        "delivered": by_number["+15551234567"],
-        "failed": by_number["+15550000015"],
-        "hostile": by_number["+15557654321"],
+        "delivered": by_number["+17185554567"],
+        "failed": by_number["+16465550015"],
+        "hostile": by_number["+19175554321"],
     }
     yield Site(gateway, gateway.endpoints.http_url, jobs)
     await gateway.stop()
@@ -117,7 +117,7 @@ async def test_listing_filter_and_detail(site: Site) -> None:
                 ("delivered", site.jobs["hostile"]),
             ]
         )
-        assert "+1 555-123-4567" in everything and "alice@example.com" in everything
+        assert "+1 718-555-4567" in everything and "alice@example.com" in everything
         assert rows((await http.get("/?state=failed")).text) == [("failed", site.jobs["failed"])]
         assert rows((await http.get("/?state=queued")).text) == []
         assert 'id="no-jobs"' in (await http.get("/?state=queued")).text

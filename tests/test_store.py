@@ -45,9 +45,9 @@ def accepted(message_id: str = "m1", now: float = 1000.0) -> AcceptedMessage:
 
 
 async def test_accept_stores_message_documents_and_jobs(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    await store.accept(accepted(), [("j1", "+17185554567"), ("j2", "+19175554321")])
     job = await store.get_job("j1")
-    assert job is not None and job.state is S.QUEUED and job.number == "+15551234567"
+    assert job is not None and job.state is S.QUEUED and job.number == "+17185554567"
     assert [d.name for d in await store.documents("m1")] == ["a.pdf", "b.pdf"]
     message = await store.message("m1")
     assert message is not None and message.report[0].pages == 2 and message.comment == "hello"
@@ -57,7 +57,7 @@ async def test_accept_stores_message_documents_and_jobs(store: SqlStore) -> None
 async def test_sqlite_durability_pragmas(tmp_path: Path) -> None:
     store = await open_store("", tmp_path)
     try:
-        await store.accept(accepted(), [("j1", "+15551234567")])
+        await store.accept(accepted(), [("j1", "+17185554567")])
         with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
@@ -75,7 +75,7 @@ async def test_a_large_commit_leaves_its_checkpoint_to_another_thread(tmp_path: 
         busy = threading.Event()
         assert store._checkpoint_thread is not None
         store._checkpoint_thread.submit(busy.wait)  # the checkpoint waits behind this
-        await store.accept(mail, [("j1", "+15551234567")])
+        await store.accept(mail, [("j1", "+17185554567")])
         assert database.stat().st_size < len(pdf)  # committed: in the WAL only
         busy.set()
 
@@ -113,7 +113,7 @@ async def _pieces_stored(store: SqlStore) -> tuple[int, int]:
 
 async def test_a_large_mail_is_stored_in_pieces_and_read_back_whole(store: SqlStore) -> None:
     mail = _large()
-    await store.accept(mail, [("j1", "+15551234567")])
+    await store.accept(mail, [("j1", "+17185554567")])
     assert [d.data for d in await store.documents("m1")] == [d.data for d in mail.documents]
     message = await store.message("m1")
     assert message is not None and message.raw == mail.raw
@@ -139,9 +139,9 @@ async def test_a_small_mail_commits_while_a_large_one_is_written(
 
     monkeypatch.setattr(store, "_write_statements", pausing)
     try:
-        large = asyncio.create_task(store.accept(_large(), [("j1", "+15551234567")]))
+        large = asyncio.create_task(store.accept(_large(), [("j1", "+17185554567")]))
         await asyncio.wait_for(first_piece.wait(), 10)
-        await asyncio.wait_for(store.accept(accepted("m2"), [("j2", "+15557654321")]), 10)
+        await asyncio.wait_for(store.accept(accepted("m2"), [("j2", "+19175554321")]), 10)
         assert await store.get_job("j2") is not None
         assert not large.done() and await store.get_job("j1") is None
         go_on.set()
@@ -155,11 +155,11 @@ async def test_a_small_mail_commits_while_a_large_one_is_written(
 async def test_pieces_of_a_refused_large_mail_are_removed(store: SqlStore) -> None:
     one_an_hour = (QuotaCharge("faxes-per-hour", "sender:alice@example.com", 0.0, 3600.0, 1, 1),)
     await store.accept(
-        dataclasses.replace(accepted("m0"), quota_charges=one_an_hour), [("j0", "+15551234567")]
+        dataclasses.replace(accepted("m0"), quota_charges=one_an_hour), [("j0", "+17185554567")]
     )
     with pytest.raises(QuotaExceeded):
         large = dataclasses.replace(_large(), quota_charges=one_an_hour)
-        await store.accept(large, [("j1", "+15551234567")])
+        await store.accept(large, [("j1", "+17185554567")])
     assert await store.message("m1") is None
     assert await _pieces_stored(store) == (0, 0)
 
@@ -167,7 +167,7 @@ async def test_pieces_of_a_refused_large_mail_are_removed(store: SqlStore) -> No
 async def test_pieces_a_crash_interrupted_are_removed_after_an_hour(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await store.accept(_large("m1"), [("j1", "+15551234567")])
+    await store.accept(_large("m1"), [("j1", "+17185554567")])
     write_piece = store._write_statements
     written: list[tuple[Any, ...]] = []
 
@@ -179,7 +179,7 @@ async def test_pieces_a_crash_interrupted_are_removed_after_an_hour(
 
     monkeypatch.setattr(store, "_write_statements", crashing)
     with pytest.raises(StoreUnavailable):
-        await store.accept(_large("m2"), [("j2", "+15551234567")])
+        await store.accept(_large("m2"), [("j2", "+17185554567")])
     assert await _pieces_stored(store) == (8 + 3, 1)
     await store.recover_expired(1000.0 + 3500)
     assert await _pieces_stored(store) == (8 + 3, 1)  # perhaps still being written
@@ -195,7 +195,7 @@ async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> 
         with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
             conn.execute("DROP TABLE job_events")  # the last insert of accept() will fail
         with pytest.raises(StoreUnavailable):
-            await store.accept(accepted(), [("j1", "+15551234567")])
+            await store.accept(accepted(), [("j1", "+17185554567")])
         with sqlite3.connect(tmp_path / "mailfax.sqlite3") as conn:
             for table in ("messages", "documents", "jobs"):
                 assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
@@ -204,7 +204,7 @@ async def test_failed_acceptance_leaves_nothing_half_written(tmp_path: Path) -> 
 
 
 async def test_claim_takes_due_jobs_once(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    await store.accept(accepted(), [("j1", "+17185554567"), ("j2", "+19175554321")])
     first = await claim_one(store, "w1", 1000.0, 1100.0)
     second = await claim_one(store, "w2", 1000.0, 1100.0)
     assert first is not None and second is not None
@@ -214,17 +214,17 @@ async def test_claim_takes_due_jobs_once(store: SqlStore) -> None:
 
 
 async def test_one_claim_fills_several_slots_oldest_first(store: SqlStore) -> None:
-    await store.accept(accepted("m1", now=990.0), [("j1", "+15551234567")])
-    await store.accept(accepted("m2", now=995.0), [("j2", "+15557654321")])
+    await store.accept(accepted("m1", now=990.0), [("j1", "+17185554567")])
+    await store.accept(accepted("m2", now=995.0), [("j2", "+19175554321")])
     claimed = await store.claim_jobs(["a", "b", "c"], 1000.0, 1100.0)
     assert [(job.id, job.lease_owner) for job in claimed] == [("j1", "a"), ("j2", "b")]
     assert await store.claim_jobs(["d"], 1000.0, 1100.0) == []
 
 
 async def test_a_stopping_dispatcher_releases_only_its_own_uploads(store: SqlStore) -> None:
-    await store.accept(accepted("m1", now=990.0), [("j1", "+15551234567")])
-    await store.accept(accepted("m2", now=991.0), [("j2", "+15557654321")])
-    await store.accept(accepted("m3", now=992.0), [("j3", "+15557654322")])
+    await store.accept(accepted("m1", now=990.0), [("j1", "+17185554567")])
+    await store.accept(accepted("m2", now=991.0), [("j2", "+19175554321")])
+    await store.accept(accepted("m3", now=992.0), [("j3", "+19175554322")])
     await store.claim_jobs(["d1:a", "d1_:b", "d1:c"], 1000.0, 1100.0)
     assert await store.transition("j3", S.UPLOADING, S.SUBMITTING, 1001.0, owner="d1:c")
     assert await store.release_uploads("d1", 1002.0) == 1
@@ -239,13 +239,13 @@ async def test_a_stopping_dispatcher_releases_only_its_own_uploads(store: SqlSto
 
 
 async def test_claim_respects_run_at(store: SqlStore) -> None:
-    await store.accept(accepted(now=1000.0), [("j1", "+15551234567")])
+    await store.accept(accepted(now=1000.0), [("j1", "+17185554567")])
     assert await claim_one(store, "w", 999.0, 1100.0) is None
     assert await store.next_due(999.0) == 1000.0
 
 
 async def test_transitions_are_conditional(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.accept(accepted(), [("j1", "+17185554567")])
     await claim_one(store, "w", 1000.0, 1100.0)
     assert await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0, {"uploaded": ["/p1"]})
     # A second worker (or a duplicate) expecting the old state changes nothing.
@@ -257,7 +257,7 @@ async def test_transitions_are_conditional(store: SqlStore) -> None:
 
 
 async def test_final_state_and_receipt_in_one_transaction(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.accept(accepted(), [("j1", "+17185554567")])
     await claim_one(store, "w", 1000.0, 1100.0)
     await store.transition("j1", S.UPLOADING, S.SUBMITTING, 1001.0)
     await store.transition("j1", S.SUBMITTING, S.SUBMITTED, 1002.0, {"fax_id": "f1"})
@@ -274,7 +274,7 @@ async def test_final_state_and_receipt_in_one_transaction(store: SqlStore) -> No
 
 
 async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.accept(accepted(), [("j1", "+17185554567")])
     await claim_one(store, "w", 1000.0, 1100.0)
     await store.transition(
         "j1", S.UPLOADING, S.FAILED, 1001.0, receipt=NewReceipt("r1", "a@b.c", b"x")
@@ -289,7 +289,7 @@ async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
 
 
 async def test_expired_leases_are_recovered(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    await store.accept(accepted(), [("j1", "+17185554567"), ("j2", "+19175554321")])
     a = await claim_one(store, "w", 1000.0, 1100.0)
     b = await claim_one(store, "w", 1000.0, 1100.0)
     assert a and b
@@ -302,7 +302,7 @@ async def test_expired_leases_are_recovered(store: SqlStore) -> None:
 
 
 async def test_a_claim_that_lost_its_lease_cannot_act(store: SqlStore) -> None:
-    await store.accept(accepted(), [("j1", "+15551234567")])
+    await store.accept(accepted(), [("j1", "+17185554567")])
     first = await claim_one(store, "claim-1", 1000.0, 1100.0)
     assert first is not None
     assert await store.renew_lease("j1", "claim-1", 1150.0)
@@ -360,7 +360,7 @@ async def test_a_version_1_database_gains_the_tables_of_large_mails(tmp_path: Pa
     store = await open_store("", tmp_path)  # SQLite upgrades itself
     try:
         assert await store.schema_version() == LATEST
-        await store.accept(_large(), [("j1", "+15551234567")])
+        await store.accept(_large(), [("j1", "+17185554567")])
         assert await _pieces_stored(store) == (8, 0)
     finally:
         await store.close()
@@ -371,7 +371,7 @@ async def test_notify_wakes_listeners(store: SqlStore) -> None:
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite instances poll")
     woken = Wakeup()
     async with await store.listen({"mailfax_jobs": woken}):
-        await store.accept(accepted(), [("j1", "+15551234567")])
+        await store.accept(accepted(), [("j1", "+17185554567")])
         # Returns early only if the NOTIFY arrived (otherwise after 30 s: a timeout here).
         await asyncio.wait_for(woken.wait(30), 5)
 
@@ -382,9 +382,9 @@ async def test_database_clock(store: SqlStore) -> None:
 
 async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
     source = await open_store("", tmp_path)
-    await source.accept(accepted(), [("j1", "+15551234567"), ("j2", "+15557654321")])
+    await source.accept(accepted(), [("j1", "+17185554567"), ("j2", "+19175554321")])
     large = _large("m-large")
-    await source.accept(large, [("j3", "+15551234567")])
+    await source.accept(large, [("j3", "+17185554567")])
     await claim_one(source, "w", 1000.0, 1100.0)
     async with fresh_pg_database() as url:
         target = await open_store(url, tmp_path, check_schema=False)
@@ -393,7 +393,7 @@ async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
             counts = await copy_store(source, target)
             assert counts["jobs"] == 3 and counts["messages"] == 2 and counts["documents"] == 4
             job = await target.get_job("j2")
-            assert job is not None and job.number == "+15557654321"
+            assert job is not None and job.number == "+19175554321"
             assert [d.data for d in await target.documents("m1")] == [b"%PDF-a", b"%PDF-b"]
             copied = [d.data for d in await target.documents("m-large")]
             assert copied == [d.data for d in large.documents]
@@ -408,8 +408,8 @@ async def test_copy_sqlite_to_postgresql(tmp_path: Path) -> None:
 
 
 async def test_concurrent_acceptances_share_commits_but_fail_alone(store: SqlStore) -> None:
-    good = [store.accept(accepted(f"m{i}"), [(f"j{i}", "+15551234567")]) for i in range(20)]
-    clash = store.accept(accepted("m3"), [("j-clash", "+15551234567")])  # a duplicate id
+    good = [store.accept(accepted(f"m{i}"), [(f"j{i}", "+17185554567")]) for i in range(20)]
+    clash = store.accept(accepted("m3"), [("j-clash", "+17185554567")])  # a duplicate id
     results = await asyncio.gather(*good, clash, return_exceptions=True)
     assert results[:-1] == [None] * 20
     assert isinstance(results[-1], StoreUnavailable)

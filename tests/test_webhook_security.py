@@ -24,7 +24,7 @@ async def test_forged_webhooks_change_nothing(tmp_path: Path) -> None:
     try:
         assert gateway.endpoints is not None and gateway.store is not None
         store = gateway.store
-        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["17185554567@fax.local"])
         assert outcome.final[0] == 250
         [summary] = await store.list_jobs(None, None, "", 10)
 

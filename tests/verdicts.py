@@ -45,7 +45,7 @@ async def check_through_listener(
     simulator = gateway.simulator
     for name, raw, expected in mails:
         sent_before = len(simulator.ledger())
-        outcome = await smtp_transaction(gateway.endpoints, raw, ["15551234567@fax.local"])
+        outcome = await smtp_transaction(gateway.endpoints, raw, ["17185554567@fax.local"])
         code, text = outcome.final
         if not expected.faxed:
             assert code == 550, (name, outcome.final)

@@ -71,8 +71,8 @@ class FaxFields:
     """One recipient's fax."""
 
     job_id: str
-    number: str  # for people: +1 555-123-4567
-    number_e164: str  # +15551234567
+    number: str  # for people: +1 718-555-4567
+    number_e164: str  # +17185554567
     # queued | waiting to dial again | sending | delivered | partly delivered | failed | cancelled
     state: str
     final: bool

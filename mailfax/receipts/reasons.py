@@ -95,7 +95,7 @@ REASONS: dict[str, Reason] = {
     "failed_invalid_number_format": Reason(
         "The number is not written in a form the fax network accepts.",
         _SAME_NUMBER,
-        "Write the number with its country code, e.g. +15551234567@fax.local.",
+        "Write the number with its country code, e.g. +17185554567@fax.local.",
         "5.1.1",
     ),
     "failed_mimetype_not_supported": Reason(

@@ -72,7 +72,7 @@ class SimulatorSettings:
     token: str = DEFAULT_TOKEN  # clients authenticate with "Authorization: Bearer <token>"
     delay: float = 2.0  # seconds from send to completion and the fax_sent webhook; 0 allowed
     # The account's active numbers, comma-separated (a send may name several in `from`).
-    from_number: str = "+15550000001"
+    from_number: str = "+16465550001"
     # Faults (see faults.py); rates are fractions 0..1, all drawn from one Random(seed).
     seed: int = 0
     error_rate: float = 0.0  # /v3 requests answered 503 or 500 before being processed
@@ -105,7 +105,7 @@ class SimulatorSettings:
         # The SDK's Number model rejects anything else.
         for number in self.numbers:
             if not re.fullmatch(r"\+[0-9]{8,}", number):
-                raise ValueError(f"from_number must look like +15550000001, got {number!r}")
+                raise ValueError(f"from_number must look like +16465550001, got {number!r}")
         if self.credit_pages < 0:
             raise ValueError(f"credit_pages must be >= 0, got {self.credit_pages}")
         check_fault_settings(self)

@@ -145,7 +145,7 @@ def _destinations(body: JsonObject) -> tuple[str, ...]:
         )
     for destination in destinations:
         if not _DESTINATION.fullmatch(destination):
-            raise bad_request(f"{destination!r} is not an E.164 number like '+15551234567'")
+            raise bad_request(f"{destination!r} is not an E.164 number like '+17185554567'")
     if len(set(destinations)) != len(destinations):
         # The 201 maps destination -> fax id, so a repeated destination would lose an id.
         raise bad_request("'to' lists a destination more than once")

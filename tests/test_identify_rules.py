@@ -19,6 +19,9 @@ PLAIN = b"just some words"
         ("application/octet-stream", "scan.bin", PDF, "pdf"),
         ("image/png", "photo.png", b"\xff\xd8\xff\xe0", "jpeg"),
         ("text/plain", None, b"GIF89a...", "image"),
+        # a PDF header at the very first byte wins even over a declared container
+        ("application/zip", "docs.zip", PDF, "pdf"),
+        ("application/ms-tnef", "winmail.dat", PDF, "pdf"),
         # a container's signature wins over a PDF header near its start
         ("application/ms-tnef", "winmail.dat", b'x\x9f>"\x01\x00' + bytes(40) + PDF, "tnef"),
         ("application/zip", "docs.zip", ZIP + PDF, "archive"),

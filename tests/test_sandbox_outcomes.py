@@ -60,6 +60,12 @@ def test_a_failed_outcome_sends_nothing() -> None:
         ([Document("a.jpg", "image/jpeg", 1)], "failed_office_converter_issue"),
         ([Document("a.zip", "application/zip", 1)], "failed_mimetype_not_supported"),
         ([Document("noextension", "", 1)], "failed_mimetype_not_supported"),
+        # a name without a dot has no extension, even a name that reads like one
+        ([Document("pdf", "application/pdf", 1)], "failed_mimetype_not_supported"),
+        ([Document("docx", "", 1)], "failed_mimetype_not_supported"),
+        # only the text after the last dot is the extension
+        ([Document("report.v2.pdf", "application/pdf", 1)], None),
+        ([Document("report.pdf.docx", "", 1)], "failed_office_converter_issue"),
         ([Document("empty.pdf", "application/pdf", 0)], "failed_office_converter_issue"),
         (
             [Document("a.pdf", "application/pdf", 1), Document("b.zip", "", 1)],

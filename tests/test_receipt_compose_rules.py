@@ -119,6 +119,43 @@ def test_the_original_header_block_is_returned_as_it_came() -> None:
     )
 
 
+# UTF-8 as it came, and a Latin-1 byte from a client that sent its legacy charset unlabelled.
+EIGHT_BIT_RAW = (
+    b"From: J\xc3\xbcrgen <j@example.com>\r\nSubject: Caf\xe9 au lait\r\n"
+    b"Message-ID: <inv42@example.com>\r\n\r\nbody\r\n"
+)
+
+
+def test_an_8bit_header_block_is_returned_as_utf8_global_headers_in_7bit() -> None:
+    mail = dataclasses.replace(MESSAGE, raw=EIGHT_BIT_RAW, subject="Café au lait")
+    receipt = COMPOSER.compose(JOB, mail, DELIVERED, now=NOW)
+    wire = receipt.as_bytes()
+    assert wire.isascii()  # any smarthost takes it, 8BITMIME or not
+    assert re.findall(rb"(?m)^Content-Type: ([^;\r\n]+)", wire)[-1] == b"message/global-headers"
+    headers = list(receipt.iter_parts())[2]
+    assert headers["Content-Transfer-Encoding"] == "quoted-printable"
+    assert headers["MIME-Version"] is None  # only the receipt itself has one
+    payload = headers.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    assert payload.decode("utf-8") == (
+        "From: Jürgen <j@example.com>\nSubject: Café au lait\nMessage-ID: <inv42@example.com>\n"
+    )
+
+
+def test_what_the_sender_and_fax_plus_wrote_never_puts_a_control_character_in_a_header() -> None:
+    # A subject template that quotes the sender's subject, which carries a terminal escape.
+    templates = ReceiptTemplates({"subject.txt": "Re: {{ mail.subject }}"})
+    composer = ReceiptComposer("mailfax@gw", "gw.example.com", "fax.local", templates)
+    mail = dataclasses.replace(MESSAGE, subject="Invoice\x1b[2J 42")
+    # A status text from FAX.PLUS with a line break in it.
+    outcome = FaxOutcome(False, "failed\r\nX-Injected: yes", "f1", 0)
+    receipt = parse(composer.compose(JOB, mail, outcome, now=NOW))
+    assert receipt["Subject"] == "Re: Invoice [2J 42"
+    (block,) = recipient_blocks(composer.compose(JOB, mail, outcome, now=NOW))
+    assert ("Diagnostic-Code", "x-faxplus; failed X-Injected: yes") in block
+    assert "X-Injected" not in dict(block)
+
+
 def test_the_per_message_block() -> None:
     per_message = blocks(COMPOSER.compose(JOB, MESSAGE, DELIVERED, now=NOW))[0]
     assert per_message.items() == [
@@ -292,4 +329,7 @@ def test_a_short_receipt_about_several_faxes(kind: str, job_header: str | None) 
     short = parse(COMPOSER.compose_minimal(kind, MESSAGE, results, NOW))
     assert short["Subject"] == "Your faxes"
     assert short["X-Mailfax-Job"] == job_header
-    assert "Fax to +49 30 123456: not delivered (job j2).\n" in plain_text(short)
+    assert (
+        "how it went.\n\nFax to +1 718-555-4567: delivered (job j1).\n"
+        "Fax to +49 30 123456: not delivered (job j2).\n\nThe gateway's"
+    ) in plain_text(short)

@@ -201,6 +201,7 @@ def fresh_prefix_rules() -> None:
         ("+32900123450", {"premium-rate"}),  # Belgium 0900
         ("+19000550100", {"premium-rate"}),  # North America 1-900
         ("+448001234", {"toll-free"}),  # UK 0800
+        ("+1833555012", {"toll-free"}),  # North America 1-833 (8[3-8]3: a range's last digit)
         ("+3380812345", {"uan"}),  # France 0808
         ("+4915123456", {"mobile"}),  # Germany 015
         ("+44756123456", {"mobile"}),  # UK 07

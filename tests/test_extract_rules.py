@@ -4,14 +4,16 @@ what was done and why, and which problems refuse the mail."""
 from __future__ import annotations
 
 import base64
+import io
 import re
 import struct
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mailfax.mail.extract import extract_documents
-from mailfax.mail.model import ExtractionOptions, PartReport
+from mailfax.mail.model import Extraction, ExtractionOptions, NeedsLargeSlot, PartReport
 from mailfax.policy import Refusal
 from tests.pdfs import pdf_with_pages
 from tests.test_extract import fake_soffice, image_bytes
@@ -64,6 +66,32 @@ def test_thirty_levels_of_nesting_are_read() -> None:
     result = extract_documents(HEAD + multipart(nested(29, TEXT), attachment("a.pdf", PDF)))
     assert result.comment == "hello"
     assert [p.action for p in result.parts] == ["faxed"]
+
+
+def deeper_than_the_parser_goes(kind: str) -> bytes:
+    """A thousand levels: more than the stdlib parser's recursion reaches."""
+    if kind == "multipart":
+        return HEAD + nested(1000, TEXT)
+    return HEAD + b"Content-Type: message/rfc822\n\n" * 1000 + b"\nhi\n"
+
+
+@pytest.mark.parametrize("kind", ["multipart", "rfc822"])
+def test_a_thousand_levels_of_nesting_refuse_the_mail_and_nothing_of_it_is_kept(kind: str) -> None:
+    # Not even its headers: a mail that broke the parser is not quoted anywhere.
+    assert extract_documents(deeper_than_the_parser_goes(kind)) == Extraction(
+        documents=(),
+        parts=(),
+        comment="",
+        subject="",
+        message_id="",
+        auto_submitted="",
+        refusal=Refusal(
+            554,
+            "5.6.0",
+            "The message's parts are nested too deeply to read (more than 30 levels of parts "
+            "or attached mails); send the documents attached to one ordinary mail.",
+        ),
+    )
 
 
 def test_deeper_nesting_is_reported_not_followed() -> None:
@@ -426,13 +454,18 @@ def test_only_the_html_shows_pictures_by_cid() -> None:
 
 
 def test_the_headers_extraction_reads() -> None:
-    head = b"Subject: Invoice\nMessage-ID: <m@x>\nAuto-Submitted: Auto-Replied\nMIME-Version: 1.0\n"
-    result = extract_documents(head + multipart(TEXT, attachment("a.pdf", PDF)))
-    assert (result.subject, result.message_id, result.auto_submitted) == (
-        "Invoice",
-        "<m@x>",
-        "auto-replied",
+    head = (
+        b"From: Alice Example <alice@example.com>\nSubject: Invoice\nMessage-ID: <m@x>\n"
+        b"Auto-Submitted: Auto-Replied\nMIME-Version: 1.0\n"
     )
+    result = extract_documents(head + multipart(TEXT, attachment("a.pdf", PDF)))
+    assert (
+        result.sender_name,
+        result.sender_address,
+        result.subject,
+        result.message_id,
+        result.auto_submitted,
+    ) == ("Alice Example", "alice@example.com", "Invoice", "<m@x>", "auto-replied")
 
 
 # --- refusals ----------------------------------------------------------------------------
@@ -447,6 +480,77 @@ def test_as_many_pages_as_allowed_are_taken() -> None:
         "5.3.4",
         "Too many pages: the documents have 2 pages, this gateway faxes at most 1 per message.",
     )
+
+
+def test_documents_past_the_page_limit_are_listed_not_read() -> None:
+    # Reading stops once the pages read are over the limit: the fourth PDF is not opened.
+    pdfs = [attachment(f"{n}.pdf", PDF) for n in range(1, 5)]
+    result = extract_documents(HEAD + multipart(*pdfs), ExtractionOptions(max_pages=2))
+    assert [(p.name, p.pages, p.action, p.reason) for p in result.parts] == [
+        ("1.pdf", 1, "faxed", "PDF"),
+        ("2.pdf", 1, "faxed", "PDF"),
+        ("3.pdf", 1, "faxed", "PDF"),
+        ("4.pdf", None, "ignored", "not read: the page limit is exceeded"),
+    ]
+    assert result.refusal == Refusal(
+        552,
+        "5.3.4",
+        "Too many pages: the documents have 3 pages, this gateway faxes at most 2 per message.",
+    )
+
+
+def tiff(pages: int, size: tuple[int, int]) -> bytes:
+    """A multi-page TIFF, compressed (its pixels still decode to width x height x 3 bytes)."""
+    frames = [Image.new("RGB", size, (40 * i, 90, 200)) for i in range(pages)]
+    out = io.BytesIO()
+    frames[0].save(out, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    return out.getvalue()
+
+
+BIG_PNG = attachment("scan.png", image_bytes("PNG", (2000, 1000)), "image/png")  # 6 MB decoded
+BIG_TIFF = attachment("scan.tif", tiff(3, (1000, 1000)), "image/tiff")  # 3 x 3 MB decoded
+
+
+# Limits on the memory decoding one image takes: one frame, all frames ([limits] image_*).
+@pytest.mark.parametrize(
+    ("part", "frame_bytes", "total_bytes", "why"),
+    [
+        (BIG_PNG, 6_000_000, 0, None),
+        (
+            BIG_PNG,
+            5_000_000,
+            0,
+            "The image 'scan.png' is too large to fax: 2000x1000 pixels need 6 MB to decode, "
+            "more than the 5 MB allowed; scan at 300 dpi or less.",
+        ),
+        (BIG_TIFF, 0, 9_000_000, None),
+        (
+            BIG_TIFF,
+            0,
+            8_000_000,
+            "The image 'scan.tif' is too large to fax: its 3 pages need 9 MB to decode, more "
+            "than the 8 MB allowed; scan at 300 dpi or less, or send a PDF.",
+        ),
+    ],
+)
+def test_an_image_too_large_to_decode_refuses_the_mail_naming_it(
+    part: bytes, frame_bytes: int, total_bytes: int, why: str | None
+) -> None:
+    options = ExtractionOptions(image_frame_bytes=frame_bytes, image_total_bytes=total_bytes)
+    result = extract_documents(HEAD + multipart(part), options)
+    [report] = result.parts
+    if why is None:
+        assert result.refusal is None and report.action == "converted"
+    else:
+        assert result.refusal == Refusal(552, "5.3.4", why)
+        assert report.action == "unreadable"
+
+
+def test_an_image_decoding_larger_than_a_large_mail_asks_for_a_large_mail_slot() -> None:
+    mail = HEAD + multipart(BIG_PNG)
+    assert extract_documents(mail, ExtractionOptions(large_decoded_bytes=6_000_000)).refusal is None
+    with pytest.raises(NeedsLargeSlot):
+        extract_documents(mail, ExtractionOptions(large_decoded_bytes=5_999_999))
 
 
 @pytest.mark.parametrize(

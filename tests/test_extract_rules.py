@@ -532,6 +532,7 @@ BIG_TIFF = attachment("scan.tif", tiff(3, (1000, 1000)), "image/tiff")  # 3 x 3 
             "than the 8 MB allowed; scan at 300 dpi or less, or send a PDF.",
         ),
     ],
+    ids=["frame-at-limit", "frame-over-limit", "pages-at-limit", "pages-over-limit"],
 )
 def test_an_image_too_large_to_decode_refuses_the_mail_naming_it(
     part: bytes, frame_bytes: int, total_bytes: int, why: str | None

@@ -271,6 +271,11 @@ class ReceiptsSettings:
     from_address: str = _setting(
         "", 'the receipts\' From address; "" = mailfax@<hostname>', key="from"
     )
+    hostname: str = _setting(
+        "",
+        'the host named in receipts\' Message-ID, Reporting-MTA and footer; "" = the domain '
+        "of [receipts] from, else this machine's FQDN (else [smtp] domain: never localhost)",
+    )
     smarthost: str = _secret(
         '"" = the Maildir <state_dir>/receipts; or "smtp://[user:password@]host[:port]", '
         '"smtps://..." (TLS at once)'
@@ -666,6 +671,17 @@ def _validate(s: Settings) -> None:
             validate_email(s.receipts.from_address, check_deliverability=False)
         except EmailNotValidError as exc:
             _fail("[receipts] from", s.receipts.from_address, str(exc), 'e.g. "fax@example.com"')
+    if s.receipts.hostname and (
+        not re.fullmatch(r"[A-Za-z0-9.-]+", s.receipts.hostname)
+        or s.receipts.hostname.casefold().startswith("localhost")
+    ):
+        _fail(
+            "[receipts] hostname",
+            s.receipts.hostname,
+            "not a host name senders can tell apart (nor localhost)",
+            'write this gateway\'s name, e.g. "fax.example.com", or "" to use [receipts] from\'s '
+            "domain",
+        )
     _validate_receipts(s.receipts)
     if s.store.url and not s.store.url.startswith(("sqlite", "postgresql")):
         # Only the scheme: the rest may hold a password.

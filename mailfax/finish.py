@@ -16,7 +16,13 @@ from mailfax.logs import log_event
 from mailfax.mail.headers import GENERATED_POLICY, GENERATED_UTF8_POLICY
 from mailfax.metrics import RECEIPTS_MINIMAL
 from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
-from mailfax.receipts.fields import NO_ATTACHMENTS, Attachments, ConfirmationReport, outcome_of
+from mailfax.receipts.fields import (
+    NO_ATTACHMENTS,
+    Attachments,
+    ConfirmationReport,
+    outcome_of,
+    result_words,
+)
 from mailfax.receipts.policy import why_no_receipt
 from mailfax.receipts.thumbnail import ThumbnailError, first_page_png
 from mailfax.store.base import (
@@ -72,15 +78,6 @@ def receipt_or_minimal(
     except Exception:
         log.exception("receipt.none", extra={"queue_id": message.id, "first": repr(problem)})
         return None
-
-
-def result_words(job: Job, outcome: FaxOutcome) -> str:
-    """A final job's result in a few words, for a minimal receipt."""
-    if outcome.delivered:
-        return "delivered"
-    if outcome.status == "cancelled" or job.state is JobState.CANCELLED:
-        return "cancelled"
-    return "not delivered"
 
 
 class JobFinisher:

@@ -16,6 +16,7 @@ from mailfax.jobs import TERMINAL, Job, JobState, new_id
 from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.receipts.fields import plural
+from mailfax.receipts.reasons import operator_cancellation
 from mailfax.reconcile import Reconciler
 from mailfax.store.base import JobSummary, MessageRecord, ReceiptRecord, Store
 
@@ -329,7 +330,7 @@ class JobOperator:
         removed = ""
         if job.state is JobState.SUBMITTED:
             removed = await self._take_out_of_outbox(job)
-        detail = "cancelled by the gateway's administrator" + (f": {reason}" if reason else "")
+        detail = operator_cancellation(reason)
         outcome = FaxOutcome(False, "cancelled", job.fax_id, 0, detail=detail)
         if not await self._finisher.finish(
             job, job.state, outcome, self._clock(), final=JobState.CANCELLED

@@ -96,7 +96,7 @@ async def test_failing_number_gets_a_failure_receipt(gateway: Gateway, tmp_path:
     outcome = await smtp_transaction(gateway.endpoints, fax_mail(), ["+16465550015@fax.local"])
     queue_id(outcome.final)
     [receipt] = await wait_receipts(tmp_path, 1)
-    assert receipt["Subject"] == "Fax to +1 646-555-0015 failed (2 pages)"
+    assert receipt["Subject"] == "Fax to +1 646-555-0015 not delivered: number does not exist"
     text = text_part(receipt)
     assert "The number does not exist" in text
     assert "Action: failed" in list(receipt.iter_parts())[1].as_string()

@@ -8,7 +8,7 @@ import pytest
 from mailfax.jobs import REDIAL_STATUSES
 from mailfax.receipts.reasons import REASONS, UNKNOWN, reason_for
 
-REDIALLED = "mailfax dialled again later, as often as the gateway allows ([faxplus] retries)."
+REDIALLED = "mailfax dialled again later, as often as the gateway allows."
 BAD_FILE = "FAX.PLUS could not convert the document for faxing."
 TEMPORARY = "The fax network reported a temporary problem."
 

@@ -72,19 +72,29 @@ def job(state: JobState = S.SUBMITTED, **changes: object) -> Job:
             "delivered",
             "was delivered: ? of 4 pages sent.",
         ),
-        (job(S.FAILED), FaxOutcome(False, "failed", "f1", 0), "failed", "was not delivered."),
-        (job(S.FAILED), FaxOutcome(False, "failed", "f1", None), "failed", "was not delivered."),
+        (
+            job(S.FAILED),
+            FaxOutcome(False, "failed", "f1", 0),
+            "failed",
+            "was not delivered: no reason given.",
+        ),
+        (
+            job(S.FAILED),
+            FaxOutcome(False, "failed_no_answer", "f1", None),
+            "failed",
+            "was not delivered: no answer.",
+        ),
         (
             job(S.FAILED),
             FaxOutcome(False, "cancelled", None, 0),
             "cancelled",
-            "was cancelled before it was sent.",
+            "was not sent: cancelled by the gateway's administrator.",
         ),
         (
             job(S.CANCELLED),
             FaxOutcome(False, "failed", None, 0),
             "cancelled",
-            "was cancelled before it was sent.",
+            "was not sent: no reason given.",
         ),
     ],
 )
@@ -281,8 +291,8 @@ FAILED = FaxOutcome(False, "failed", "f2", 0)
         (
             "final",
             [FAILED],
-            "Fax to +1 718-555-4567 failed (4 pages)",
-            "Your fax to +1 718-555-4567 was not delivered.",
+            "Fax to +1 718-555-4567 not delivered: no reason given",
+            "Your fax to +1 718-555-4567 was not delivered: no reason given.",
             "bad",
         ),
         (
@@ -324,7 +334,7 @@ def test_each_kind_of_receipt_has_its_title_headline_and_tone(
 def test_a_cancelled_fax_has_its_own_title() -> None:
     fax = fax_fields(job(S.CANCELLED), MESSAGE, FaxOutcome(False, "cancelled", None, 0))
     fields = receipt_fields("final", MESSAGE, [fax], "gw")
-    assert fields.title == "Fax to +1 718-555-4567 cancelled (4 pages)"
+    assert fields.title == "Fax to +1 718-555-4567 not sent: cancelled by the gateway's administrator"
 
 
 def test_when_mailfax_gives_up_and_whether_a_thumbnail_is_attached() -> None:

@@ -190,7 +190,7 @@ def test_delivered_receipt() -> None:
         "Cost:     3 FAX.PLUS credits",
         "Attempts: 1",
         "Subject:  Invoice 42",
-        "invoice.pdf: faxed, 3 pages",
+        "invoice.pdf: sent, 3 pages",
         "logo.png: not faxed (not a PDF document)",
     ):
         assert line in text, line
@@ -203,9 +203,11 @@ def test_failed_receipt_says_why_whether_retried_and_what_to_do() -> None:
     job = dataclasses.replace(JOB, attempts=3, redials=2)
     outcome = FaxOutcome(False, "failed_user_busy", "f1", 0)
     report = report_of(COMPOSER.compose(job, message(), outcome, now=NOW))
-    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 failed (3 pages)"
+    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 not delivered: line busy"
     text = report.text
-    assert text.startswith("Your fax to +1 718-555-4567 was not delivered.\n")
+    assert text.startswith("Your fax to +1 718-555-4567 was not delivered: line busy.\n")
+    assert "Result:   failed (FAX.PLUS status: failed_user_busy)" in text
+    assert "Pages:    0 of 3 sent\n" in text and "invoice.pdf: not sent, 3 pages" in text
     assert "What happened:\n  The receiving line was busy every time it was called." in text
     assert "Did mailfax try again?\n  mailfax dialled 3 times in all before giving up." in text
     assert "What you can do:\n  Send the fax again later" in text
@@ -216,23 +218,33 @@ def test_failed_receipt_says_why_whether_retried_and_what_to_do() -> None:
 
 def test_partly_delivered_fax_says_how_many_pages_went() -> None:
     outcome = FaxOutcome(False, "partially_sent", "f1", 2)
-    text = report_of(COMPOSER.compose(JOB, message(), outcome, now=NOW)).text
-    assert "Your fax to +1 718-555-4567 was only partly delivered: 2 of 3 pages sent." in text
+    report = report_of(COMPOSER.compose(JOB, message(), outcome, now=NOW))
+    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 partly delivered: pages 1-2 of 3 sent"
+    text = report.text
+    assert "Your fax to +1 718-555-4567 was only partly delivered: pages 1-2 of 3 sent." in text
+    assert "Pages:    2 of 3 sent: pages 1-2 went through, page 3 did not" in text
+    assert "invoice.pdf: partly sent: pages 1-2 of its 3 went through" in text
     assert "so that the pages that arrived are not faxed twice" in text
 
 
 def test_api_refusal_text_is_shown() -> None:
     outcome = FaxOutcome(False, "rejected", None, 0, detail="HTTP 400: invalid_payload")
     text = report_of(COMPOSER.compose(JOB, message(), outcome, now=NOW)).text
-    assert "FAX.PLUS refused to take the fax." in text and "(HTTP 400: invalid_payload)" in text
+    assert "FAX.PLUS refused to take the fax." in text
+    assert "FAX.PLUS said:\n  HTTP 400: invalid_payload" in text
 
 
 def test_cancelled_fax() -> None:
     job = dataclasses.replace(JOB, state=JobState.CANCELLED)
-    outcome = FaxOutcome(False, "cancelled", None, 0, detail="cancelled by the administrator")
+    detail = "cancelled by the gateway's administrator: wrong clinic"
+    outcome = FaxOutcome(False, "cancelled", None, 0, detail=detail)
     report = report_of(COMPOSER.compose(job, message(), outcome, now=NOW))
-    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 cancelled (3 pages)"
-    assert "was cancelled before it was sent" in report.text
+    assert " ".join(str(report.receipt["Subject"]).split()) == (
+        "Fax to +1 718-555-4567 not sent: cancelled by the gateway's administrator"
+    )
+    text = report.text
+    assert "Reason given:\n  wrong clinic\n" in text and text.count("wrong clinic") == 1
+    assert "Result:   cancelled\n" in text and "FAX.PLUS status" not in text
     assert report.per_recipient[0]["Action"] == "failed"
 
 
@@ -308,7 +320,9 @@ def test_group_summary() -> None:
     text = report.text
     assert text.startswith("Your fax was delivered to 1 of 2 numbers.")
     assert "1. Your fax to +1 718-555-4567 was delivered: 3 of 3 pages sent." in text
-    assert "2. Your fax to +1 646-555-0015 was not delivered." in text
+    assert "2. Your fax to +1 646-555-0015 was not delivered: number does not exist." in text
+    # The two faxes went differently: the documents are listed as included, not as sent.
+    assert "invoice.pdf: included, 3 pages" in text
     assert "What happened:\n  The number does not exist" in text
 
 
@@ -467,7 +481,7 @@ def test_converted_images_count_as_faxed() -> None:
     )
     parsed = report_of(receipt)
     assert parsed.receipt["Subject"] == "Fax delivered to +1 718-555-4567 (3 pages)"
-    assert "scan.jpg: converted to PDF and faxed, 1 page" in parsed.text
+    assert "scan.jpg: sent, 1 page (converted to PDF)" in parsed.text
 
 
 def test_a_broken_template_file_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

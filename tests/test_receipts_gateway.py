@@ -93,7 +93,7 @@ async def test_group_mode_sends_one_summary_per_mail(tmp_path: Path) -> None:
         assert summary["Subject"] == "Fax to 2 numbers: 1 delivered, 1 not (2 pages)"
         text = text_part(summary)
         assert "1. Your fax to +1 718-555-4567 was delivered" in text
-        assert "2. Your fax to +1 646-555-0015 was not delivered" in text
+        assert "2. Your fax to +1 646-555-0015 was not delivered: number does not exist" in text
         jobs = await gateway.store.jobs_of_message(str(summary["X-Mailfax-Queue-ID"]))
         records = [await gateway.store.receipt_of(job.id) for job in jobs]
         assert len(records) == 2 and {r.kind for r in records if r} == {"group"}

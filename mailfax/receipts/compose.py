@@ -51,6 +51,7 @@ class ReceiptComposer:
         templates: ReceiptTemplates | None = None,
         policy: ReceiptPolicy | None = None,
         max_lifetime: float = 5 * 86400.0,
+        cover_page: bool = False,
     ) -> None:
         self._from = from_address
         self._host = reporting_host
@@ -58,6 +59,8 @@ class ReceiptComposer:
         self._templates = templates or ReceiptTemplates()
         self.policy = policy or ReceiptPolicy()
         self._max_lifetime = max_lifetime
+        # FAX.PLUS puts a cover page first: its page counts then say less of the documents'.
+        self._cover_page = cover_page
 
     def compose(
         self,
@@ -68,7 +71,7 @@ class ReceiptComposer:
         attachments: Attachments = NO_ATTACHMENTS,
     ) -> EmailMessage:
         """The receipt telling one recipient's result."""
-        fax = fax_fields(job, message, outcome, attachments)
+        fax = fax_fields(job, message, outcome, attachments, self._cover_page)
         fields = receipt_fields(
             "final", message, [fax], self._host, attachments.thumbnail is not None
         )
@@ -82,7 +85,9 @@ class ReceiptComposer:
         attachments: Attachments = NO_ATTACHMENTS,
     ) -> EmailMessage:
         """One summary of a mail whose jobs are all final ([receipts] group = true)."""
-        faxes = [fax_fields(job, message, outcome_of(job), attachments) for job in jobs]
+        faxes = [
+            fax_fields(job, message, outcome_of(job), attachments, self._cover_page) for job in jobs
+        ]
         fields = receipt_fields(
             "group", message, faxes, self._host, attachments.thumbnail is not None
         )

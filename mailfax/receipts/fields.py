@@ -10,7 +10,7 @@ from mailfax.faxplus import parse_api_time
 from mailfax.jobs import REDIAL_STATUSES, Job, JobState
 from mailfax.mail.model import PartReport
 from mailfax.policy import format_for_humans
-from mailfax.receipts.reasons import reason_for
+from mailfax.receipts.reasons import MAILFAX_REASONS, detail_for_sender, reason_for
 from mailfax.store.base import MessageRecord
 
 KINDS = ("accepted", "delayed", "final", "group")
@@ -78,14 +78,19 @@ class FaxFields:
     final: bool
     delivered: bool
     headline: str  # the result in one sentence
+    result: str  # the result and its reason in a few words: "not delivered: line busy"
     status: str  # FAX.PLUS status, or mailfax's own (rejected, expired, ...); "" for none yet
+    faxplus_status: str  # the status when it is FAX.PLUS's, else ""
     status_code: str  # RFC 3463, as in the delivery-status part
     what_happened: str
     retried: str  # whether mailfax tried again
     what_to_do: str
-    detail: str  # FAX.PLUS's (or mailfax's) own words, when there are some
+    detail: str  # FAX.PLUS's own words, or the canceller's reason, when there are some
     pages_sent: int | None
     pages_submitted: int
+    pages: str  # "3 of 6 sent: pages 1-3 went through, pages 4-6 did not"
+    # How many of the documents' pages, from the first, went through; None when not known.
+    pages_through: int | None
     fax_id: str
     started: str  # "2026-11-26 10:00:00 UTC", or ""
     duration: str  # "1 min 30 s", or ""
@@ -93,6 +98,15 @@ class FaxFields:
     attempts: int
     report_attached: bool
     report_problem: str  # why a wanted confirmation report is not attached, else ""
+
+
+@dataclass(frozen=True)
+class DocumentLine:
+    """One part of the mail as the receipt lists it: whether it was sent, when that is known."""
+
+    name: str
+    faxed: bool  # chosen for the fax (as it is, or converted to PDF)
+    words: str  # "sent, 3 pages", "included, 1 page (converted to PDF)", "not faxed (...)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,7 @@ class ReceiptFields:
     mail: MailFields
     faxes: tuple[FaxFields, ...]  # every recipient this receipt is about
     fax: FaxFields | None  # the one fax of a delayed or final receipt
+    documents: tuple[DocumentLine, ...]  # every part of the mail, sent or not when known
     thumbnail_attached: bool
     delay: str  # how long a delayed fax has waited, e.g. "4 hours"
     gives_up: str  # when mailfax stops trying (accepted, delayed)
@@ -171,12 +186,67 @@ def _started(start_time: str) -> str:
     return when(moment) if moment is not None else start_time
 
 
-def _headline(number: str, state: str, pages: str) -> str:
+def _page_span(first: int, last: int) -> str:
+    return f"page {first}" if first == last else f"pages {first}-{last}"
+
+
+def _pages_through(
+    state: str, pages_sent: int | None, message: MessageRecord, cover_page: bool
+) -> int | None:
+    """How many of the documents' pages, from the first, went through. FAX.PLUS reports only
+    how many pages went; a fax sends its pages in order, so a partial fax's are the first ones,
+    unless a cover page (counted or not: FAX.PLUS does not say) or a part of unknown length
+    leaves their numbers unsure."""
+    submitted = pages_submitted(message)
+    if state == "delivered":
+        return submitted
+    if pages_sent == 0:
+        return 0
+    faxed = [part for part in message.report if part.is_faxed]
+    if pages_sent is None or cover_page or any(part.pages is None for part in faxed):
+        return None
+    return pages_sent if pages_sent < submitted else None
+
+
+def _pages(pages_sent: int | None, submitted: int, through: int | None, final: bool) -> str:
+    """The receipt's Pages line: how many went, and for a partial fax which."""
+    if not final:
+        return plural(submitted, "page")
+    if pages_sent is None and through is None:
+        return f"{plural(submitted, 'page')}; FAX.PLUS did not say how many were sent"
+    sent = through if pages_sent is None else pages_sent
+    line = f"{sent} of {submitted} sent"
+    if through and through < submitted:
+        went, missed = _page_span(1, through), _page_span(through + 1, submitted)
+        line += f": {went} went through, {missed} did not"
+    return line
+
+
+def _pages_went(pages_sent: int | None, submitted: int, through: int | None) -> str:
+    """A partial fax's pages in a few words: which went when that is known."""
+    if through:
+        return f"{_page_span(1, through)} of {submitted} sent"
+    return f"{pages_sent} of {plural(submitted, 'page')} sent"
+
+
+def result_words(job: Job, outcome: FaxOutcome, pages_went: str = "") -> str:
+    """A final result and its reason in a few words, as the subject and headline say it:
+    "not delivered: line busy"; a partial fax's `pages_went` defaults to their count."""
+    state = _state(job, outcome)
+    in_short = reason_for(outcome.status).in_short
+    if state == "partly delivered":
+        return f"partly delivered: {pages_went or plural(outcome.pages_sent, 'page') + ' sent'}"
+    if state == "cancelled":
+        return f"not sent: {in_short}"
+    return "delivered" if state == "delivered" else f"not delivered: {in_short}"
+
+
+def _headline(number: str, state: str, pages: str, result: str) -> str:
     sentences = {
         "delivered": f"Your fax to {number} was delivered: {pages} sent.",
-        "partly delivered": f"Your fax to {number} was only partly delivered: {pages} sent.",
-        "failed": f"Your fax to {number} was not delivered.",
-        "cancelled": f"Your fax to {number} was cancelled before it was sent.",
+        "partly delivered": f"Your fax to {number} was only {result}.",
+        "failed": f"Your fax to {number} was {result}.",
+        "cancelled": f"Your fax to {number} was {result}.",
         "queued": f"Your fax to {number} is queued and will be sent shortly.",
         "waiting to dial again": f"Your fax to {number} is waiting to be dialled again.",
         "sending": f"Your fax to {number} is being sent; mailfax is waiting for the result.",
@@ -202,8 +272,10 @@ def fax_fields(
     message: MessageRecord,
     outcome: FaxOutcome | None,
     attachments: Attachments = NO_ATTACHMENTS,
+    cover_page: bool = False,
 ) -> FaxFields:
-    """One recipient's fax: final when `outcome` is given, else as it stands."""
+    """One recipient's fax: final when `outcome` is given, else as it stands. `cover_page`:
+    FAX.PLUS put a cover page before the documents (so its page count may not match theirs)."""
     number = format_for_humans(job.number)
     submitted = pages_submitted(message)
     state = _state(job, outcome)
@@ -213,8 +285,11 @@ def fax_fields(
     if status in REDIAL_STATUSES and outcome is not None:
         retried = f"mailfax dialled {plural(job.redials + 1, 'time')} in all before giving up."
     pages_sent = outcome.pages_sent if outcome else None
-    pages = f"{'?' if pages_sent is None else pages_sent} of {plural(submitted, 'page')}"
-    detail = outcome.detail if outcome else (job.error or "")
+    through = _pages_through(state, pages_sent, message, cover_page) if outcome else None
+    went = _pages_went(pages_sent, submitted, through)
+    result = result_words(job, outcome, went) if outcome else ""
+    sent = f"{'?' if pages_sent is None else pages_sent} of {plural(submitted, 'page')}"
+    detail = detail_for_sender(status, outcome.detail if outcome else (job.error or ""))
     fax_id = (outcome.fax_id if outcome else job.fax_id) or ""
     report = attachments.reports.get(fax_id)
     # Only a report the I/O layer tried to fetch is mentioned: attached, or why not.
@@ -227,8 +302,10 @@ def fax_fields(
         state=state,
         final=outcome is not None,
         delivered=state == "delivered",
-        headline=_headline(number, state, pages),
+        headline=_headline(number, state, sent, result),
+        result=result,
         status=status,
+        faxplus_status="" if status in MAILFAX_REASONS else status,
         status_code=reason.status_code if outcome else "",
         what_happened=reason.what_happened if outcome else "",
         retried=retried if outcome else "",
@@ -236,6 +313,8 @@ def fax_fields(
         detail=detail,
         pages_sent=pages_sent,
         pages_submitted=submitted,
+        pages=_pages(pages_sent, submitted, through, outcome is not None),
+        pages_through=through,
         fax_id=fax_id,
         started=_started(outcome.start_time) if outcome else "",
         duration=_duration(outcome.duration) if outcome else "",
@@ -244,6 +323,32 @@ def fax_fields(
         report_attached=report_attached,
         report_problem=report_problem,
     )
+
+
+def document_lines(message: MessageRecord, through: int | None) -> tuple[DocumentLine, ...]:
+    """Every part of the mail: a chosen document is "sent", "not sent" or "partly sent" when
+    the first `through` of the documents' pages are known to have gone, else "included"."""
+    lines = []
+    first = 1  # the fax page each document starts on
+    for part in message.report:
+        if not part.is_faxed:
+            lines.append(DocumentLine(part.name, False, f"not faxed ({part.reason})"))
+            continue
+        count = part.pages or 0
+        went = None if through is None else min(max(through - first + 1, 0), count)
+        first += count
+        if went is None:
+            words = f"included, {plural(part.pages, 'page')}"
+        elif went == count:
+            words = f"sent, {plural(part.pages, 'page')}"
+        elif went == 0:
+            words = f"not sent, {plural(part.pages, 'page')}"
+        else:
+            words = f"partly sent: {_page_span(1, went)} of its {count} went through"
+        if part.action == "converted":
+            words += " (converted to PDF)"
+        lines.append(DocumentLine(part.name, True, words))
+    return tuple(lines)
 
 
 def mail_fields(message: MessageRecord) -> MailFields:
@@ -284,10 +389,11 @@ def _title(kind: str, faxes: Sequence[FaxFields], pages: int) -> str:
         return f"Fax delivered to {to} ({counted})"
     if kind == "group":
         delivered = sum(fax.delivered for fax in faxes)
-        return f"Fax to {to}: {delivered} delivered, {len(faxes) - delivered} not ({counted})"
-    if faxes[0].state == "cancelled":
-        return f"Fax to {to} cancelled ({counted})"
-    return f"Fax to {to} failed ({counted})"
+        partly = sum(fax.state == "partly delivered" for fax in faxes)
+        counts = [f"{delivered} delivered", f"{partly} partly" if partly else ""]
+        counts.append(f"{len(faxes) - delivered - partly} not")
+        return f"Fax to {to}: {', '.join(filter(None, counts))} ({counted})"
+    return f"Fax to {to} {faxes[0].result}"
 
 
 def _mail_headline(kind: str, faxes: Sequence[FaxFields], delay: str) -> str:
@@ -315,6 +421,9 @@ def receipt_fields(
 ) -> ReceiptFields:
     mail = mail_fields(message)
     delay = span(waited) if kind == "delayed" else ""
+    # Whether each document went is known of a final result; a summary knows it when all its
+    # faxes agree.
+    through = {fax.pages_through for fax in faxes} if kind in ("final", "group") else {None}
     return ReceiptFields(
         kind=kind,
         tone=_tone(faxes),
@@ -323,6 +432,7 @@ def receipt_fields(
         mail=mail,
         faxes=tuple(faxes),
         fax=faxes[0] if kind in ("delayed", "final") else None,
+        documents=document_lines(message, through.pop() if len(through) == 1 else None),
         thumbnail_attached=thumbnail_attached,
         delay=delay,
         gives_up=when(gives_up) if gives_up is not None else "",

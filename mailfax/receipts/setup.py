@@ -35,9 +35,20 @@ def receipt_templates(templates_dir: str) -> ReceiptTemplates:
     return ReceiptTemplates(load_templates(Path(templates_dir)), _log_template_problem)
 
 
+def reporting_host(settings: Settings, fqdn: str) -> str:
+    """The host receipts name (Message-ID, Reporting-MTA, footer): [receipts] hostname, else
+    the domain of [receipts] from, else `fqdn` (the machine's), else [smtp] domain: a machine
+    without a proper name reports as "localhost", which tells a sender nothing."""
+    from_domain = settings.receipts.from_address.rpartition("@")[2]
+    for host in (settings.receipts.hostname, from_domain, fqdn):
+        if host and not host.casefold().startswith("localhost"):
+            return host
+    return settings.smtp.domain
+
+
 def receipt_composer(settings: Settings) -> ReceiptComposer:
     """Receipts as this host sends them: From [receipts] from, or mailfax@<this host>."""
-    host = socket.getfqdn()
+    host = reporting_host(settings, socket.getfqdn())
     return ReceiptComposer(
         settings.receipts.from_address or f"mailfax@{host}",
         host,
@@ -47,4 +58,5 @@ def receipt_composer(settings: Settings) -> ReceiptComposer:
             settings.receipts, UserDirectory(settings.users_path).without_success_receipts
         ),
         settings.queue.max_lifetime,
+        cover_page=settings.faxplus.cover_page == "always",
     )

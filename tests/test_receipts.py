@@ -219,7 +219,9 @@ def test_failed_receipt_says_why_whether_retried_and_what_to_do() -> None:
 def test_partly_delivered_fax_says_how_many_pages_went() -> None:
     outcome = FaxOutcome(False, "partially_sent", "f1", 2)
     report = report_of(COMPOSER.compose(JOB, message(), outcome, now=NOW))
-    assert report.receipt["Subject"] == "Fax to +1 718-555-4567 partly delivered: pages 1-2 of 3 sent"
+    assert (
+        report.receipt["Subject"] == "Fax to +1 718-555-4567 partly delivered: pages 1-2 of 3 sent"
+    )
     text = report.text
     assert "Your fax to +1 718-555-4567 was only partly delivered: pages 1-2 of 3 sent." in text
     assert "Pages:    2 of 3 sent: pages 1-2 went through, page 3 did not" in text

@@ -111,7 +111,7 @@ REASONS: dict[str, Reason] = {
         _SAME_NUMBER,
         "Write the number with its country code, e.g. +17185554567@fax.local.",
         "5.1.1",
-        "number not in a form the network accepts",
+        "number not dialable as written",
     ),
     "failed_mimetype_not_supported": Reason(
         "FAX.PLUS does not accept this kind of document.",

@@ -1,0 +1,388 @@
+"""What a receipt says of a result, rule by rule: the result and its reason in a few words
+(subject, banner, first line), which pages of a partial fax went, each document sent, not sent
+or included, the reason of a cancellation once, no configuration key names, and the host name."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import re
+from email.message import EmailMessage
+
+import pytest
+
+from mailfax.config import ConfigError, load_settings
+from mailfax.jobs import Job, JobState
+from mailfax.mail.model import PartReport
+from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
+from mailfax.receipts.fields import document_lines, fax_fields, receipt_fields, result_words
+from mailfax.receipts.reasons import (
+    REASONS,
+    UNKNOWN,
+    detail_for_sender,
+    operator_cancellation,
+)
+from mailfax.receipts.setup import reporting_host
+from mailfax.store import MessageRecord
+
+NOW = 1_800_000_000.0
+S = JobState
+CONFIG_KEY = re.compile(r"\[[a-z_]+\]")
+
+
+def part(name: str, pages: int | None, action: str = "faxed", reason: str = "PDF") -> PartReport:
+    return PartReport(name, "application/pdf", 100, pages, action, reason)  # type: ignore[arg-type]
+
+
+# Two documents of 3 and 2 pages (fax pages 1-3 and 4-5), and a logo that is not faxed.
+PARTS = (
+    part("invoice.pdf", 3),
+    part("logo.png", None, "ignored", "PNG image shown in the mail's text"),
+    part("scan.jpg", 2, "converted", "JPEG image"),
+)
+MESSAGE = MessageRecord(
+    "m1", NOW, "alice@example.com", "<a@example.com>", "Invoice", "", "hi", PARTS, b""
+)
+
+
+def job(state: JobState = S.FAILED, **changes: object) -> Job:
+    base = Job("j1", "m1", "+12125550199", state, 1, NOW, NOW, fax_id="f1")
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def failed(status: str, pages: int | None = 0, detail: str = "") -> FaxOutcome:
+    return FaxOutcome(False, status, "f1", pages, detail=detail)
+
+
+def title_and_headline(
+    the_job: Job, outcome: FaxOutcome, message: MessageRecord = MESSAGE
+) -> tuple[str, str]:
+    fax = fax_fields(the_job, message, outcome)
+    fields = receipt_fields("final", message, [fax], "gw.example.com")
+    assert fields.headline == fax.headline
+    return fields.title, fields.headline
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("failed_user_busy", "line busy"),
+        ("failed_no_answer", "no answer"),
+        ("failed_unallocated_number", "number does not exist"),
+        ("failed_invalid_number_format", "number not dialable as written"),
+        ("failed_destination_not_supported", "destination not allowed"),
+        ("insufficient_credit", "fax account out of credit"),
+        ("failed_office_converter_issue", "document could not be converted"),
+        ("failed_mimetype_not_supported", "document type not accepted"),
+        ("failed_to_send", "fax system too busy"),
+        ("failed_normal_temporary_failure", "temporary network problem"),
+        ("failed_normal_clearing", "the receiving side hung up"),
+        ("failed_render_header_issue", "fax header could not be printed"),
+        ("failed_internal_process_error", "FAX.PLUS internal error"),
+        ("failed", "no reason given"),
+        ("rejected", "FAX.PLUS refused the fax"),
+        ("expired", "not sent in time"),
+        ("quarantined", "put aside after repeated errors"),
+        ("failed_something_new", "unknown result"),
+    ],
+)
+def test_a_failure_says_why_in_its_subject_banner_and_first_line(status: str, words: str) -> None:
+    title, headline = title_and_headline(job(), failed(status))
+    assert title == f"Fax to +1 212-555-0199 not delivered: {words}"
+    assert headline == f"Your fax to +1 212-555-0199 was not delivered: {words}."
+
+
+def test_every_reason_has_a_few_words_for_the_subject() -> None:
+    for status, reason in [*REASONS.items(), ("unknown", UNKNOWN)]:
+        assert 0 < len(reason.in_short.split()) <= 7, status
+        assert not reason.in_short.endswith("."), status
+
+
+def test_no_reason_names_a_configuration_key() -> None:
+    for reason in [*REASONS.values(), UNKNOWN]:
+        for text in dataclasses.astuple(reason):
+            assert not CONFIG_KEY.search(text), text
+
+
+@pytest.mark.parametrize(
+    ("pages_sent", "parts", "title", "pages_line"),
+    [
+        # The first 4 of 5 pages: invoice.pdf (1-3) and the scan's first page (4).
+        (
+            4,
+            PARTS,
+            "partly delivered: pages 1-4 of 5 sent",
+            "4 of 5 sent: pages 1-4 went through, page 5 did not",
+        ),
+        (
+            1,
+            PARTS,
+            "partly delivered: page 1 of 5 sent",
+            "1 of 5 sent: page 1 went through, pages 2-5 did not",
+        ),
+        # A document of unknown length: how many went is known, not which.
+        (
+            2,
+            (part("a.pdf", None), part("b.pdf", 3)),
+            "partly delivered: 2 of 3 pages sent",
+            "2 of 3 sent",
+        ),
+        # More pages than the documents have (a cover page counted): which is unsure.
+        (5, (part("a.pdf", 3),), "partly delivered: 5 of 3 pages sent", "5 of 3 sent"),
+    ],
+)
+def test_a_partial_fax_says_how_many_and_which_pages_went(
+    pages_sent: int, parts: tuple[PartReport, ...], title: str, pages_line: str
+) -> None:
+    message = dataclasses.replace(MESSAGE, report=parts)
+    outcome = failed("partially_sent", pages_sent)
+    subject, headline = title_and_headline(job(), outcome, message)
+    assert subject == f"Fax to +1 212-555-0199 {title}"
+    assert headline == f"Your fax to +1 212-555-0199 was only {title}."
+    assert fax_fields(job(), message, outcome).pages == pages_line
+
+
+def test_with_a_cover_page_a_partial_fax_names_no_pages() -> None:
+    fax = fax_fields(job(), MESSAGE, failed("partially_sent", 4), cover_page=True)
+    assert fax.result == "partly delivered: 4 of 5 pages sent"
+    assert (fax.pages, fax.pages_through) == ("4 of 5 sent", None)
+    # What is certain stays said: everything went, or nothing did.
+    delivered = fax_fields(
+        job(S.DELIVERED), MESSAGE, FaxOutcome(True, "success", "f1", 6), cover_page=True
+    )
+    assert delivered.pages_through == 5
+    assert (
+        fax_fields(job(), MESSAGE, failed("failed_no_answer"), cover_page=True).pages_through == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("through", "lines"),
+    [
+        (
+            None,
+            [
+                "invoice.pdf: included, 3 pages",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: included, 2 pages (converted to PDF)",
+            ],
+        ),
+        (
+            5,
+            [
+                "invoice.pdf: sent, 3 pages",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: sent, 2 pages (converted to PDF)",
+            ],
+        ),
+        (
+            0,
+            [
+                "invoice.pdf: not sent, 3 pages",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: not sent, 2 pages (converted to PDF)",
+            ],
+        ),
+        (
+            2,
+            [
+                "invoice.pdf: partly sent: pages 1-2 of its 3 went through",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: not sent, 2 pages (converted to PDF)",
+            ],
+        ),
+        (
+            3,
+            [
+                "invoice.pdf: sent, 3 pages",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: not sent, 2 pages (converted to PDF)",
+            ],
+        ),
+        (
+            4,
+            [
+                "invoice.pdf: sent, 3 pages",
+                "logo.png: not faxed (PNG image shown in the mail's text)",
+                "scan.jpg: partly sent: page 1 of its 2 went through (converted to PDF)",
+            ],
+        ),
+    ],
+)
+def test_each_document_is_sent_not_sent_or_included(through: int | None, lines: list[str]) -> None:
+    documents = document_lines(MESSAGE, through)
+    assert [f"{d.name}: {d.words}" for d in documents] == lines
+    assert [d.faxed for d in documents] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcomes", "first_document"),
+    [
+        ("final", [FaxOutcome(True, "success", "f1", None)], "sent"),
+        ("final", [failed("failed_user_busy")], "not sent"),
+        ("final", [failed("expired", None)], "included"),  # FAX.PLUS never said
+        ("final", [failed("cancelled")], "not sent"),
+        ("group", [FaxOutcome(True, "success", "f1", 5)] * 2, "sent"),
+        ("group", [FaxOutcome(True, "success", "f1", 5), failed("failed_no_answer")], "included"),
+        ("accepted", [None], "included"),
+        ("delayed", [None], "included"),
+    ],
+)
+def test_documents_are_said_sent_only_when_the_results_say_so(
+    kind: str, outcomes: list[FaxOutcome | None], first_document: str
+) -> None:
+    faxes = [fax_fields(job(), MESSAGE, outcome) for outcome in outcomes]
+    fields = receipt_fields(kind, MESSAGE, faxes, "gw")
+    assert fields.documents[0].words.startswith(f"{first_document}, ")
+
+
+@pytest.mark.parametrize(
+    ("the_job", "outcome", "words"),
+    [
+        (job(S.DELIVERED), FaxOutcome(True, "success", "f1", 5), "delivered"),
+        (job(), failed("failed_user_busy"), "not delivered: line busy"),
+        (job(), failed("partially_sent", 2), "partly delivered: 2 pages sent"),
+        (job(), failed("partially_sent", 0), "not delivered: the call ended early"),
+        (
+            job(S.CANCELLED),
+            failed("cancelled"),
+            "not sent: cancelled by the gateway's administrator",
+        ),
+        (job(S.CANCELLED), failed("failed"), "not sent: no reason given"),
+    ],
+)
+def test_a_result_in_a_few_words(the_job: Job, outcome: FaxOutcome, words: str) -> None:
+    """As the short receipt says it, when the usual one cannot be composed."""
+    assert result_words(the_job, outcome) == words
+
+
+def test_a_group_summary_counts_partial_faxes_apart() -> None:
+    outcomes = [FaxOutcome(True, "success", "f1", 5), failed("partially_sent", 2), failed("failed")]
+    faxes = [fax_fields(job(), MESSAGE, outcome) for outcome in outcomes]
+    fields = receipt_fields("group", MESSAGE, faxes, "gw")
+    assert fields.title == "Fax to 3 numbers: 1 delivered, 1 partly, 1 not (5 pages)"
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "told"),
+    [
+        ("cancelled", operator_cancellation("wrong clinic"), "wrong clinic"),
+        ("cancelled", operator_cancellation(""), ""),
+        ("cancelled", "the sender asked", "the sender asked"),
+        ("rejected", "HTTP 400: invalid_payload", "HTTP 400: invalid_payload"),
+        ("rejected", "Unauthorized (check [faxplus] token)", ""),
+        ("expired", "the fax was not sent within 5 days (HTTP 503)", ""),
+        ("quarantined", "mailfax stopped while handling this fax 3 times", ""),
+        ("failed_user_busy", "", ""),
+    ],
+)
+def test_what_of_a_results_detail_the_sender_is_told(status: str, detail: str, told: str) -> None:
+    assert detail_for_sender(status, detail) == told
+
+
+def test_an_operators_cancellation_records_who_and_why() -> None:
+    assert operator_cancellation("") == "cancelled by the gateway's administrator"
+    assert operator_cancellation("x") == "cancelled by the gateway's administrator: x"
+
+
+def test_a_cancellation_says_who_in_the_subject_and_why_once() -> None:
+    outcome = failed("cancelled", detail=operator_cancellation("sent to the wrong clinic"))
+    fax = fax_fields(job(S.CANCELLED), MESSAGE, outcome)
+    assert fax.result == "not sent: cancelled by the gateway's administrator"
+    assert fax.detail == "sent to the wrong clinic"
+    assert "wrong clinic" not in fax.what_happened + fax.headline
+    assert (fax.status, fax.faxplus_status) == ("cancelled", "")
+
+
+@pytest.mark.parametrize(
+    ("status", "faxplus_status"),
+    [
+        ("failed_user_busy", "failed_user_busy"),
+        ("rejected", ""),
+        ("expired", ""),
+        ("success", "success"),
+    ],
+)
+def test_only_faxpluss_own_statuses_are_called_so(status: str, faxplus_status: str) -> None:
+    outcome = FaxOutcome(status == "success", status, "f1", 0)
+    assert fax_fields(job(), MESSAGE, outcome).faxplus_status == faxplus_status
+
+
+def parse(receipt: EmailMessage) -> EmailMessage:
+    parsed = email.message_from_bytes(receipt.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+COMPOSER = ReceiptComposer("mailfax@gw.example.com", "gw.example.com", "fax.local")
+EVERY_RECEIPT = {
+    "delivered": lambda: COMPOSER.compose(
+        job(S.DELIVERED), MESSAGE, FaxOutcome(True, "success", "f1", 5), NOW
+    ),
+    "partial": lambda: COMPOSER.compose(job(), MESSAGE, failed("partially_sent", 4), NOW),
+    "busy": lambda: COMPOSER.compose(job(), MESSAGE, failed("failed_user_busy"), NOW),
+    "rejected": lambda: COMPOSER.compose(
+        job(), MESSAGE, failed("rejected", detail="Unauthorized (check [faxplus] token)"), NOW
+    ),
+    "expired": lambda: COMPOSER.compose(
+        job(),
+        MESSAGE,
+        failed("expired", None, "not sent within 5 days ([queue] max_lifetime)"),
+        NOW,
+    ),
+    "cancelled": lambda: COMPOSER.compose(
+        job(S.CANCELLED),
+        MESSAGE,
+        failed("cancelled", detail=operator_cancellation("duplicate")),
+        NOW,
+    ),
+    "accepted": lambda: COMPOSER.compose_accepted(MESSAGE, [("j1", "+12125550199")], NOW),
+    "delayed": lambda: COMPOSER.compose_delayed(
+        job(S.QUEUED, fax_status="failed_user_busy", error="HTTP 401 (check [faxplus] token)"),
+        MESSAGE,
+        NOW,
+    ),
+    "group": lambda: COMPOSER.compose_group(
+        [
+            job(S.DELIVERED, fax_status="success", pages_sent=5),
+            job(fax_status="failed_no_answer", pages_sent=0),
+        ],
+        MESSAGE,
+        NOW,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EVERY_RECEIPT))
+def test_no_receipt_names_a_configuration_key_or_says_faxed(kind: str) -> None:
+    receipt = parse(EVERY_RECEIPT[kind]())
+    for body in ("plain", "html"):
+        found = receipt.get_body((body,))
+        assert found is not None
+        text = str(found.get_content())
+        assert not CONFIG_KEY.search(text), text
+        assert ": faxed" not in text and "localhost" not in text
+    assert not CONFIG_KEY.search(str(receipt["Subject"]))
+
+
+@pytest.mark.parametrize(
+    ("hostname", "sender", "fqdn", "host"),
+    [
+        ("fax.example.com", "receipts@example.org", "gw1.internal", "fax.example.com"),
+        ("", "receipts@example.org", "gw1.internal", "example.org"),
+        ("", "", "gw1.internal", "gw1.internal"),
+        ("", "", "localhost", "fax.local"),
+        ("", "", "localhost.localdomain", "fax.local"),
+        ("", "", "", "fax.local"),
+    ],
+)
+def test_the_host_receipts_name(hostname: str, sender: str, fqdn: str, host: str) -> None:
+    env = {"MAILFAX_RECEIPTS_HOSTNAME": hostname, "MAILFAX_RECEIPTS_FROM": sender}
+    assert reporting_host(load_settings(environ=env), fqdn) == host
+
+
+@pytest.mark.parametrize("hostname", ["localhost", "fax example", "fax@example.com"])
+def test_a_hostname_that_names_nobody_is_refused(hostname: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[receipts\] hostname = .* Fix: "):
+        load_settings(environ={"MAILFAX_RECEIPTS_HOSTNAME": hostname})

@@ -1,11 +1,13 @@
-"""What receipts say, end to end on loopback: mail in through the real SMTP listener, faxed by
-the simulator (its last four digits choose the result), cancelled with `mailfax jobs cancel`,
-and each receipt parsed back from the Maildir."""
+"""What senders are told, end to end on loopback: mail in through the real SMTP listener, faxed
+by the simulator (its last four digits choose the result), cancelled with `mailfax jobs cancel`,
+each receipt parsed back from the Maildir; and the SMTP refusals of size, pages, quota and
+sender, none naming a configuration key."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import re
 from email.message import EmailMessage
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailfax.cli import main
+from mailfax.config import Settings
 from mailfax.jobs import JobState
 from tests.conftest import eventually
 from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
@@ -25,6 +28,16 @@ DOCUMENTS = [
     ("terms.pdf", pdf_with_pages(2), "application/pdf"),
 ]
 CONFIG_KEY = re.compile(r"\[[a-z_]+\]")
+
+
+def setting_names() -> set[str]:
+    """Every configuration key made of several words (max_pages, allowed_senders, ...)."""
+    names: set[str] = set()
+    for section in dataclasses.fields(Settings):
+        if dataclasses.is_dataclass(section.default_factory):
+            for key in dataclasses.fields(section.default_factory):
+                names.add(key.metadata.get("key", key.name))
+    return {name for name in names if "_" in name}
 
 
 def subject(receipt: EmailMessage) -> str:
@@ -151,3 +164,49 @@ async def test_a_cancelled_fax_says_who_cancelled_it_and_why_once(
     assert "Reason given:\n  sent to the wrong clinic\n" in text
     assert text.count("wrong clinic") == 1
     assert "  - invoice.pdf: not sent, 3 pages\n  - terms.pdf: not sent, 2 pages\n" in text
+
+
+async def test_refusals_say_what_is_wrong_without_configuration_keys(tmp_path: Path) -> None:
+    env = gateway_env(
+        tmp_path,
+        smtp_allowed_senders="@example.com",
+        smtp_max_recipients="1",
+        smtp_max_pages="3",
+        limits_pages_per_day="2",
+    )
+    gateway = await start_gateway(tmp_path, env)
+    try:
+        assert gateway.endpoints is not None
+        endpoints = gateway.endpoints
+
+        def mail(pages: int) -> EmailMessage:
+            return fax_mail(attachments=[("a.pdf", pdf_with_pages(pages), "application/pdf")])
+
+        one = ["+12125550199@fax.local"]
+        replies = {
+            "sender": (await smtp_transaction(endpoints, mail(1), one, "eve@example.net")).final,
+            "recipients": (
+                await smtp_transaction(endpoints, mail(1), [*one, "+12125550198@fax.local"])
+            ).rcpts[1],
+            "pages": (await smtp_transaction(endpoints, mail(4), one)).final,
+            "quota alone": (await smtp_transaction(endpoints, mail(3), one)).final,
+            # The first recipient of "recipients" was taken (1 page): this is the day's second.
+            "first": (await smtp_transaction(endpoints, mail(1), one)).final,
+            "quota": (await smtp_transaction(endpoints, mail(1), one)).final,
+        }
+    finally:
+        await gateway.stop()
+    codes = {what: (code, text.split()[0]) for what, (code, text) in replies.items()}
+    assert codes == {
+        "sender": (553, "5.7.1"),
+        "recipients": (452, "4.5.3"),
+        "pages": (552, "5.3.4"),
+        "quota alone": (552, "5.3.4"),
+        "first": (250, "2.0.0"),
+        "quota": (450, "4.7.1"),
+    }
+    keys = setting_names()
+    assert {"max_pages", "allowed_senders", "pages_per_day"} <= keys
+    for what, (_, text) in replies.items():
+        assert not CONFIG_KEY.search(text), (what, text)
+        assert not keys & set(re.findall(r"[a-z]+(?:_[a-z]+)+", text)), (what, text)

@@ -188,7 +188,7 @@ def test_a_fax_refused_before_it_had_an_id() -> None:
             ("Final-Recipient", "rfc822; +17185554567@fax.local"),
             ("Action", "failed"),
             ("Status", "5.0.0"),
-            ("Diagnostic-Code", "x-faxplus; rejected"),
+            ("Diagnostic-Code", "x-mailfax; rejected"),
         ]
     ]
 

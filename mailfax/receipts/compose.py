@@ -236,8 +236,11 @@ class ReceiptComposer:
         else:
             block["Action"] = "delayed"
             block["Status"] = DELAYED_STATUS if kind == "delayed" else ACCEPTED_STATUS
-        if fax.status:
-            block["Diagnostic-Code"] = f"x-faxplus; {fax.status}"
+        # Whose result it is: FAX.PLUS's status, or mailfax's own (rejected, expired, ...).
+        if fax.faxplus_status:
+            block["Diagnostic-Code"] = f"x-faxplus; {fax.faxplus_status}"
+        elif fax.status:
+            block["Diagnostic-Code"] = f"x-mailfax; {fax.status}"
         if gives_up is not None and not fax.final:
             block["Will-Retry-Until"] = format_datetime(datetime.fromtimestamp(gives_up, UTC))
         if fax.fax_id:

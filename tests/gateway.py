@@ -122,6 +122,20 @@ def text_part(receipt: EmailMessage) -> str:
     return str(body.get_content())
 
 
+def banner(receipt: EmailMessage) -> str:
+    """The HTML part's banner: the receipt's news in one sentence, as a person sees it."""
+    html = receipt.get_body(preferencelist=("html",))
+    assert html is not None, "the receipt has no text/html part"
+    found = re.search(r'font-weight:bold;">([^<]*)</td>', str(html.get_content()))
+    assert found is not None, "the HTML part has no banner"
+    return found.group(1).replace("&#39;", "'")
+
+
+def subject(receipt: EmailMessage) -> str:
+    """The Subject as a mail program shows it (a folded one unfolded)."""
+    return " ".join(str(receipt["Subject"]).split())
+
+
 def faxed_comment(fax: Mapping[str, Any]) -> str:
     """The mail's text in a ledger fax's comment, under the job marker that must end it."""
     text, _, marker = str(fax["comment"]).rpartition("mailfax-job:")

@@ -25,6 +25,7 @@ from mailfax.receipts.reasons import (
 )
 from mailfax.receipts.setup import reporting_host
 from mailfax.store import MessageRecord
+from tests.gateway import banner, subject, text_part
 
 NOW = 1_800_000_000.0
 S = JobState
@@ -364,6 +365,68 @@ def test_no_receipt_names_a_configuration_key_or_says_faxed(kind: str) -> None:
         assert not CONFIG_KEY.search(text), text
         assert ": faxed" not in text and "localhost" not in text
     assert not CONFIG_KEY.search(str(receipt["Subject"]))
+
+
+TO = "+1 212-555-0199"
+# kind -> (Subject, the text's first line, the first document's line)
+SAID = {
+    "delivered": (
+        f"Fax delivered to {TO} (5 pages)",
+        f"Your fax to {TO} was delivered: 5 of 5 pages sent.",
+        "invoice.pdf: sent, 3 pages",
+    ),
+    "partial": (
+        f"Fax to {TO} partly delivered: pages 1-4 of 5 sent",
+        f"Your fax to {TO} was only partly delivered: pages 1-4 of 5 sent.",
+        "invoice.pdf: sent, 3 pages",
+    ),
+    "busy": (
+        f"Fax to {TO} not delivered: line busy",
+        f"Your fax to {TO} was not delivered: line busy.",
+        "invoice.pdf: not sent, 3 pages",
+    ),
+    "rejected": (
+        f"Fax to {TO} not delivered: FAX.PLUS refused the fax",
+        f"Your fax to {TO} was not delivered: FAX.PLUS refused the fax.",
+        "invoice.pdf: not sent, 3 pages",
+    ),
+    "expired": (
+        f"Fax to {TO} not delivered: not sent in time",
+        f"Your fax to {TO} was not delivered: not sent in time.",
+        "invoice.pdf: included, 3 pages",
+    ),
+    "cancelled": (
+        f"Fax to {TO} not sent: cancelled by the gateway's administrator",
+        f"Your fax to {TO} was not sent: cancelled by the gateway's administrator.",
+        "invoice.pdf: not sent, 3 pages",
+    ),
+    "accepted": (
+        f"Fax to {TO} accepted (5 pages)",
+        f"mailfax has accepted your fax to {TO} and queued it for sending.",
+        "invoice.pdf: included, 3 pages",
+    ),
+    "delayed": (
+        f"Fax to {TO} delayed: not sent yet (5 pages)",
+        f"Your fax to {TO} has not been sent after 0 seconds; mailfax is still trying.",
+        "invoice.pdf: included, 3 pages",
+    ),
+    "group": (
+        "Fax to 2 numbers: 1 delivered, 1 not (5 pages)",
+        "Your fax was delivered to 1 of 2 numbers.",
+        "invoice.pdf: included, 3 pages",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EVERY_RECEIPT))
+def test_every_receipt_kind_read_back(kind: str) -> None:
+    receipt = parse(EVERY_RECEIPT[kind]())
+    title, first_line, document = SAID[kind]
+    assert subject(receipt) == title
+    text = text_part(receipt)
+    assert text.split("\n")[0] == first_line
+    assert f"  - {document}\n" in text
+    assert banner(receipt) == first_line
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,15 @@ from mailfax.cli import main
 from mailfax.config import Settings
 from mailfax.jobs import JobState
 from tests.conftest import eventually
-from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
+from tests.gateway import (
+    banner,
+    gateway_env,
+    receipts_in,
+    smtp_transaction,
+    start_gateway,
+    subject,
+    text_part,
+)
 from tests.pdfs import fax_mail, pdf_with_pages
 
 # invoice.pdf is the fax's pages 1-3, terms.pdf its pages 4-5.
@@ -38,18 +46,6 @@ def setting_names() -> set[str]:
             for key in dataclasses.fields(section.default_factory):
                 names.add(key.metadata.get("key", key.name))
     return {name for name in names if "_" in name}
-
-
-def subject(receipt: EmailMessage) -> str:
-    return " ".join(str(receipt["Subject"]).split())
-
-
-def banner(receipt: EmailMessage) -> str:
-    html = receipt.get_body(preferencelist=("html",))
-    assert html is not None
-    found = re.search(r'font-weight:bold;">([^<]*)</td>', str(html.get_content()))
-    assert found is not None
-    return found.group(1).replace("&#39;", "'")
 
 
 def check_sender_facing(receipt: EmailMessage, host: str) -> str:

@@ -70,7 +70,7 @@ def job(state: JobState = S.SUBMITTED, **changes: object) -> Job:
             job(S.DELIVERED),
             FaxOutcome(True, "success", "f1", None),
             "delivered",
-            "was delivered: ? of 4 pages sent.",
+            "was delivered: 4 of 4 pages sent.",
         ),
         (
             job(S.FAILED),

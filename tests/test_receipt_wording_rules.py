@@ -144,6 +144,20 @@ def test_a_partial_fax_says_how_many_and_which_pages_went(
     assert fax_fields(job(), message, outcome).pages == pages_line
 
 
+@pytest.mark.parametrize(
+    ("the_job", "outcome", "pages_line"),
+    [
+        # FAX.PLUS's success is every page, even when its record leaves the count out.
+        (job(S.DELIVERED), FaxOutcome(True, "success", "f1", None), "5 of 5 sent"),
+        (job(), failed("expired", None), "5 pages; FAX.PLUS did not say how many were sent"),
+        (job(), failed("failed_no_answer"), "0 of 5 sent"),
+        (job(S.QUEUED), None, "5 pages"),
+    ],
+)
+def test_the_pages_line(the_job: Job, outcome: FaxOutcome | None, pages_line: str) -> None:
+    assert fax_fields(the_job, MESSAGE, outcome).pages == pages_line
+
+
 def test_with_a_cover_page_a_partial_fax_names_no_pages() -> None:
     fax = fax_fields(job(), MESSAGE, failed("partially_sent", 4), cover_page=True)
     assert fax.result == "partly delivered: 4 of 5 pages sent"

@@ -208,14 +208,13 @@ def _pages_through(
     return pages_sent if pages_sent < submitted else None
 
 
-def _pages(pages_sent: int | None, submitted: int, through: int | None, final: bool) -> str:
-    """The receipt's Pages line: how many went, and for a partial fax which."""
+def _pages(counted: int | None, submitted: int, through: int | None, final: bool) -> str:
+    """The receipt's Pages line: how many went (`counted`), and for a partial fax which."""
     if not final:
         return plural(submitted, "page")
-    if pages_sent is None and through is None:
+    if counted is None:
         return f"{plural(submitted, 'page')}; FAX.PLUS did not say how many were sent"
-    sent = through if pages_sent is None else pages_sent
-    line = f"{sent} of {submitted} sent"
+    line = f"{counted} of {submitted} sent"
     if through and through < submitted:
         went, missed = _page_span(1, through), _page_span(through + 1, submitted)
         line += f": {went} went through, {missed} did not"
@@ -288,7 +287,9 @@ def fax_fields(
     through = _pages_through(state, pages_sent, message, cover_page) if outcome else None
     went = _pages_went(pages_sent, submitted, through)
     result = result_words(job, outcome, went) if outcome else ""
-    sent = f"{'?' if pages_sent is None else pages_sent} of {plural(submitted, 'page')}"
+    # A delivery whose count FAX.PLUS left out still sent every page: the Pages line says so.
+    counted = through if pages_sent is None else pages_sent
+    sent = f"{'?' if counted is None else counted} of {plural(submitted, 'page')}"
     detail = detail_for_sender(status, outcome.detail if outcome else (job.error or ""))
     fax_id = (outcome.fax_id if outcome else job.fax_id) or ""
     report = attachments.reports.get(fax_id)
@@ -313,7 +314,7 @@ def fax_fields(
         detail=detail,
         pages_sent=pages_sent,
         pages_submitted=submitted,
-        pages=_pages(pages_sent, submitted, through, outcome is not None),
+        pages=_pages(counted, submitted, through, outcome is not None),
         pages_through=through,
         fax_id=fax_id,
         started=_started(outcome.start_time) if outcome else "",

@@ -18,6 +18,7 @@ from mailfax.mail.model import PartReport
 from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.fields import document_lines, fax_fields, receipt_fields, result_words
 from mailfax.receipts.reasons import (
+    NOTHING_SENT,
     REASONS,
     UNKNOWN,
     detail_for_sender,
@@ -100,6 +101,11 @@ def test_every_reason_has_a_few_words_for_the_subject() -> None:
         assert not reason.in_short.endswith("."), status
 
 
+def test_results_that_sent_nothing_are_known_results() -> None:
+    assert NOTHING_SENT.issubset(REASONS)
+    assert {"failed", "failed_normal_clearing", "expired", "success"}.isdisjoint(NOTHING_SENT)
+
+
 def test_no_reason_names_a_configuration_key() -> None:
     for reason in [*REASONS.values(), UNKNOWN]:
         for text in dataclasses.astuple(reason):
@@ -149,8 +155,12 @@ def test_a_partial_fax_says_how_many_and_which_pages_went(
     [
         # FAX.PLUS's success is every page, even when its record leaves the count out.
         (job(S.DELIVERED), FaxOutcome(True, "success", "f1", None), "5 of 5 sent"),
-        (job(), failed("expired", None), "5 pages; FAX.PLUS did not say how many were sent"),
+        (job(), failed("expired", None), "5 pages; how many went through is not known"),
         (job(), failed("failed_no_answer"), "0 of 5 sent"),
+        # mailfax records 0 pages for every failure: believed only where no call carried any.
+        (job(), failed("failed_normal_clearing"), "5 pages; how many went through is not known"),
+        (job(), failed("failed"), "5 pages; how many went through is not known"),
+        (job(S.CANCELLED), failed("cancelled"), "0 of 5 sent"),
         (job(S.QUEUED), None, "5 pages"),
     ],
 )
@@ -237,6 +247,7 @@ def test_each_document_is_sent_not_sent_or_included(through: int | None, lines: 
         ("final", [FaxOutcome(True, "success", "f1", None)], "sent"),
         ("final", [failed("failed_user_busy")], "not sent"),
         ("final", [failed("expired", None)], "included"),  # FAX.PLUS never said
+        ("final", [failed("failed_normal_clearing")], "included"),  # cut short: maybe some
         ("final", [failed("cancelled")], "not sent"),
         ("group", [FaxOutcome(True, "success", "f1", 5)] * 2, "sent"),
         ("group", [FaxOutcome(True, "success", "f1", 5), failed("failed_no_answer")], "included"),

@@ -10,7 +10,7 @@ from mailfax.faxplus import parse_api_time
 from mailfax.jobs import REDIAL_STATUSES, Job, JobState
 from mailfax.mail.model import PartReport
 from mailfax.policy import format_for_humans
-from mailfax.receipts.reasons import MAILFAX_REASONS, detail_for_sender, reason_for
+from mailfax.receipts.reasons import MAILFAX_REASONS, NOTHING_SENT, detail_for_sender, reason_for
 from mailfax.store.base import MessageRecord
 
 KINDS = ("accepted", "delayed", "final", "group")
@@ -196,7 +196,7 @@ def _pages_through(
     """How many of the documents' pages, from the first, went through. FAX.PLUS reports only
     how many pages went; a fax sends its pages in order, so a partial fax's are the first ones,
     unless a cover page (counted or not: FAX.PLUS does not say) or a part of unknown length
-    leaves their numbers unsure."""
+    leaves their numbers unsure. `pages_sent` is None when not known."""
     submitted = pages_submitted(message)
     if state == "delivered":
         return submitted
@@ -213,7 +213,7 @@ def _pages(counted: int | None, submitted: int, through: int | None, final: bool
     if not final:
         return plural(submitted, "page")
     if counted is None:
-        return f"{plural(submitted, 'page')}; FAX.PLUS did not say how many were sent"
+        return f"{plural(submitted, 'page')}; how many went through is not known"
     line = f"{counted} of {submitted} sent"
     if through and through < submitted:
         went, missed = _page_span(1, through), _page_span(through + 1, submitted)
@@ -284,11 +284,14 @@ def fax_fields(
     if status in REDIAL_STATUSES and outcome is not None:
         retried = f"mailfax dialled {plural(job.redials + 1, 'time')} in all before giving up."
     pages_sent = outcome.pages_sent if outcome else None
-    through = _pages_through(state, pages_sent, message, cover_page) if outcome else None
+    # A count of 0 is believed only of results that sent nothing: mailfax records 0 for every
+    # failure, and a call cut short may have carried some pages.
+    known = None if pages_sent == 0 and status not in NOTHING_SENT else pages_sent
+    through = _pages_through(state, known, message, cover_page) if outcome else None
     went = _pages_went(pages_sent, submitted, through)
     result = result_words(job, outcome, went) if outcome else ""
     # A delivery whose count FAX.PLUS left out still sent every page: the Pages line says so.
-    counted = through if pages_sent is None else pages_sent
+    counted = through if known is None else known
     sent = f"{'?' if counted is None else counted} of {plural(submitted, 'page')}"
     detail = detail_for_sender(status, outcome.detail if outcome else (job.error or ""))
     fax_id = (outcome.fax_id if outcome else job.fax_id) or ""

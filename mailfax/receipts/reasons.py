@@ -183,6 +183,30 @@ MAILFAX_REASONS: dict[str, Reason] = {
 }
 REASONS.update(MAILFAX_REASONS)
 
+# Results after which no page can have reached the recipient: the call never connected, or the
+# fax never left FAX.PLUS or mailfax. After the others (a call cut short, a failure FAX.PLUS does
+# not explain) some pages may have gone, whatever page count was recorded.
+NOTHING_SENT = frozenset(
+    {
+        "insufficient_credit",
+        "failed_user_busy",
+        "failed_no_answer",
+        "failed_unallocated_number",
+        "failed_invalid_number_format",
+        "failed_destination_not_supported",
+        "failed_to_send",
+        "failed_mimetype_not_supported",
+        "failed_office_converter_issue",
+        "failed_separate_file_pages_issue",
+        "failed_render_header_issue",
+        "failed_image_preparation",
+        "failed_unknown_converter_issue",
+        "failed_convert_to_tiff_issue",
+        "rejected",
+        "cancelled",
+    }
+)
+
 UNKNOWN = Reason(
     "FAX.PLUS reported a result mailfax does not know.",
     _NO_RESEND,

@@ -298,7 +298,11 @@ def test_a_group_summary_counts_partial_faxes_apart() -> None:
         ("cancelled", "the sender asked", "the sender asked"),
         ("rejected", "HTTP 400: invalid_payload", "HTTP 400: invalid_payload"),
         ("rejected", "Unauthorized (check [faxplus] token)", ""),
-        ("expired", "the fax was not sent within 5 days (HTTP 503)", ""),
+        (
+            "expired",
+            "the fax was not sent within 5 days (HTTP 503)",
+            "the fax was not sent within 5 days",
+        ),
         ("quarantined", "mailfax stopped while handling this fax 3 times", ""),
         ("failed_user_busy", "", ""),
     ],
@@ -354,7 +358,7 @@ EVERY_RECEIPT = {
     "expired": lambda: COMPOSER.compose(
         job(),
         MESSAGE,
-        failed("expired", None, "not sent within 5 days ([queue] max_lifetime)"),
+        failed("expired", None, "the fax was not sent within 5 days ([queue] max_lifetime)"),
         NOW,
     ),
     "cancelled": lambda: COMPOSER.compose(
@@ -452,6 +456,30 @@ def test_every_receipt_kind_read_back(kind: str) -> None:
     assert text.split("\n")[0] == first_line
     assert f"  - {document}\n" in text
     assert banner(receipt) == first_line
+
+
+@pytest.mark.parametrize(
+    ("outcome", "block"),
+    [
+        (
+            failed("cancelled", detail=operator_cancellation("duplicate")),
+            "Reason given:\n  duplicate\n",
+        ),
+        (failed("rejected", detail="HTTP 400: bad file"), "FAX.PLUS said:\n  HTTP 400: bad file\n"),
+        (failed("failed", detail="Line dropped"), "FAX.PLUS said:\n  Line dropped\n"),
+        (
+            failed("expired", None, "the fax was not sent within 5 days (HTTP 503: down)"),
+            "Details:\n  the fax was not sent within 5 days\n",
+        ),
+        (failed("rejected", detail="Unauthorized (check [faxplus] token)"), ""),
+        (failed("quarantined", detail="mailfax stopped while handling this fax 3 times"), ""),
+    ],
+)
+def test_a_results_detail_under_whose_words_it_is(outcome: FaxOutcome, block: str) -> None:
+    the_job = job(S.CANCELLED if outcome.status == "cancelled" else S.FAILED)
+    text = text_part(parse(COMPOSER.compose(the_job, MESSAGE, outcome, NOW)))
+    told = text.partition("Did mailfax try again?")[0].partition("What happened:\n")[2]
+    assert told.partition("\n")[2] == block
 
 
 @pytest.mark.parametrize(

@@ -224,9 +224,9 @@ def reason_for(status: str) -> Reason:
 # An operator's cancellation (`mailfax jobs cancel`) records who cancelled, then ": " and the
 # reason they gave: the receipt says who in its subject and the reason once, in its body.
 CANCELLED_BY_OPERATOR = "cancelled by the gateway's administrator"
-# mailfax's own notes for the operator (the last error, how often a worker died): the receipt's
-# sentences already say what they mean to the sender.
-_DETAIL_NOT_FOR_SENDERS = frozenset({"expired", "quarantined"})
+# mailfax's own notes for the operator (how often a worker died): the receipt's sentences
+# already say what they mean to the sender.
+_DETAIL_NOT_FOR_SENDERS = frozenset({"quarantined"})
 _CONFIG_KEY = re.compile(r"\[[a-z_]+\]")
 
 
@@ -240,6 +240,9 @@ def detail_for_sender(status: str, detail: str) -> str:
     never mailfax's notes for the operator, nor a text naming a configuration key."""
     if status == "cancelled":
         return detail.removeprefix(CANCELLED_BY_OPERATOR).removeprefix(": ")
+    if status == "expired":
+        # "the fax was not sent within 5 days (<the last error>)": the error is the operator's.
+        return detail.partition(" (")[0]
     if status in _DETAIL_NOT_FOR_SENDERS or _CONFIG_KEY.search(detail):
         return ""
     return detail

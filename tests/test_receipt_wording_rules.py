@@ -242,6 +242,19 @@ def test_each_document_is_sent_not_sent_or_included(through: int | None, lines: 
 
 
 @pytest.mark.parametrize(
+    ("through", "words"),
+    [(None, "included, ? pages"), (0, "not sent, ? pages"), (2, "sent, ? pages")],
+)
+def test_a_document_of_unknown_length_is_sent_only_with_the_whole_fax(
+    through: int | None, words: str
+) -> None:
+    message = dataclasses.replace(MESSAGE, report=(part("odd.pdf", None), part("b.pdf", 2)))
+    lines = [d.words for d in document_lines(message, through)]
+    assert lines[0] == words
+    assert lines[1].startswith(words.partition(",")[0])
+
+
+@pytest.mark.parametrize(
     ("kind", "outcomes", "first_document"),
     [
         ("final", [FaxOutcome(True, "success", "f1", None)], "sent"),

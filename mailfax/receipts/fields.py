@@ -338,17 +338,21 @@ def document_lines(message: MessageRecord, through: int | None) -> tuple[Documen
         if not part.is_faxed:
             lines.append(DocumentLine(part.name, False, f"not faxed ({part.reason})"))
             continue
-        count = part.pages or 0
-        went = None if through is None else min(max(through - first + 1, 0), count)
-        first += count
-        if went is None:
-            words = f"included, {plural(part.pages, 'page')}"
-        elif went == count:
-            words = f"sent, {plural(part.pages, 'page')}"
-        elif went == 0:
-            words = f"not sent, {plural(part.pages, 'page')}"
+        pages = plural(part.pages, "page")
+        if through is None:
+            words = f"included, {pages}"
+        elif part.pages is None:
+            # Of a document of unknown length only all or nothing is known (_pages_through).
+            words = f"{'sent' if through else 'not sent'}, {pages}"
         else:
-            words = f"partly sent: {_page_span(1, went)} of its {count} went through"
+            went = min(max(through - first + 1, 0), part.pages)
+            first += part.pages
+            if went == part.pages:
+                words = f"sent, {pages}"
+            elif went == 0:
+                words = f"not sent, {pages}"
+            else:
+                words = f"partly sent: {_page_span(1, went)} of its {part.pages} went through"
         if part.action == "converted":
             words += " (converted to PDF)"
         lines.append(DocumentLine(part.name, True, words))

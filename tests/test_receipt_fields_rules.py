@@ -88,7 +88,7 @@ def job(state: JobState = S.SUBMITTED, **changes: object) -> Job:
             job(S.FAILED),
             FaxOutcome(False, "cancelled", None, 0),
             "cancelled",
-            "was not sent: cancelled by the gateway's administrator.",
+            "was not sent: cancelled by the fax administrator.",
         ),
         (
             job(S.CANCELLED),
@@ -334,9 +334,7 @@ def test_each_kind_of_receipt_has_its_title_headline_and_tone(
 def test_a_cancelled_fax_has_its_own_title() -> None:
     fax = fax_fields(job(S.CANCELLED), MESSAGE, FaxOutcome(False, "cancelled", None, 0))
     fields = receipt_fields("final", MESSAGE, [fax], "gw")
-    assert (
-        fields.title == "Fax to +1 718-555-4567 not sent: cancelled by the gateway's administrator"
-    )
+    assert fields.title == "Fax to +1 718-555-4567 not sent: cancelled by the fax administrator"
 
 
 def test_when_mailfax_gives_up_and_whether_a_thumbnail_is_attached() -> None:

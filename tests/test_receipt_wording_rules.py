@@ -286,7 +286,7 @@ def test_documents_are_said_sent_only_when_the_results_say_so(
         (
             job(S.CANCELLED),
             failed("cancelled"),
-            "not sent: cancelled by the gateway's administrator",
+            "not sent: cancelled by the fax administrator",
         ),
         (job(S.CANCELLED), failed("failed"), "not sent: no reason given"),
     ],
@@ -332,7 +332,7 @@ def test_an_operators_cancellation_records_who_and_why() -> None:
 def test_a_cancellation_says_who_in_the_subject_and_why_once() -> None:
     outcome = failed("cancelled", detail=operator_cancellation("sent to the wrong clinic"))
     fax = fax_fields(job(S.CANCELLED), MESSAGE, outcome)
-    assert fax.result == "not sent: cancelled by the gateway's administrator"
+    assert fax.result == "not sent: cancelled by the fax administrator"
     assert fax.detail == "sent to the wrong clinic"
     assert "wrong clinic" not in fax.what_happened + fax.headline
     assert (fax.status, fax.faxplus_status) == ("cancelled", "")
@@ -438,8 +438,8 @@ SAID = {
         "invoice.pdf: included, 3 pages",
     ),
     "cancelled": (
-        f"Fax to {TO} not sent: cancelled by the gateway's administrator",
-        f"Your fax to {TO} was not sent: cancelled by the gateway's administrator.",
+        f"Fax to {TO} not sent: cancelled by the fax administrator",
+        f"Your fax to {TO} was not sent: cancelled by the fax administrator.",
         "invoice.pdf: not sent, 3 pages",
     ),
     "accepted": (

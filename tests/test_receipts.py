@@ -242,7 +242,7 @@ def test_cancelled_fax() -> None:
     outcome = FaxOutcome(False, "cancelled", None, 0, detail=detail)
     report = report_of(COMPOSER.compose(job, message(), outcome, now=NOW))
     assert " ".join(str(report.receipt["Subject"]).split()) == (
-        "Fax to +1 718-555-4567 not sent: cancelled by the gateway's administrator"
+        "Fax to +1 718-555-4567 not sent: cancelled by the fax administrator"
     )
     text = report.text
     assert "Reason given:\n  wrong clinic\n" in text and text.count("wrong clinic") == 1

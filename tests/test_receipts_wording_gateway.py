@@ -150,10 +150,10 @@ async def test_a_cancelled_fax_says_who_cancelled_it_and_why_once(
         await gateway.stop()
 
     text = check_sender_facing(receipt, "gw.example.org")
-    said = "Fax to +1 212-555-0199 not sent: cancelled by the gateway's administrator"
+    said = "Fax to +1 212-555-0199 not sent: cancelled by the fax administrator"
     assert subject(receipt) == said
     assert banner(receipt) == (
-        "Your fax to +1 212-555-0199 was not sent: cancelled by the gateway's administrator."
+        "Your fax to +1 212-555-0199 was not sent: cancelled by the fax administrator."
     )
     assert text.startswith(banner(receipt) + "\n")
     assert "  Result:   cancelled\n" in text and "FAX.PLUS status" not in text

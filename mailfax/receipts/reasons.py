@@ -178,7 +178,7 @@ MAILFAX_REASONS: dict[str, Reason] = {
         "mailfax did not try again: the fax was cancelled.",
         "Ask your fax administrator why; send the fax again if it is still needed.",
         "5.0.0",
-        "cancelled by the gateway's administrator",
+        "cancelled by the fax administrator",
     ),
 }
 REASONS.update(MAILFAX_REASONS)

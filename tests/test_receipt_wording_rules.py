@@ -135,6 +135,8 @@ def test_no_reason_names_a_configuration_key() -> None:
             "partly delivered: 2 of 3 pages sent",
             "2 of 3 sent",
         ),
+        # As many pages as the documents have, yet partial (a cover page counted?): unsure.
+        (5, PARTS, "partly delivered: 5 of 5 pages sent", "5 of 5 sent"),
         # More pages than the documents have (a cover page counted): which is unsure.
         (5, (part("a.pdf", 3),), "partly delivered: 5 of 3 pages sent", "5 of 3 sent"),
     ],
@@ -165,7 +167,9 @@ def test_a_partial_fax_says_how_many_and_which_pages_went(
     ],
 )
 def test_the_pages_line(the_job: Job, outcome: FaxOutcome | None, pages_line: str) -> None:
-    assert fax_fields(the_job, MESSAGE, outcome).pages == pages_line
+    fax = fax_fields(the_job, MESSAGE, outcome)
+    assert fax.pages == pages_line
+    assert (fax.result == "") is (outcome is None)  # no result before the result
 
 
 def test_with_a_cover_page_a_partial_fax_names_no_pages() -> None:
@@ -179,6 +183,27 @@ def test_with_a_cover_page_a_partial_fax_names_no_pages() -> None:
     assert delivered.pages_through == 5
     assert (
         fax_fields(job(), MESSAGE, failed("failed_no_answer"), cover_page=True).pages_through == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("cover_page", "went"), [(False, "pages 1-4 of 5"), (True, "4 of 5 pages")]
+)
+def test_the_composer_names_no_pages_behind_a_cover_page(cover_page: bool, went: str) -> None:
+    # Built here, in the test, and without the argument by default (make mutate sees both).
+    composer = (
+        ReceiptComposer("mailfax@gw", "gw", "fax.local", cover_page=True)
+        if cover_page
+        else ReceiptComposer("mailfax@gw", "gw", "fax.local")
+    )
+    partial = failed("partially_sent", 4)
+    receipt = parse(composer.compose(job(), MESSAGE, partial, NOW))
+    assert subject(receipt) == f"Fax to +1 212-555-0199 partly delivered: {went} sent"
+    group = parse(
+        composer.compose_group([job(fax_status="partially_sent", pages_sent=4)], MESSAGE, NOW)
+    )
+    assert f"1. Your fax to +1 212-555-0199 was only partly delivered: {went} sent." in text_part(
+        group
     )
 
 
@@ -315,6 +340,11 @@ def test_a_group_summary_counts_partial_faxes_apart() -> None:
             "expired",
             "the fax was not sent within 5 days (HTTP 503)",
             "the fax was not sent within 5 days",
+        ),
+        (
+            "expired",
+            "the fax was not sent within 2 days (HTTP 503 (down))",
+            "the fax was not sent within 2 days",
         ),
         ("quarantined", "mailfax stopped while handling this fax 3 times", ""),
         ("failed_user_busy", "", ""),

@@ -292,7 +292,7 @@ def fax_fields(
     result = result_words(job, outcome, went) if outcome else ""
     # A delivery whose count FAX.PLUS left out still sent every page: the Pages line says so.
     counted = through if known is None else known
-    sent = f"{'?' if counted is None else counted} of {plural(submitted, 'page')}"
+    sent = f"{counted} of {plural(submitted, 'page')}"  # a delivery's: counted is known
     detail = detail_for_sender(status, outcome.detail if outcome else (job.error or ""))
     fax_id = (outcome.fax_id if outcome else job.fax_id) or ""
     report = attachments.reports.get(fax_id)
@@ -429,9 +429,9 @@ def receipt_fields(
 ) -> ReceiptFields:
     mail = mail_fields(message)
     delay = span(waited) if kind == "delayed" else ""
-    # Whether each document went is known of a final result; a summary knows it when all its
-    # faxes agree.
-    through = {fax.pages_through for fax in faxes} if kind in ("final", "group") else {None}
+    # Whether each document went is known of a final result (a fax not final has no
+    # pages_through); a summary knows it when all its faxes agree.
+    through = {fax.pages_through for fax in faxes}
     return ReceiptFields(
         kind=kind,
         tone=_tone(faxes),

@@ -19,7 +19,7 @@ from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.fields import NO_ATTACHMENTS, Attachments, ConfirmationReport, outcome_of
 from mailfax.receipts.policy import why_no_receipt
 from mailfax.receipts.thumbnail import ThumbnailError, first_page_png
-from mailfax.store.base import (
+from mailfax.store import (
     MINIMAL_RECEIPT_PREFIX,
     GroupSummary,
     MessageRecord,

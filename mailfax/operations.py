@@ -17,7 +17,7 @@ from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.receipts.fields import plural
 from mailfax.reconcile import Reconciler
-from mailfax.store.base import JobSummary, MessageRecord, ReceiptRecord, Store
+from mailfax.store import JobSummary, MessageRecord, ReceiptRecord, Store
 
 log = logging.getLogger("mailfax.operations")
 

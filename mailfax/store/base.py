@@ -167,6 +167,9 @@ class Store(Protocol):
         """Move up to one due queued job per owner token, oldest first, to UPLOADING under a
         lease held by that token, in one transaction; fewer (or none) when fewer are due."""
 
+    async def next_job_due(self, now: float) -> float | None:
+        """Earliest future time at which a queued job becomes due (None: none waits)."""
+
     async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
         """Take back jobs whose worker's lease ran out; returns (job as now, old state)."""
 
@@ -245,8 +248,8 @@ class Store(Protocol):
 
     async def receipt_dropped(self, receipt_id: str, error: str) -> None: ...
 
-    async def next_due(self, now: float) -> float | None:
-        """Earliest future time at which a queued job or pending receipt becomes due."""
+    async def next_receipt_due(self, now: float) -> float | None:
+        """Earliest future time at which a pending receipt becomes due (None: none waits)."""
 
     async def faxplus_facts(self) -> dict[str, Any]:
         """What `doctor --live-test` learnt of the FAX.PLUS account ({} before it ran)."""

@@ -13,6 +13,7 @@ from mailfax.store.base import (
     ReceiptRecord,
     Store,
     StoreUnavailable,
+    SummaryOutdated,
 )
 from mailfax.store.copy import StoreNotEmpty, copy_store
 from mailfax.store.db import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS, SQLITE_FILE
@@ -40,6 +41,7 @@ __all__ = [
     "Store",
     "StoreNotEmpty",
     "StoreUnavailable",
+    "SummaryOutdated",
     "check_version",
     "copy_store",
     "open_store",

@@ -134,7 +134,7 @@ class JobQueue:
             if new is JobState.QUEUED:
                 await self._db.notify(conn, CHANNEL_JOBS)
             if group is not None and new in TERMINAL:
-                receipt = await grouped_receipt(conn, moved.message_id, group, receipt)
+                receipt = await grouped_receipt(conn, job_id, moved.message_id, group, receipt)
             if receipt is not None:
                 await self._db.notify(conn, CHANNEL_RECEIPTS)
                 about_job = None if receipt.kind == "group" else job_id

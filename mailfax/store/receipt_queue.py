@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from mailfax.jobs import TERMINAL
 from mailfax.store import rows
-from mailfax.store.base import GroupSummary, NewReceipt, PendingReceipt
+from mailfax.store.base import GroupSummary, NewReceipt, PendingReceipt, SummaryOutdated
 from mailfax.store.db import CHANNEL_RECEIPTS, Conn, Database
 from mailfax.store.schema import jobs, receipts
 
@@ -23,7 +23,7 @@ async def insert_receipt(
 
 
 async def grouped_receipt(
-    conn: Conn, message_id: str, group: GroupSummary, receipt: NewReceipt | None
+    conn: Conn, job_id: str, message_id: str, group: GroupSummary, receipt: NewReceipt | None
 ) -> NewReceipt | None:
     """What a grouped mail's job queues as it becomes final: the summary once every job of
     the mail is final; its own receipt only if the summary went before (a retried job)."""
@@ -41,10 +41,13 @@ async def grouped_receipt(
     found = (
         await conn.execute(select(jobs).where(jobs.c.message_id == message_id).order_by(jobs.c.id))
     ).all()
-    siblings = [rows.job(row) for row in found]
-    if any(job.state not in TERMINAL for job in siblings):
+    others = tuple(rows.job(row) for row in found if row.id != job_id)
+    if any(job.state not in TERMINAL for job in others):
         return None
-    return group(siblings)
+    if others != group.others:
+        # The summary was composed from jobs as they were: another one finished meanwhile.
+        raise SummaryOutdated(f"the other jobs of mail {message_id} changed")
+    return group.summary
 
 
 class ReceiptQueue:

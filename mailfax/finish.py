@@ -89,6 +89,20 @@ def result_words(job: Job, outcome: FaxOutcome) -> str:
     return "not delivered"
 
 
+def _recorded(outcome: FaxOutcome) -> dict[str, Any]:
+    """What a final job records of its outcome (the receipts are composed from it)."""
+    fields: dict[str, Any] = {
+        "fax_status": outcome.status,
+        "pages_sent": outcome.pages_sent,
+        "fax_start_time": outcome.start_time or None,
+        "fax_duration": outcome.duration,
+        "fax_cost": outcome.cost,
+    }
+    if outcome.detail:
+        fields["error"] = outcome.detail
+    return fields
+
+
 @dataclass(frozen=True)
 class _Ending:
     """A job about to become final: what the move sets, for the receipts that tell of it."""
@@ -137,15 +151,7 @@ class JobFinisher:
         `final` defaults to DELIVERED or FAILED by the outcome (CANCELLED: an operator's)."""
         message = await self._store.message(job.message_id)
         new = final or (JobState.DELIVERED if outcome.delivered else JobState.FAILED)
-        fields: dict[str, Any] = {
-            "fax_status": outcome.status,
-            "pages_sent": outcome.pages_sent,
-            "fax_start_time": outcome.start_time or None,
-            "fax_duration": outcome.duration,
-            "fax_cost": outcome.cost,
-        }
-        if outcome.detail:
-            fields["error"] = outcome.detail
+        fields = _recorded(outcome)
         ending = _Ending(job, outcome, new, fields, now)
         for attempt in range(1, SUMMARY_ATTEMPTS + 1):
             receipt: NewReceipt | None = None

@@ -196,14 +196,14 @@ class JobFinisher:
         the last to become final (composed here, before the transaction that queues it)."""
         policy = self._composer.policy
         job, outcome, now = ending.job, ending.outcome, ending.now
-        faxes = [(outcome.fax_id, outcome.delivered)]
         everyone: list[Job] = []
         if policy.group:
             everyone = await self._store.jobs_of_message(message.id)
-            if any(other.state not in TERMINAL for other in everyone if other.id != job.id):
-                # Not the last recipient: no summary now, so nothing to fetch for one.
-                faxes = []
-            faxes += [(j.fax_id, j.state is JobState.DELIVERED) for j in everyone if j.id != job.id]
+        others = tuple(j for j in everyone if j.id != job.id)
+        last = all(other.state in TERMINAL for other in others)
+        # Not the last recipient: no summary now, so nothing to fetch for one.
+        faxes = [(outcome.fax_id, outcome.delivered)] if last else []
+        faxes += [(other.fax_id, other.state is JobState.DELIVERED) for other in others]
         wanted = policy.wants_final(message, outcome.delivered)
         attachments = await self.attachments(message, faxes) if faxes else NO_ATTACHMENTS
         receipt = None
@@ -218,8 +218,7 @@ class JobFinisher:
             )
         if not policy.group:
             return receipt, None
-        others = tuple(j for j in everyone if j.id != job.id)
-        if any(other.state not in TERMINAL for other in others):
+        if not last:
             return receipt, GroupSummary(others, None)
         # The mail's jobs as the store will hold them once this one is final.
         jobs = [ending.final(j) if j.id == job.id else j for j in everyone]

@@ -1,5 +1,4 @@
-"""Accepting mail: a group commit of the mails arriving together, each charged its quotas in
-the same transaction, and each caller answered once its own mail is durable."""
+"""Accepting mail: a group commit of the mails arriving together, their quotas charged in it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The store's database connections: engines, SQLite's writer thread and checkpoints, and
-PostgreSQL's NOTIFY/LISTEN; every query module opens its transactions here."""
+"""Database connections: engines, SQLite's writer thread and checkpoints, NOTIFY/LISTEN."""
 
 from __future__ import annotations
 

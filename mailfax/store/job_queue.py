@@ -1,5 +1,4 @@
-"""The job queue in SQL: claims under leases, conditional moves with their history, recovery,
-and the lookups the outbound workers make."""
+"""The job queue in SQL: claims under leases, conditional moves, recovery and lookups."""
 
 from __future__ import annotations
 

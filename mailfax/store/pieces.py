@@ -1,5 +1,4 @@
-"""Large mails: their raw text and documents written in pieces before their commit, read back
-whole, and removed when a refusal or a crash leaves them behind."""
+"""Large mails: written in pieces before their commit, read back whole, removed if left."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The receipt queue in SQL: receipts queued with the state change they report (or alone),
-claimed under a lease, and marked sent, retried or dropped."""
+"""The receipt queue in SQL: queued with the change they report, claimed, sent or retried."""
 
 from __future__ import annotations
 

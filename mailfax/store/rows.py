@@ -1,5 +1,4 @@
-"""Row mapping: the store's records as table rows and back, and the row selections the queues
-share (pure: builds values and statements, executes nothing)."""
+"""Pure row mapping: the records as table rows and back, and the selections the queues share."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The Store on SQLAlchemy: SQLite (WAL, synchronous=FULL) by default, or PostgreSQL (asyncpg);
-assembled from its queues and views, with what is left: mails, account facts, the schema."""
+"""The Store on SQLAlchemy (SQLite by default, or PostgreSQL), assembled from its parts."""
 
 from __future__ import annotations
 

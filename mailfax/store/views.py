@@ -1,5 +1,4 @@
-"""Read models in SQL for operators: job counts for the status page and metrics, the job list,
-a job's history and its receipt (`mailfax jobs`), and the minimal receipts `doctor` counts."""
+"""Read models in SQL for operators: job counts, job lists, a job's history and receipt."""
 
 from __future__ import annotations
 

@@ -26,8 +26,7 @@ from mailfax.receipts.queue import ReceiptWorker
 from mailfax.receipts.setup import receipt_composer as receipt_composer  # also for the CLI
 from mailfax.reconcile import Reconciler
 from mailfax.smtp.server import SmtpServer
-from mailfax.store import SqlStore, open_store
-from mailfax.store.sql import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS
+from mailfax.store import CHANNEL_FAX_EVENTS, CHANNEL_JOBS, CHANNEL_RECEIPTS, SqlStore, open_store
 from mailfax.webhook_guard import WebhookGuard
 from mailfax.webhooks import FaxStatusConfirmer, webhook_app
 from mailfax.worker import Heartbeat, Wakeup, run_loop

@@ -38,9 +38,7 @@ from mailfax.operator_cli import add_operator_commands
 from mailfax.receipts_cli import add_receipts_commands
 from mailfax.sandbox import DEFAULT_TOKEN
 from mailfax.sandbox.variants import VARIANTS
-from mailfax.store import open_store
-from mailfax.store.copy import StoreNotEmpty, copy_store
-from mailfax.store.migrations import LATEST, SchemaMismatch
+from mailfax.store import LATEST, SchemaMismatch, StoreNotEmpty, copy_store, open_store
 from mailfax.typeset import text_pdf
 from mailfax.users_cli import add_users_commands
 

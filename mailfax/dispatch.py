@@ -25,7 +25,7 @@ from mailfax.jobs import Job, JobState, retry_delay
 from mailfax.logs import log_event
 from mailfax.policy import format_for_humans
 from mailfax.receipts.compose import FaxOutcome
-from mailfax.store.base import MessageRecord, Store, StoreUnavailable
+from mailfax.store import MessageRecord, Store, StoreUnavailable
 from mailfax.worker import Heartbeat, Wakeup, isolated
 
 log = logging.getLogger("mailfax.dispatch")
@@ -178,7 +178,7 @@ class Dispatcher:
                 task.add_done_callback(self._running.discard)
             if len(claimed) < free:
                 break
-        due = await self._store.next_due(self._clock())
+        due = await self._store.next_job_due(self._clock())
         return None if due is None else max(0.0, due - self._clock())
 
     async def drain(self, timeout: float) -> None:

@@ -18,9 +18,7 @@ from mailfax.app import webhook_secret, webhook_target
 from mailfax.config import Settings
 from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_numbers
 from mailfax.jobs import JobState
-from mailfax.store import open_store
-from mailfax.store.migrations import LATEST, SchemaMismatch, check_version
-from mailfax.store.sql import SQLITE_FILE, SqlStore
+from mailfax.store import LATEST, SQLITE_FILE, SchemaMismatch, SqlStore, check_version, open_store
 
 T = TypeVar("T")
 

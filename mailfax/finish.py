@@ -4,9 +4,11 @@ in one transaction, after fetching what the receipt attaches."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,12 +27,13 @@ from mailfax.receipts.fields import (
 )
 from mailfax.receipts.policy import why_no_receipt
 from mailfax.receipts.thumbnail import ThumbnailError, first_page_png
-from mailfax.store.base import (
+from mailfax.store import (
     MINIMAL_RECEIPT_PREFIX,
     GroupSummary,
     MessageRecord,
     NewReceipt,
     Store,
+    SummaryOutdated,
 )
 from mailfax.worker import Wakeup
 
@@ -38,6 +41,9 @@ log = logging.getLogger("mailfax.jobs")
 
 # A slow FAX.PLUS must not hold the result back: the receipt then goes without the report.
 REPORT_TIMEOUT = 20.0
+# Tries at a group summary outdated by other jobs finishing meanwhile; after that the
+# SummaryOutdated (a StoreUnavailable) leaves the job to be finished on a later pass.
+SUMMARY_ATTEMPTS = 5
 
 
 def new_receipt(
@@ -80,6 +86,37 @@ def receipt_or_minimal(
         return None
 
 
+def _recorded(outcome: FaxOutcome) -> dict[str, Any]:
+    """What a final job records of its outcome (the receipts are composed from it)."""
+    fields: dict[str, Any] = {
+        "fax_status": outcome.status,
+        "pages_sent": outcome.pages_sent,
+        "fax_start_time": outcome.start_time or None,
+        "fax_duration": outcome.duration,
+        "fax_cost": outcome.cost,
+    }
+    if outcome.detail:
+        fields["error"] = outcome.detail
+    return fields
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """A job about to become final: what the move sets, for the receipts that tell of it."""
+
+    job: Job
+    outcome: FaxOutcome
+    state: JobState
+    fields: Mapping[str, Any]
+    now: float
+
+    def final(self, row: Job) -> Job:
+        """The job's row (as read before the move) as the move leaves it."""
+        return dataclasses.replace(
+            row, state=self.state, updated_at=self.now, lease_owner=None, **self.fields
+        )
+
+
 class JobFinisher:
     """Moves a job to DELIVERED or FAILED and queues the sender's receipt atomically.
 
@@ -103,7 +140,6 @@ class JobFinisher:
         expected: JobState,
         outcome: FaxOutcome,
         now: float,
-        values: Mapping[str, Any] | None = None,
         owner: str | None = None,
         final: JobState | None = None,
     ) -> bool:
@@ -111,32 +147,32 @@ class JobFinisher:
 
         `final` defaults to DELIVERED or FAILED by the outcome (CANCELLED: an operator's)."""
         message = await self._store.message(job.message_id)
-        receipt: NewReceipt | None = None
-        group: GroupSummary | None = None
-        if message is not None and not why_no_receipt(message):
-            receipt, group = await self._receipts(job, message, outcome, now)
         new = final or (JobState.DELIVERED if outcome.delivered else JobState.FAILED)
-        fields: dict[str, Any] = {
-            "fax_status": outcome.status,
-            "pages_sent": outcome.pages_sent,
-            "fax_start_time": outcome.start_time or None,
-            "fax_duration": outcome.duration,
-            "fax_cost": outcome.cost,
-        }
-        if outcome.detail:
-            fields["error"] = outcome.detail
-        fields.update(values or {})
-        done = await self._store.transition(
-            job.id,
-            expected,
-            new,
-            now,
-            fields,
-            receipt,
-            detail=outcome.detail or outcome.status,
-            owner=owner,
-            group=group,
-        )
+        fields = _recorded(outcome)
+        ending = _Ending(job, outcome, new, fields, now)
+        for attempt in range(1, SUMMARY_ATTEMPTS + 1):
+            receipt: NewReceipt | None = None
+            group: GroupSummary | None = None
+            if message is not None and not why_no_receipt(message):
+                receipt, group = await self._receipts(ending, message)
+            try:
+                done = await self._store.transition(
+                    job.id,
+                    expected,
+                    new,
+                    now,
+                    fields,
+                    receipt,
+                    detail=outcome.detail or outcome.status,
+                    owner=owner,
+                    group=group,
+                )
+            except SummaryOutdated:
+                # Another job of the mail finished meanwhile: the summary is composed again.
+                if attempt == SUMMARY_ATTEMPTS:
+                    raise
+                continue
+            break
         if done:
             log_event(
                 log,
@@ -151,17 +187,20 @@ class JobFinisher:
         return done
 
     async def _receipts(
-        self, job: Job, message: MessageRecord, outcome: FaxOutcome, now: float
+        self, ending: _Ending, message: MessageRecord
     ) -> tuple[NewReceipt | None, GroupSummary | None]:
-        """The job's own receipt, and with [receipts] group the maker of the mail's summary."""
+        """The job's own receipt, and with [receipts] group the mail's summary if this job is
+        the last to become final (composed here, before the transaction that queues it)."""
         policy = self._composer.policy
-        faxes = [(outcome.fax_id, outcome.delivered)]
+        job, outcome, now = ending.job, ending.outcome, ending.now
+        everyone: list[Job] = []
         if policy.group:
-            others = [j for j in await self._store.jobs_of_message(message.id) if j.id != job.id]
-            if any(other.state not in TERMINAL for other in others):
-                # Not the last recipient: no summary now, so nothing to fetch for one.
-                faxes = []
-            faxes += [(other.fax_id, other.state is JobState.DELIVERED) for other in others]
+            everyone = await self._store.jobs_of_message(message.id)
+        others = tuple(j for j in everyone if j.id != job.id)
+        last = all(other.state in TERMINAL for other in others)
+        # Not the last recipient: no summary now, so nothing to fetch for one.
+        faxes = [(outcome.fax_id, outcome.delivered)] if last else []
+        faxes += [(other.fax_id, other.state is JobState.DELIVERED) for other in others]
         wanted = policy.wants_final(message, outcome.delivered)
         attachments = await self.attachments(message, faxes) if faxes else NO_ATTACHMENTS
         receipt = None
@@ -176,20 +215,26 @@ class JobFinisher:
             )
         if not policy.group:
             return receipt, None
+        if not last:
+            return receipt, GroupSummary(others, None)
+        # The mail's jobs as the store will hold them once this one is final.
+        jobs = [ending.final(j) if j.id == job.id else j for j in everyone]
+        return receipt, GroupSummary(others, self._summary(message, jobs, now, attachments))
 
-        def summary(jobs: Sequence[Job]) -> NewReceipt | None:
-            if not policy.wants_group_summary(message, jobs):
-                return None
-            return receipt_or_minimal(
-                self._composer,
-                "group",
-                message,
-                lambda: self._composer.compose_group(jobs, message, now, attachments),
-                [(j.id, j.number, result_words(j, outcome_of(j))) for j in jobs],
-                now,
-            )
-
-        return receipt, summary
+    def _summary(
+        self, message: MessageRecord, jobs: Sequence[Job], now: float, attachments: Attachments
+    ) -> NewReceipt | None:
+        """The group summary of a mail whose jobs are all final, if one is wanted."""
+        if not self._composer.policy.wants_group_summary(message, jobs):
+            return None
+        return receipt_or_minimal(
+            self._composer,
+            "group",
+            message,
+            lambda: self._composer.compose_group(jobs, message, now, attachments),
+            [(j.id, j.number, result_words(j, outcome_of(j))) for j in jobs],
+            now,
+        )
 
     async def preview(
         self, job: Job, message: MessageRecord, kind: str, now: float

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from mailfax.logs import log_event
 from mailfax.metrics import render_metrics
 from mailfax.status_page import status_routes
-from mailfax.store.base import Store
+from mailfax.store import Store
 
 log = logging.getLogger("mailfax.http")
 

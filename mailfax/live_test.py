@@ -24,7 +24,7 @@ from mailfax.fax_identity import (
 )
 from mailfax.faxplus import ApiError, FaxPlusClient, FaxRecord, NotFoundApiError
 from mailfax.reconcile import submitted_time
-from mailfax.store.base import Store
+from mailfax.store import Store
 from mailfax.typeset import text_pdf
 
 POLL_INTERVAL = 2.0

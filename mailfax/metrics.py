@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mailfax.jobs import JobState
-from mailfax.store.base import JobStats, Store, StoreUnavailable
+from mailfax.store import JobStats, Store, StoreUnavailable
 
 # Counters are per process, as Prometheus expects; it sums them over instances.
 REGISTRY = CollectorRegistry()

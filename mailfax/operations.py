@@ -18,7 +18,7 @@ from mailfax.receipts.compose import FaxOutcome
 from mailfax.receipts.fields import plural
 from mailfax.receipts.reasons import operator_cancellation
 from mailfax.reconcile import Reconciler
-from mailfax.store.base import JobSummary, MessageRecord, ReceiptRecord, Store
+from mailfax.store import JobSummary, MessageRecord, ReceiptRecord, Store
 
 log = logging.getLogger("mailfax.operations")
 

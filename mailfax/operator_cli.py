@@ -34,8 +34,7 @@ from mailfax.operations import (
 from mailfax.receipts.setup import receipt_composer
 from mailfax.reconcile import Reconciler
 from mailfax.sandbox import DEFAULT_TOKEN
-from mailfax.store import SqlStore, StoreUnavailable, open_store
-from mailfax.store.migrations import SchemaMismatch
+from mailfax.store import SchemaMismatch, SqlStore, StoreUnavailable, open_store
 from mailfax.worker import Wakeup
 
 ConfigOption = Callable[[argparse.ArgumentParser], None]

@@ -15,8 +15,7 @@ from mailfax.operator_cli import api_client
 from mailfax.receipts.fields import KINDS
 from mailfax.receipts.policy import ReceiptPolicy, why_no_receipt
 from mailfax.receipts.setup import receipt_composer
-from mailfax.store import MessageRecord, StoreUnavailable, open_store
-from mailfax.store.migrations import SchemaMismatch
+from mailfax.store import MessageRecord, SchemaMismatch, StoreUnavailable, open_store
 from mailfax.worker import Wakeup
 
 ConfigOption = Callable[[argparse.ArgumentParser], None]

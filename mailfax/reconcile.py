@@ -20,7 +20,7 @@ from mailfax.jobs import Job, JobState
 from mailfax.logs import log_event
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.receipts.notices import DelayNotices
-from mailfax.store.base import Store
+from mailfax.store import Store
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.reconcile")

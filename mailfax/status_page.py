@@ -17,7 +17,7 @@ from mailfax.jobs import JobState
 from mailfax.operations import JobDetail, age, iso_time, job_detail
 from mailfax.policy import format_for_humans
 from mailfax.smtp.auth import LoginThrottle
-from mailfax.store.base import JobStats, JobSummary, Store
+from mailfax.store import JobStats, JobSummary, Store
 
 COOKIE = "mailfax_admin"
 # A login lasts this long; then the token is asked for again.

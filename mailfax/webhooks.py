@@ -25,7 +25,7 @@ from mailfax.logs import log_event
 from mailfax.metrics import ACCOUNT_PROBLEMS, WEBHOOK_EVENTS
 from mailfax.receipts.compose import FaxOutcome
 from mailfax.reconcile import CLOCK_SKEW, attempt_window, submitted_time
-from mailfax.store.base import FaxEvent, Store
+from mailfax.store import FaxEvent, Store
 from mailfax.webhook_guard import WebhookGuard, content_type_refusal, read_body
 from mailfax.worker import Wakeup, isolated
 

@@ -26,8 +26,7 @@ import httpx
 from mailfax._http import HttpServer
 from mailfax.jobs import JobState
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
-from mailfax.store import open_store
-from mailfax.store.base import Store
+from mailfax.store import Store, open_store
 from tests.pdfs import pdf_with_pages
 
 SECRET = "chaos-webhook-secret"

@@ -19,8 +19,7 @@ import asyncpg
 import pytest
 
 from mailfax.jobs import Job
-from mailfax.store import SqlStore, open_store
-from mailfax.store.base import Store
+from mailfax.store import SqlStore, Store, open_store
 
 T = TypeVar("T")
 

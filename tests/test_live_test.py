@@ -13,8 +13,7 @@ from mailfax._http import HttpServer
 from mailfax.faxplus import FaxPlusClient
 from mailfax.live_test import live_test
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
-from mailfax.store import open_store
-from mailfax.store.sql import SqlStore
+from mailfax.store import SqlStore, open_store
 from mailfax.typeset import text_pdf
 from tests.conftest import eventually
 from tests.gateway import gateway_env, start_gateway

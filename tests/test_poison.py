@@ -28,8 +28,7 @@ from mailfax.logs import log_event, masked, setup_logging
 from mailfax.metrics import REGISTRY
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.status_page import ADMIN_FREE_FAILURES, COOKIE, SESSION_LIFETIME, session_value
-from mailfax.store import SqlStore, open_store
-from mailfax.store.base import MINIMAL_RECEIPT_PREFIX, StoreUnavailable
+from mailfax.store import MINIMAL_RECEIPT_PREFIX, SqlStore, StoreUnavailable, open_store
 from tests.conftest import eventually
 from tests.gateway import gateway_env, receipts_in, smtp_transaction, start_gateway, text_part
 from tests.pdfs import fax_mail

@@ -18,7 +18,7 @@ from mailfax.receipts.compose import FaxOutcome, ReceiptComposer
 from mailfax.receipts.notices import DelayNotices, with_acceptance_receipt
 from mailfax.receipts.policy import ReceiptPolicy
 from mailfax.sender_policy import SenderPatterns
-from mailfax.store import NewReceipt, PendingReceipt, SqlStore
+from mailfax.store import GroupSummary, NewReceipt, PendingReceipt, SqlStore, SummaryOutdated
 from mailfax.worker import Wakeup
 from tests.conftest import claim_one
 from tests.fakes import FakeFaxApi
@@ -169,7 +169,8 @@ async def test_group_summary_once_the_last_recipient_is_final(store: SqlStore) -
 
 
 async def test_recipients_finishing_together_make_one_summary(store: SqlStore) -> None:
-    finisher = JobFinisher(store, composer(group=True), Wakeup())
+    api = FakeFaxApi(reports={f"f{i}": PDF for i in range(1, 7)})
+    finisher = JobFinisher(store, composer(group=True), Wakeup(), api)
     numbers = tuple(f"+1646555{i:04d}" for i in range(6))
     await accept(store, composer(), numbers)
     for i in range(1, 7):
@@ -177,7 +178,32 @@ async def test_recipients_finishing_together_make_one_summary(store: SqlStore) -
     await asyncio.gather(
         *(finish(finisher, store, f"j{i}", delivered(f"f{i}")) for i in range(1, 7))
     )
-    assert [r.kind for r in await queued(store)] == ["group"]
+    [summary] = await queued(store)
+    assert summary.kind == "group"
+    # Composed once every job was final, so with every fax's report (not only the last's).
+    files = [p.get_filename() for p in next(parsed(summary).iter_parts()).iter_attachments()]
+    assert files == [f"fax-report-f{i}.pdf" for i in range(1, 7)]
+
+
+async def test_a_summary_composed_before_another_job_finished_is_not_queued(
+    store: SqlStore,
+) -> None:
+    await accept(store, composer(), NUMBERS)
+    await submit(store, "j1", "f1")
+    await submit(store, "j2", "f2")
+    before = tuple(await store.jobs_of_message("m1"))
+    assert await store.transition("j1", S.SUBMITTED, S.DELIVERED, NOW + 1)
+    # Composed when j1 was still out, so it tells of j1 wrongly: the move is not made.
+    outdated = GroupSummary(before[:1], NewReceipt("r1", "alice@example.com", b"summary"))
+    with pytest.raises(SummaryOutdated):
+        await store.transition("j2", S.SUBMITTED, S.DELIVERED, NOW + 2, group=outdated)
+    job = await store.get_job("j2")
+    assert job is not None and job.state is S.SUBMITTED
+    assert await queued(store) == []
+    now = tuple(await store.jobs_of_message("m1"))
+    current = GroupSummary(now[:1], NewReceipt("r2", "alice@example.com", b"summary"))
+    assert await store.transition("j2", S.SUBMITTED, S.DELIVERED, NOW + 2, group=current)
+    assert [r.id for r in await queued(store)] == ["r2"]
 
 
 async def test_delay_notices_come_once_and_only_when_wanted(store: SqlStore) -> None:

@@ -18,10 +18,19 @@ from sqlalchemy import text
 from mailfax.jobs import JobState, TransitionError
 from mailfax.mail.model import Document, PartReport
 from mailfax.quotas import QuotaCharge, QuotaExceeded
-from mailfax.store import AcceptedMessage, NewReceipt, SqlStore, StoreUnavailable, open_store
-from mailfax.store.copy import StoreNotEmpty, copy_store
-from mailfax.store.migrations import LATEST, MIGRATIONS, SchemaMismatch
-from mailfax.store.sql import PIECE_BYTES
+from mailfax.store import (
+    LATEST,
+    AcceptedMessage,
+    NewReceipt,
+    SchemaMismatch,
+    SqlStore,
+    StoreNotEmpty,
+    StoreUnavailable,
+    copy_store,
+    open_store,
+)
+from mailfax.store.migrations import MIGRATIONS
+from mailfax.store.pieces import PIECE_BYTES
 from mailfax.worker import Wakeup
 from tests.conftest import claim_one, eventually, fresh_pg_database
 
@@ -73,8 +82,8 @@ async def test_a_large_commit_leaves_its_checkpoint_to_another_thread(tmp_path: 
         pdf = b"%PDF-" + os.urandom(5_000_000)
         mail = dataclasses.replace(accepted(), documents=(Document("a.pdf", pdf, 2),))
         busy = threading.Event()
-        assert store._checkpoint_thread is not None
-        store._checkpoint_thread.submit(busy.wait)  # the checkpoint waits behind this
+        assert store._db.checkpoint_thread is not None
+        store._db.checkpoint_thread.submit(busy.wait)  # the checkpoint waits behind this
         await store.accept(mail, [("j1", "+17185554567")])
         assert database.stat().st_size < len(pdf)  # committed: in the WAL only
         busy.set()
@@ -129,7 +138,7 @@ async def test_a_small_mail_commits_while_a_large_one_is_written(
 ) -> None:
     """SQLite has one writer: a small mail waits for one piece, not for the whole large mail."""
     store = await open_store("", tmp_path)
-    write_piece = store._write_statements
+    write_piece = store._commits._write_piece
     first_piece, go_on = asyncio.Event(), asyncio.Event()
 
     async def pausing(*statements: Any) -> None:
@@ -137,7 +146,7 @@ async def test_a_small_mail_commits_while_a_large_one_is_written(
         first_piece.set()
         await go_on.wait()
 
-    monkeypatch.setattr(store, "_write_statements", pausing)
+    monkeypatch.setattr(store._commits, "_write_piece", pausing)
     try:
         large = asyncio.create_task(store.accept(_large(), [("j1", "+17185554567")]))
         await asyncio.wait_for(first_piece.wait(), 10)
@@ -168,7 +177,7 @@ async def test_pieces_a_crash_interrupted_are_removed_after_an_hour(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await store.accept(_large("m1"), [("j1", "+17185554567")])
-    write_piece = store._write_statements
+    write_piece = store._commits._write_piece
     written: list[tuple[Any, ...]] = []
 
     async def crashing(*statements: Any) -> None:
@@ -177,7 +186,7 @@ async def test_pieces_a_crash_interrupted_are_removed_after_an_hour(
         await write_piece(*statements)
         written.append(statements)
 
-    monkeypatch.setattr(store, "_write_statements", crashing)
+    monkeypatch.setattr(store._commits, "_write_piece", crashing)
     with pytest.raises(StoreUnavailable):
         await store.accept(_large("m2"), [("j2", "+17185554567")])
     assert await _pieces_stored(store) == (8 + 3, 1)
@@ -241,7 +250,7 @@ async def test_a_stopping_dispatcher_releases_only_its_own_uploads(store: SqlSto
 async def test_claim_respects_run_at(store: SqlStore) -> None:
     await store.accept(accepted(now=1000.0), [("j1", "+17185554567")])
     assert await claim_one(store, "w", 999.0, 1100.0) is None
-    assert await store.next_due(999.0) == 1000.0
+    assert await store.next_job_due(999.0) == 1000.0
 
 
 async def test_transitions_are_conditional(store: SqlStore) -> None:
@@ -285,7 +294,22 @@ async def test_receipt_retry_and_lease_expiry(store: SqlStore) -> None:
     assert again is not None and again.attempts == 2
     await store.receipt_later("r1", 5000.0, "smarthost down")
     assert await store.claim_receipt(4999.0, 5300.0) is None
-    assert await store.next_due(4000.0) == 5000.0
+    assert await store.next_receipt_due(4000.0) == 5000.0
+
+
+async def test_each_queue_has_its_own_due_time(store: SqlStore) -> None:
+    """The dispatcher waits for jobs and the receipt worker for receipts: neither is woken
+    by the other's queue."""
+    await store.accept(accepted(now=1000.0), [("j1", "+17185554567")])
+    await claim_one(store, "w", 1000.0, 1100.0)
+    receipt = NewReceipt("r1", "a@b.c", b"x")
+    assert await store.transition("j1", S.UPLOADING, S.FAILED, 1001.0, receipt=receipt)
+    await store.receipt_later("r1", 3000.0, "smarthost down")
+    await store.accept(accepted("m2", now=2000.0), [("j2", "+19175554321")])
+    assert await store.next_job_due(1500.0) == 2000.0
+    assert await store.next_receipt_due(1500.0) == 3000.0
+    assert await store.next_job_due(2500.0) is None  # j2 is due: nothing waits in the future
+    assert await store.next_receipt_due(3000.0) is None
 
 
 async def test_expired_leases_are_recovered(store: SqlStore) -> None:

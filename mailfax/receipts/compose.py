@@ -24,7 +24,7 @@ from mailfax.receipts.fields import (
 )
 from mailfax.receipts.policy import ReceiptPolicy
 from mailfax.receipts.templates import ReceiptTemplates
-from mailfax.store.base import MessageRecord
+from mailfax.store import MessageRecord
 
 __all__ = ["FaxOutcome", "ReceiptComposer"]
 

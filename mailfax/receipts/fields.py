@@ -11,7 +11,7 @@ from mailfax.jobs import REDIAL_STATUSES, Job, JobState
 from mailfax.mail.model import PartReport
 from mailfax.policy import format_for_humans
 from mailfax.receipts.reasons import MAILFAX_REASONS, NOTHING_SENT, detail_for_sender, reason_for
-from mailfax.store.base import MessageRecord
+from mailfax.store import MessageRecord
 
 KINDS = ("accepted", "delayed", "final", "group")
 # The mail's text, shown so the sender recognises the fax; longer is cut.

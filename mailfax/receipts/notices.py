@@ -13,7 +13,7 @@ from mailfax.finish import receipt_or_minimal
 from mailfax.logs import log_event
 from mailfax.receipts.compose import ReceiptComposer
 from mailfax.receipts.policy import why_no_receipt
-from mailfax.store.base import AcceptedMessage, Store
+from mailfax.store import AcceptedMessage, Store
 from mailfax.worker import Wakeup
 
 log = logging.getLogger("mailfax.receipts")

@@ -9,7 +9,7 @@ from mailfax.config import ReceiptsSettings
 from mailfax.jobs import Job, JobState
 from mailfax.mail.headers import original_headers
 from mailfax.sender_policy import SenderPatterns
-from mailfax.store.base import MessageRecord
+from mailfax.store import MessageRecord
 
 # RFC 3834 §2: mail sent to many (or marked as junk) is not answered automatically.
 MASS_MAIL_PRECEDENCE = frozenset({"bulk", "junk", "list"})

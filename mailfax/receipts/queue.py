@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mailfax.logs import log_event
 from mailfax.metrics import RECEIPTS
 from mailfax.receipts.deliver import DeliveryError, ReceiptSender
-from mailfax.store.base import PendingReceipt, Store
+from mailfax.store import PendingReceipt, Store
 from mailfax.worker import Heartbeat, isolated
 
 log = logging.getLogger("mailfax.receipts")
@@ -62,7 +62,7 @@ class ReceiptWorker:
                 )
             )
             self.heartbeat.beat()
-        due = await self._store.next_due(self._clock())
+        due = await self._store.next_receipt_due(self._clock())
         return None if due is None else max(0.0, due - self._clock())
 
     async def _deliver(self, receipt: PendingReceipt) -> None:

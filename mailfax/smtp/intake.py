@@ -24,7 +24,7 @@ from mailfax.smtp.admission import Admission, AdmissionPolicy
 from mailfax.smtp.extraction import ExtractionPool, ExtractionTooComplex
 from mailfax.smtp.protocol import FaxEnvelope, peer_address
 from mailfax.smtp.verify import SenderVerifier
-from mailfax.store.base import AcceptedMessage, Store
+from mailfax.store import AcceptedMessage, Store
 from mailfax.users import User
 from mailfax.worker import Wakeup
 

@@ -16,7 +16,7 @@ from mailfax.smtp.extraction import ExtractionPool, extraction_workers
 from mailfax.smtp.intake import FaxIntakeHandler
 from mailfax.smtp.protocol import ConnectionGate, FaxSMTP, LargeMailSlots, SessionLimits
 from mailfax.smtp.tls import TlsCertificate
-from mailfax.store.base import Store
+from mailfax.store import Store
 from mailfax.users import UserDirectory
 from mailfax.worker import Wakeup
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,9 +93,21 @@ class NewReceipt:
     kind: str = "final"  # accepted | delayed | final | group
 
 
-# Makes a mail's group summary from all its jobs, final, as the store holds them in the
-# transaction that made the last one final; None when no summary is wanted.
-GroupSummary = Callable[[Sequence[Job]], NewReceipt | None]
+@dataclass(frozen=True)
+class GroupSummary:
+    """A grouped mail's summary, composed before the transaction that may queue it (composing
+    inside it would hold the store's one writer), with the mail's other jobs as it shows them.
+
+    The store queues `summary` when the move makes every job of the mail final and `others`
+    are still as they were; when they have changed meanwhile, it raises SummaryOutdated."""
+
+    others: tuple[Job, ...]
+    summary: NewReceipt | None  # None: no summary wanted, or `others` were not all final
+
+
+class SummaryOutdated(StoreUnavailable):
+    """The mail's other jobs changed after its group summary was composed: nothing was
+    written; compose the summary again from the jobs as they are now."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,9 @@ class Store(Protocol):
         """Move up to one due queued job per owner token, oldest first, to UPLOADING under a
         lease held by that token, in one transaction; fewer (or none) when fewer are due."""
 
+    async def next_job_due(self, now: float) -> float | None:
+        """Earliest future time at which a queued job becomes due (None: none waits)."""
+
     async def recover_expired(self, now: float) -> list[tuple[Job, JobState]]:
         """Take back jobs whose worker's lease ran out; returns (job as now, old state)."""
 
@@ -186,9 +201,9 @@ class Store(Protocol):
         (or, with `owner`, no longer leased by that claim).
 
         With `group` the mail's receipts are grouped: when this move leaves every job of the
-        mail final, `group(jobs)` makes the one summary, queued in this transaction (once per
-        mail); `receipt` is queued only if the summary was queued before (a job retried
-        after it)."""
+        mail final, `group.summary` is queued in this transaction (once per mail), or
+        SummaryOutdated raised if the other jobs are no longer `group.others`; `receipt` is
+        queued only if the summary was queued before (a job retried after it)."""
 
     async def note_job(
         self, job_id: str, state: JobState, now: float, detail: str, values: Mapping[str, Any]
@@ -245,8 +260,8 @@ class Store(Protocol):
 
     async def receipt_dropped(self, receipt_id: str, error: str) -> None: ...
 
-    async def next_due(self, now: float) -> float | None:
-        """Earliest future time at which a queued job or pending receipt becomes due."""
+    async def next_receipt_due(self, now: float) -> float | None:
+        """Earliest future time at which a pending receipt becomes due (None: none waits)."""
 
     async def faxplus_facts(self) -> dict[str, Any]:
         """What `doctor --live-test` learnt of the FAX.PLUS account ({} before it ran)."""

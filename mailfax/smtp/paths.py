@@ -1,0 +1,49 @@
+"""Pure RFC 5321 reading of MAIL FROM and RCPT TO paths: the mailbox as written, and the rest."""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.lru_cache(maxsize=4096)  # senders and fax numbers repeat from mail to mail
+def read_path(arg: str) -> tuple[str, str] | None:
+    """The mailbox of a MAIL or RCPT argument exactly as the client wrote it, and the
+    parameters after it; None when it cannot be read.
+
+    RFC 5321 4.1.2: a path has no comments, so "(212)" in "<(212)555-0199@fax.local>" is part
+    of the local part (RFC 5322's header parser would drop it), and a quoted string keeps its
+    quotes for the reader of the local part. A source route ("<@a,@b:x@y>") is ignored
+    (RFC 5321 4.1.1.3). As aiosmtpd did, a mailbox without angle brackets is read up to the
+    first space, and "<>" (the null path) is returned as "<>"."""
+    text = arg.strip()
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        return None
+    if not text.startswith("<"):
+        end = _end_of(text, 0, " ")
+        mailbox, rest = text[:end], text[end:]
+        return (mailbox, rest.strip()) if mailbox else None
+    # Without its ">" the path runs to the end, as aiosmtpd read it.
+    end = _end_of(text, 1, ">")
+    mailbox, rest = text[1:end], text[end + 1 :]
+    if mailbox.startswith("@"):
+        _route, colon, mailbox = mailbox.partition(":")
+        if not colon:
+            return None
+    return (mailbox or "<>"), rest.strip()
+
+
+def _end_of(text: str, start: int, stop: str) -> int:
+    """Where `stop` first occurs in `text` from `start` outside a quoted string (with its
+    backslash escapes); len(text) when it does not."""
+    quoted = False
+    index = start
+    while index < len(text):
+        char = text[index]
+        if quoted and char == "\\":
+            index += 1
+        elif char == '"':
+            quoted = not quoted
+        elif char == stop and not quoted:
+            return index
+        index += 1
+    return len(text)

@@ -1,8 +1,9 @@
-"""Pure RFC 5321 reading of MAIL FROM and RCPT TO paths: the mailbox as written, and the rest."""
+"""Pure RFC 5321 MAIL FROM and RCPT TO paths: read with the mailbox as written, and written."""
 
 from __future__ import annotations
 
 import functools
+import re
 
 
 @functools.lru_cache(maxsize=4096)  # senders and fax numbers repeat from mail to mail
@@ -47,3 +48,18 @@ def _end_of(text: str, start: int, stop: str) -> int:
             return index
         index += 1
     return len(text)
+
+
+# RFC 5321 4.1.2 Dot-string: atoms of atext joined by single dots.
+_DOT_STRING = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def write_path(address: str) -> str:
+    """The RFC 5321 path of `address` for MAIL or RCPT: "<...>", the local part quoted when it
+    is no dot-string ("(212) 555-0199" becomes a quoted string, which read_path keeps)."""
+    local, at, domain = address.rpartition("@")
+    already_quoted = len(local) >= 2 and local[0] == local[-1] == '"'
+    if not at or already_quoted or _DOT_STRING.fullmatch(local):
+        return f"<{address}>"
+    quoted = local.replace("\\", "\\\\").replace('"', '\\"')
+    return f'<"{quoted}"@{domain}>'

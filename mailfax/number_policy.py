@@ -109,8 +109,8 @@ def _prefix_rules(country_code: int) -> dict[str, frozenset[str]]:
 
 @functools.lru_cache(maxsize=4096)
 def country_of(e164: str) -> str:
-    """ISO 3166 code of the number's country ("" if unknown); invalid numbers such as the
-    reserved +1 555 range fall back to the country code's main region."""
+    """ISO 3166 code of the number's country ("" if unknown); invalid numbers (+1 555 0199, let
+    through by number_check = "possible") fall back to the country code's main region."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

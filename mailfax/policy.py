@@ -126,7 +126,9 @@ def read_number(written: str, default_region: str, number_check: str) -> str | R
     ):
         return _refused(written, f"{problem}; did you mean {international}?")
     if local_only:
-        example = phonenumbers.example_number(region) or _parse(EXAMPLE_NUMBER, None)
+        # An example of the number's own country: what a whole number there looks like.
+        country = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+        example = phonenumbers.example_number(country) or _parse(EXAMPLE_NUMBER, None)
         assert not isinstance(example, str)  # libphonenumber's and our own examples parse
         return _refused(written, f"{problem}; write it with its area code, e.g. {_e164(example)}")
     if digits.startswith("+"):

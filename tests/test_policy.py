@@ -69,7 +69,7 @@ REFUSED = [
     ("+14930123456", "US", "valid", "cannot be dialled: +1 493 is not an area code in use"),
     ("0015551234567", "US", "valid", "cannot be dialled: +1 555 is not an area code in use"),
     ("+1 212 055 0199", "US", "valid", "is not a +1 number in use"),
-    ("+12125", "US", "valid", "has too few digits for a +1 number"),
+    ("+1212", "US", "valid", "has too few digits for a +1 number"),
     ("+999123456", "US", "valid", "does not start with a country code"),
     ("+493", "US", "valid", "has too few digits"),
 ]
@@ -86,11 +86,20 @@ def test_numbers_not_dialable_as_written_are_refused_saying_why(
     assert "[" not in refusal.text and not refusal.rule  # no configuration key for senders
 
 
-def test_a_missing_area_code_is_shown_with_the_regions_own_example() -> None:
+def test_a_missing_area_code_is_shown_with_an_example_of_the_numbers_country() -> None:
     us = read_number("555-0199", "US", "valid")
     de = read_number("123456", "DE", "valid")
+    written_de = read_number("+49 301", "US", "valid")
     assert isinstance(us, Refusal) and us.text.endswith("e.g. +12015550123")
     assert isinstance(de, Refusal) and de.text.endswith("e.g. +4930123456")
+    assert isinstance(written_de, Refusal) and written_de.text.endswith("e.g. +4930123456")
+
+
+def test_short_codes_are_left_to_the_number_rules() -> None:
+    # An emergency number or short code is dialable as written: refused_types decides (and
+    # says what it is) rather than a reply that it has too few digits.
+    assert read_number("112", "DE", "valid") == "+49112"
+    assert read_number("911", "US", "valid") == "+1911"
 
 
 def test_possible_lets_numbers_of_unused_ranges_through_but_never_reads_another_country() -> None:

@@ -470,7 +470,7 @@ def _recipient_report(address: str, verdict: FaxRecipient | Refusal) -> dict[str
 
 
 def inspect_report(extraction: Extraction | None, recipients: Recipients = ()) -> dict[str, Any]:
-    """The `mailfax inspect --json` object (`mailfax send --dry-run --json`: recipients only)."""
+    """The `mailfax inspect --json` object; without a mail (None), the recipients only."""
     report: dict[str, Any] = {
         "recipients": [_recipient_report(address, verdict) for address, verdict in recipients]
     }

@@ -50,7 +50,7 @@ _RFC3192 = re.compile(r"/?FAX=(?P<number>[^/]*)(?:/T33S=(?P<sub>[^/]*))?/?", re.
 
 
 def read_recipient(
-    address: str, domain: str, default_region: str, number_check: str = "valid"
+    address: str, domain: str, default_region: str, number_check: str
 ) -> FaxRecipient | Refusal:
     """How `<local part>@<domain>`, as written in RCPT TO, is read: the number to fax, or
     why it is refused."""
@@ -62,7 +62,7 @@ def read_recipient(
     form = _RFC3192.fullmatch(written)
     if form is not None:
         written, subaddress = form["number"], form["sub"] or ""
-    number = read_number(written, default_region, number_check)
+    number = _read_number(written, default_region, number_check)
     if number is None:
         return Refusal(
             550,
@@ -82,12 +82,11 @@ def recipient_ok(recipient: FaxRecipient) -> str:
 
 def _unquoted(local: str) -> str:
     """The text of an RFC 5321 quoted-string local part ("(212) 555-0199"), else as is."""
-    if len(local) >= 2 and local[0] == local[-1] == '"':
+    if local[:1] == local[-1:] == '"':
         return re.sub(r"\\(.)", r"\1", local[1:-1])
     return local
 
 
-@functools.lru_cache(maxsize=4096)  # numbers repeat; phonenumbers parses in pure Python
 def read_number(written: str, default_region: str, number_check: str) -> str | Refusal | None:
     """E.164 form of a written fax number; a 550 5.1.1 saying what is wrong with it and how
     to write it; or None when the text is no phone number at all.
@@ -110,32 +109,30 @@ def read_number(written: str, default_region: str, number_check: str) -> str | R
     # with a reply that says what they are.
     if shortnumberinfo.is_valid_short_number(parsed):
         return e164
-    problem = _problem(parsed, number_check)
+    problem = _problem(parsed, valid_only=number_check != "possible")
     if problem is None:
         return e164
-    local_only = problem == MISSING_AREA_CODE
-    if not digits.startswith("+") and not local_only:
-        shown = phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL)
-        problem = f"read as a {region} number ({shown}) {problem}"
-    international = "+" + digits.removeprefix("+")
-    suggestion = _parse(international, None)
-    if (
-        international != e164
-        and not isinstance(suggestion, str)
-        and _problem(suggestion, number_check) is None
-    ):
-        return _refused(written, f"{problem}; did you mean {international}?")
-    if local_only:
+    if problem == MISSING_AREA_CODE:
         # An example of the number's own country: what a whole number there looks like.
         country = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
-        example = phonenumbers.example_number(country) or _parse(EXAMPLE_NUMBER, None)
-        assert not isinstance(example, str)  # libphonenumber's and our own examples parse
-        return _refused(written, f"{problem}; write it with its area code, e.g. {_e164(example)}")
+        example = phonenumbers.example_number(country)
+        shown = _e164(example) if example is not None else EXAMPLE_NUMBER
+        return _refused(written, f"{problem}; write it with its area code, e.g. {shown}")
     if digits.startswith("+"):
         return _refused(written, problem)  # written as it is meant: only the sender knows more
+    reading = phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL)
+    problem = f"read as a {region} number ({reading}) {problem}"
+    # Only suggested, and only a number that is valid, never merely possible.
+    suggestion = _parse("+" + digits, None)
+    if not isinstance(suggestion, str) and _problem(suggestion, valid_only=True) is None:
+        return _refused(written, f"{problem}; did you mean +{digits}?")
     fix = f"write the number with its country code, e.g. {FOREIGN_EXAMPLE}"
     return _refused(written, f"{problem}; {fix}")
 
+
+# Numbers repeat, and phonenumbers parses in pure Python. (Cached here, not by decorating
+# read_number, whose body mutation testing could then not reach.)
+_read_number = functools.lru_cache(maxsize=4096)(read_number)
 
 MISSING_AREA_CODE = "is missing its area code"
 # A number of another country than the default region, as the replies show one.
@@ -159,8 +156,9 @@ def _e164(parsed: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 
 
-def _problem(parsed: phonenumbers.PhoneNumber, number_check: str) -> str | None:
-    """What keeps the number from being dialled as written (a phrase), or None."""
+def _problem(parsed: phonenumbers.PhoneNumber, valid_only: bool) -> str | None:
+    """What keeps the number from being dialled as written (a phrase), or None; a possible
+    number that libphonenumber does not know to be valid passes unless `valid_only`."""
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     country = f"+{parsed.country_code}"
     if reason == ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
@@ -171,7 +169,7 @@ def _problem(parsed: phonenumbers.PhoneNumber, number_check: str) -> str | None:
         return f"has too few digits for a {country} number"
     if reason in (ValidationResult.TOO_LONG, ValidationResult.INVALID_LENGTH):
         return f"has a number of digits no {country} number has"
-    if number_check == "possible" or phonenumbers.is_valid_number(parsed):
+    if not valid_only or phonenumbers.is_valid_number(parsed):
         return None
     national = phonenumbers.national_significant_number(parsed)
     if parsed.country_code == 1 and national[:3] not in country_starts(1, 3):

@@ -153,7 +153,7 @@ def test_no_rules_refuse_nothing() -> None:
     ],
 )
 def test_recipient_addresses(address: str, verdict: str) -> None:
-    result = read_recipient(address, "fax.local", "US")
+    result = read_recipient(address, "fax.local", "US", "valid")
     if verdict.startswith("+"):
         assert result == FaxRecipient(verdict)
     else:
@@ -161,7 +161,7 @@ def test_recipient_addresses(address: str, verdict: str) -> None:
 
 
 def test_a_local_part_that_is_not_a_number_is_told_how_to_write_one() -> None:
-    refusal = read_recipient("sales@fax.local", "fax.local", "US")
+    refusal = read_recipient("sales@fax.local", "fax.local", "US", "valid")
     assert refusal == Refusal(
         550,
         "5.1.1",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import re
 
 
-@functools.lru_cache(maxsize=4096)  # senders and fax numbers repeat from mail to mail
 def read_path(arg: str) -> tuple[str, str] | None:
     """The mailbox of a MAIL or RCPT argument exactly as the client wrote it, and the
     parameters after it; None when it cannot be read.
@@ -21,8 +19,7 @@ def read_path(arg: str) -> tuple[str, str] | None:
         return None
     if not text.startswith("<"):
         end = _end_of(text, 0, " ")
-        mailbox, rest = text[:end], text[end:]
-        return (mailbox, rest.strip()) if mailbox else None
+        return text[:end], text[end:].strip()
     # Without its ">" the path runs to the end, as aiosmtpd read it.
     end = _end_of(text, 1, ">")
     mailbox, rest = text[1:end], text[end + 1 :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import functools
 import logging
 import re
 import sys
@@ -255,6 +256,11 @@ def _has_controls(text: str) -> bool:
     return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
 
 
+# Senders and fax numbers repeat from mail to mail (cached here, not by decorating read_path,
+# whose body mutation testing could then not reach).
+_read_path = functools.lru_cache(maxsize=4096)(read_path)
+
+
 class FaxSMTP(SMTP):
     """aiosmtpd's SMTP with an enhanced status code on every reply a sender acts on, AUTH
     verified off the event loop, a connection gate, session and DATA deadlines that answer
@@ -396,7 +402,7 @@ class FaxSMTP(SMTP):
         # time per accepted mail.)
         if not arg:
             return "", ""
-        parsed = read_path(arg)
+        parsed = _read_path(arg)
         if parsed is None:
             return None, None
         address, rest = parsed

@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,12 @@ from mailfax.faxplus import ApiError, FaxPlusClient
 from mailfax.logs import setup_logging
 from mailfax.mail.model import Extraction, extraction_options
 from mailfax.operator_cli import add_operator_commands
+from mailfax.policy import FaxRecipient, Refusal, recipient_ok
 from mailfax.receipts_cli import add_receipts_commands
 from mailfax.sandbox import DEFAULT_TOKEN
 from mailfax.sandbox.variants import VARIANTS
+from mailfax.smtp.admission import AdmissionPolicy
+from mailfax.smtp.paths import write_path
 from mailfax.store import LATEST, SchemaMismatch, StoreNotEmpty, copy_store, open_store
 from mailfax.typeset import text_pdf
 from mailfax.users_cli import add_users_commands
@@ -103,7 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--comment", default="", help="fax comment (the mail body)")
     send.add_argument("--subject", default="", help="mail subject")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE", help="documents to fax (PDF)")
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: show how the gateway (this configuration) would read each number "
+        "and, with files, what it would fax",
+    )
+    send.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="documents to fax (PDF, images, ...)"
+    )
     _config_option(send)
     send.set_defaults(func=_send)
 
@@ -112,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("mail", type=Path, metavar="FILE.eml", help="the mail ('-' = stdin)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a recipient as written in RCPT TO, or a number alone (repeatable; default: the "
+        "mail's To and Cc addresses in the fax domain)",
+    )
     _config_option(inspect)
     inspect.set_defaults(func=_inspect)
 
@@ -334,14 +353,19 @@ def compose_fax_mail(
 def _send(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host, port = parse_hostport(args.server or settings.smtp.listen)
-    domain = settings.smtp.domain
-    recipients = [to if "@" in to else f"{to}@{domain}" for to in args.to]
+    recipients = [_fax_address(to, settings) for to in args.to]
     sender = args.sender or f"{getpass.getuser()}@{socket.getfqdn()}"
+    if not args.files and not args.dry_run:
+        print("mailfax send: name at least one FILE to fax", file=sys.stderr)
+        return 2
     for path in args.files:
         if not path.is_file():
             print(f"mailfax send: {path}: no such file", file=sys.stderr)
             return 2
     message = compose_fax_mail(sender, recipients, args.files, args.comment, args.subject)
+    if args.dry_run:
+        raw = message.as_bytes(policy=email.policy.SMTP) if args.files else None
+        return _report(settings, raw, recipients, as_json=False)
     try:
         # smtplib sends bytes as they are: they must already have CRLF line ends.
         return _submit(host, port, sender, recipients, message.as_bytes(policy=email.policy.SMTP))
@@ -361,7 +385,9 @@ def _submit(host: str, port: int, sender: str, recipients: list[str], data: byte
         accepted = 0
         refused = 0
         for rcpt in recipients:
-            code, reply = smtp.rcpt(rcpt)
+            # The path as written: smtplib's own quoting reads it as an RFC 5322 address and
+            # drops "(212)" as a comment.
+            code, reply = smtp.docmd("RCPT", f"TO:{write_path(rcpt)}")
             print(f"RCPT TO {rcpt}: {code} {reply.decode(errors='replace')}")
             accepted += code < 400
             refused += code >= 400
@@ -382,21 +408,73 @@ def _inspect(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mailfax inspect: {args.mail}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    # Imported here: `mailfax serve` loads this module and needs none of the PDF libraries.
-    from mailfax.mail.extract import extract_documents
-
-    # The SMTP listener's own extraction with the same options: what it would answer.
-    extraction = extract_documents(raw, extraction_options(settings))
-    if args.json:
-        print(json.dumps(inspect_report(extraction), indent=2, ensure_ascii=False))
+    if args.to:
+        recipients = [_fax_address(to, settings) for to in args.to]
     else:
-        print(_inspect_text(extraction))
-    return 0 if extraction.refusal is None else 1
+        recipients = _header_recipients(raw, settings.smtp.domain)
+    return _report(settings, raw, recipients, as_json=args.json)
 
 
-def inspect_report(extraction: Extraction) -> dict[str, Any]:
-    """The `mailfax inspect --json` object."""
+def _fax_address(to: str, settings: Settings) -> str:
+    """A recipient as given on the command line: a number alone goes to the fax domain."""
+    return to if "@" in to else f"{to}@{settings.smtp.domain}"
+
+
+def _header_recipients(raw: bytes, domain: str) -> list[str]:
+    """The mail's To and Cc addresses in the fax domain, as a mail program reads them."""
+    headers = email.message_from_bytes(raw, policy=email.policy.compat32)
+    found = getaddresses([str(v) for v in headers.get_all("To", []) + headers.get_all("Cc", [])])
+    return [a for _, a in found if a.rpartition("@")[2].lower().rstrip(".") == domain.lower()]
+
+
+def _report(settings: Settings, raw: bytes | None, addresses: Sequence[str], as_json: bool) -> int:
+    """Print how the listener would answer each recipient and (given the mail) its DATA, as
+    `mailfax inspect` does; 1 if it would refuse any of them."""
+    admission = AdmissionPolicy(settings.smtp, settings.policy, settings.limits)
+    recipients = [(address, admission.recipient(address)) for address in addresses]
+    extraction = None
+    if raw is not None:
+        # Imported here: `mailfax serve` loads this module and needs none of the PDF libraries.
+        from mailfax.mail.extract import extract_documents
+
+        # The SMTP listener's own extraction with the same options: what it would answer.
+        extraction = extract_documents(raw, extraction_options(settings))
+    if as_json:
+        print(json.dumps(inspect_report(extraction, recipients), indent=2, ensure_ascii=False))
+    else:
+        print(_inspect_text(extraction, recipients))
+    refused = any(isinstance(verdict, Refusal) for _, verdict in recipients)
+    return 1 if refused or (extraction is not None and extraction.refusal is not None) else 0
+
+
+Recipients = Sequence[tuple[str, FaxRecipient | Refusal]]
+
+
+def _recipient_report(address: str, verdict: FaxRecipient | Refusal) -> dict[str, str]:
+    """How RCPT TO would answer `address`: the number faxed (and a sub-address written but not
+    dialled), or the refusal and, for the operator only, the setting behind it."""
+    if isinstance(verdict, Refusal):
+        reply, rule, number, subaddress = verdict.smtp_reply, verdict.rule, "", ""
+    else:
+        reply, rule, number = recipient_ok(verdict), "", verdict.number
+        subaddress = verdict.subaddress
     return {
+        "address": address,
+        "number": number,
+        "subaddress": subaddress,
+        "smtp_reply": reply,
+        "rule": rule,
+    }
+
+
+def inspect_report(extraction: Extraction | None, recipients: Recipients = ()) -> dict[str, Any]:
+    """The `mailfax inspect --json` object; without a mail (None), the recipients only."""
+    report: dict[str, Any] = {
+        "recipients": [_recipient_report(address, verdict) for address, verdict in recipients]
+    }
+    if extraction is None:
+        return report
+    return report | {
         "outcome": "accept" if extraction.refusal is None else "refuse",
         "smtp_reply": _would_reply(extraction),
         "from": _from_line(extraction),
@@ -434,7 +512,23 @@ def _would_reply(extraction: Extraction) -> str:
     )
 
 
-def _inspect_text(extraction: Extraction) -> str:
+def _inspect_text(extraction: Extraction | None, recipients: Recipients) -> str:
+    lines = _extraction_lines(extraction) if extraction is not None else []
+    lines.append("Recipients:")
+    for address, verdict in recipients:
+        shown = _recipient_report(address, verdict)
+        lines.append(f"  {shown['number'] or 'refused':<14} {address}")
+        lines.append(f"  {'':<14} {shown['smtp_reply']}")
+        if shown["rule"]:
+            lines.append(f"  {'':<14} (rule: {shown['rule']})")
+        if shown["subaddress"]:
+            lines.append(f"  {'':<14} (T.33 sub-address {shown['subaddress']} is not dialled)")
+    if not recipients:
+        lines.append("  (none in the fax domain: name them with --to)")
+    return "\n".join(lines)
+
+
+def _extraction_lines(extraction: Extraction) -> list[str]:
     lines = [
         f"Outcome:  {'accept' if extraction.refusal is None else 'refuse'}",
         f"Reply:    {_would_reply(extraction)}",
@@ -451,7 +545,7 @@ def _inspect_text(extraction: Extraction) -> str:
         lines.append(f"  {'':<10} {part.reason}")
     if not extraction.parts:
         lines.append("  (none: the mail is only text)")
-    return "\n".join(lines)
+    return lines
 
 
 def _one_line(text: str, limit: int = 70) -> str:

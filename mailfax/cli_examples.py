@@ -18,8 +18,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "send": (
         "mailfax send --to 17185554567 invoice.pdf",
         'mailfax send --to +4930123456 --to 17185554567 --comment "Signed copy" a.pdf b.pdf',
+        'mailfax send --dry-run --to "(212) 555-0199" --to 4930123456   # how numbers are read',
     ),
-    "inspect": ("mailfax inspect invoice.eml", "mailfax inspect --json - < invoice.eml"),
+    "inspect": (
+        "mailfax inspect invoice.eml",
+        "mailfax inspect --json - < invoice.eml",
+        'mailfax inspect --to "(212) 555-0199" invoice.eml',
+    ),
     "simulator": (
         "mailfax simulator --listen 127.0.0.1:8081 --delay 2",
         "mailfax simulator --error-rate 0.1 --webhook-duplicate-rate 0.2 --seed 7",

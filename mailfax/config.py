@@ -23,6 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 from mailfax._http import parse_hostport
 from mailfax.networks import Networks
 from mailfax.number_policy import normalise_prefix
+from mailfax.policy import NUMBER_CHECKS
 from mailfax.sandbox.faults import check_fault_settings
 from mailfax.sandbox.variants import parse_variants
 from mailfax.sender_policy import SenderPatterns
@@ -214,6 +215,12 @@ class PolicySettings:
     refused_types: tuple[str, ...] = _setting(
         ("premium-rate", "shared-cost", "emergency", "short-code"),
         "number types refused (550 5.7.1), among: " + ", ".join(NUMBER_TYPES),
+    )
+    number_check: str = _setting(
+        "valid",
+        'which numbers are faxed: "valid" (libphonenumber knows the number to be in use; others '
+        'get 550 5.1.1), or "possible" (any number of a possible length, for destinations whose '
+        "allocations libphonenumber's data lags)",
     )
 
 
@@ -598,6 +605,11 @@ def _fail(key: str, value: object, problem: str, fix: str) -> typing.NoReturn:
     raise ConfigError(f"{key} = {value!r}: {problem}. Fix: {fix}")
 
 
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(key, value, "unknown choice", " or ".join(f'"{choice}"' for choice in choices))
+
+
 def _check_listen(key: str, value: str) -> None:
     try:
         parse_hostport(value)
@@ -797,13 +809,7 @@ def _validate_receipts(receipts: ReceiptsSettings) -> None:
             )
     choices = {"smarthost_starttls": ("auto", "always", "never"), "notify": ("final", "all")}
     for key, allowed in choices.items():
-        if getattr(receipts, key) not in allowed:
-            _fail(
-                f"[receipts] {key}",
-                getattr(receipts, key),
-                "unknown choice",
-                " or ".join(f'"{choice}"' for choice in allowed),
-            )
+        _check_choice(f"[receipts] {key}", getattr(receipts, key), allowed)
     if receipts.delay_warning <= 0:
         _fail("[receipts] delay_warning", receipts.delay_warning, "must be > 0", "e.g. 14400")
     try:
@@ -848,13 +854,7 @@ def _validate_access(s: Settings) -> None:
         SenderPatterns.parse(smtp.allowed_senders)
     except ValueError as exc:
         _fail("[smtp] allowed_senders", list(smtp.allowed_senders), str(exc), '"a@b.c" or "@b.c"')
-    if smtp.verify_sender not in VERIFY_SENDER_CHOICES:
-        _fail(
-            "[smtp] verify_sender",
-            smtp.verify_sender,
-            "unknown choice",
-            " or ".join(f'"{choice}"' for choice in VERIFY_SENDER_CHOICES),
-        )
+    _check_choice("[smtp] verify_sender", smtp.verify_sender, VERIFY_SENDER_CHOICES)
     if smtp.verify_sender == "authentication-results" and not smtp.authserv_id:
         _fail(
             "[smtp] authserv_id",
@@ -871,6 +871,7 @@ def _validate_access(s: Settings) -> None:
         for prefix in getattr(s.policy, key):
             if normalise_prefix(prefix) is None:
                 _fail(f"[policy] {key}", prefix, "not an E.164 prefix", 'e.g. "+1900" or "+44 9"')
+    _check_choice("[policy] number_check", s.policy.number_check, NUMBER_CHECKS)
     for number_type in s.policy.refused_types:
         if number_type not in NUMBER_TYPES:
             _fail("[policy] refused_types", number_type, "unknown type", ", ".join(NUMBER_TYPES))

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType, shortnumberinfo
+from phonenumbers import PhoneMetadata, PhoneNumberType, shortnumberinfo
 
-with warnings.catch_warnings():
-    # The stdlib's own regular-expression parser: deprecated as a public name since 3.11, and
-    # still the only way to read libphonenumber's patterns as data.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import sre_constants
-    import sre_parse
-
+from mailfax.number_patterns import range_starts
 from mailfax.policy import Refusal
 
 _TYPE_NAMES = {
@@ -104,7 +96,7 @@ def _prefix_rules(country_code: int) -> dict[str, frozenset[str]]:
     ]
 
     def starts(field: str) -> set[str]:
-        return {p for md in metadata for p in _leading_digits(getattr(md, field, None))}
+        return {p for md in metadata for p in range_starts(getattr(md, field, None), PREFIX_DIGITS)}
 
     ordinary = starts("fixed_line") | starts("mobile")
     rules = {kind: starts(field) for kind, field in _TYPE_FIELDS.items()}
@@ -115,70 +107,10 @@ def _prefix_rules(country_code: int) -> dict[str, frozenset[str]]:
     }
 
 
-def _leading_digits(desc: PhoneNumberDesc | None) -> set[str]:
-    """The PREFIX_DIGITS-digit strings that numbers matching the range's pattern start with."""
-    pattern = desc.national_number_pattern if desc is not None else None
-    if not pattern:
-        return set()
-    try:
-        found = _extend({""}, sre_parse.parse(pattern))
-    except ValueError:  # a construct this reader does not know: no prefix rule from it
-        return set()
-    return {start for start in found if len(start) == PREFIX_DIGITS}
-
-
-def _extend(starts: set[str], items: Any) -> set[str]:
-    """The beginnings (up to PREFIX_DIGITS digits) after matching the parsed `items`."""
-    for op, arg in items:
-        starts = _step(starts, op, arg)
-    return starts
-
-
-def _step(starts: set[str], op: Any, arg: Any) -> set[str]:
-    if op is sre_constants.SUBPATTERN:
-        return _extend(starts, arg[-1])
-    if op is sre_constants.BRANCH:
-        return set().union(*(_extend(starts, branch) for branch in arg[1]))
-    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-        low, high, repeated = arg
-        found: set[str] = set()
-        # Past PREFIX_DIGITS more repeats, every beginning is complete.
-        for count in range(min(high, low + PREFIX_DIGITS) + 1):
-            if count >= low:
-                found |= starts
-            starts = _extend(starts, repeated)
-        return found
-    if op is sre_constants.LITERAL:
-        digits = {chr(arg)}
-    elif op is sre_constants.IN:
-        digits = _class_digits(arg)
-    else:
-        raise ValueError(f"unexpected pattern element {op}")
-    return {s if len(s) >= PREFIX_DIGITS else s + d for s in starts for d in digits}
-
-
-def _class_digits(items: Any) -> set[str]:
-    """The digits a character class ([0-35], \\d, [^9]) admits."""
-    negated = False
-    admitted: set[str] = set()
-    for op, arg in items:
-        if op is sre_constants.NEGATE:
-            negated = True
-        elif op is sre_constants.LITERAL:
-            admitted.add(chr(arg))
-        elif op is sre_constants.RANGE:
-            admitted.update(chr(code) for code in range(arg[0], arg[1] + 1))
-        elif op is sre_constants.CATEGORY and arg is sre_constants.CATEGORY_DIGIT:
-            admitted.update("0123456789")
-        else:
-            raise ValueError(f"unexpected class element {op}")
-    return {digit for digit in "0123456789" if (digit in admitted) != negated}
-
-
 @functools.lru_cache(maxsize=4096)
 def country_of(e164: str) -> str:
-    """ISO 3166 code of the number's country ("" if unknown); invalid numbers such as the
-    reserved +1 555 range fall back to the country code's main region."""
+    """ISO 3166 code of the number's country ("" if unknown); invalid numbers (+1 555 0199, let
+    through by number_check = "possible") fall back to the country code's main region."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -197,7 +129,8 @@ def normalise_prefix(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class NumberPolicy:
-    """The rules a fax number must pass; `source` names where they come from in refusals."""
+    """The rules a fax number must pass; `source` names where they come from in a refusal's
+    rule (for operators)."""
 
     allowed_countries: frozenset[str] = frozenset()
     allowed_prefixes: tuple[str, ...] = ()
@@ -219,7 +152,8 @@ class NumberPolicy:
         )
 
     def refusal(self, e164: str) -> Refusal | None:
-        """Why a fax to `e164` is refused (550 5.7.1 naming the number and the rule), or None."""
+        """Why a fax to `e164` is refused (550 5.7.1 naming the number, and the rule for
+        operators), or None."""
         for prefix in self.blocked_prefixes:
             if e164.startswith(prefix):
                 return self._refuse(e164, f"{prefix} is a blocked prefix", "blocked_prefixes")
@@ -244,7 +178,8 @@ class NumberPolicy:
 
     def _refuse(self, e164: str, why: str, key: str) -> Refusal:
         rule = f"[policy] {key}" if self.source == "[policy]" else f"{key} of {self.source}"
-        return Refusal(550, "5.7.1", f"Fax to {e164} refused: {why} ({rule})")
+        # The sender reads what is wrong with the number; the rule is for the operator.
+        return Refusal(550, "5.7.1", f"Fax to {e164} refused: {why}", rule=rule)
 
 
 def _prefixes(texts: Sequence[str]) -> tuple[str, ...]:

@@ -95,7 +95,7 @@ async def test_serve_prints_where_it_listens_and_a_working_send_command(
     assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-async def test_send_reports_refusals_with_a_non_zero_exit(
+async def test_send_reports_refusals_with_a_non_zero_exit_and_sends_numbers_as_typed(
     served: tuple[asyncio.subprocess.Process, str, str], tmp_path: Path
 ) -> None:
     _, smtp, _ = served
@@ -109,6 +109,35 @@ async def test_send_reports_refusals_with_a_non_zero_exit(
     code, out, _ = await run("send", "--server", smtp, "--to", "17185554567", str(text))
     assert code == 1
     assert "DATA: 550 5.6.0 No document to fax" in out
+    # The number goes as typed: smtplib's own quoting drops "(212)" as a comment (+15550199).
+    code, out, _ = await run("send", "--server", smtp, "--to", "(212) 555-0199", str(pdf))
+    assert code == 0, out
+    assert "RCPT TO (212) 555-0199@fax.local: 250 2.1.5 Recipient ok: fax to +12125550199" in out
+
+
+async def test_send_dry_run_reads_each_number_and_sends_nothing(tmp_path: Path) -> None:
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(pdf_with_pages(2))
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens: a connection attempt would fail
+    numbers = ["--to", "212.555.0100", "--to", "4930123456"]
+    env = gateway_env(tmp_path)
+    code, out, err = await run("send", "--dry-run", "--server", nowhere, *numbers, env=env)
+    assert (code, err) == (1, "")
+    assert out == (
+        "Recipients:\n"
+        "  +12125550100   212.555.0100@fax.local\n"
+        "                 250 2.1.5 Recipient ok: fax to +12125550100\n"
+        "  refused        4930123456@fax.local\n"
+        "                 550 5.1.1 The fax number 4930123456 read as a US number "
+        "(+1 493-012-3456) cannot be dialled: +1 493 is not an area code in use; did you mean "
+        "+4930123456?\n"
+    )
+    code, out, _ = await run("send", "--dry-run", "--to", "212.555.0100", str(pdf), env=env)
+    assert code == 0, out
+    assert "Reply:    250 2.0.0 Ok: would queue 1 document, 2 pages" in out
+    assert "faxed      doc.pdf" in out
+    code, _, err = await run("send", "--to", "212.555.0100", env=env)
+    assert (code, err) == (2, "mailfax send: name at least one FILE to fax\n")
 
 
 async def test_invalid_configuration_stops_start_up(tmp_path: Path) -> None:

@@ -55,6 +55,11 @@ def test_top_level_key_from_environment() -> None:
         ("", {"MAILFAX_SMTP_MAX_RECIPIENTS": "ten"}, "MAILFAX_SMTP_MAX_RECIPIENTS"),
         ('[smtp]\ndefault_region = "XX"\n', {}, "[smtp] default_region"),
         ('[smtp]\nmax_message_size = "big"\n', {}, "[smtp] max_message_size"),
+        (
+            '[policy]\nnumber_check = "strict"\n',
+            {},
+            '[policy] number_check = \'strict\': unknown choice. Fix: "valid" or "possible"',
+        ),
         ('[faxplus]\napi_url = "https://restapi.fax.plus/v3"\n', {}, "[faxplus] token"),
         ('[faxplus]\nfrom_number = "555"\n', {}, "[faxplus] from_number"),
         ('[faxplus]\nfrom_number = "+16465550001,555"\n', {}, "[faxplus] from_number"),

@@ -36,6 +36,15 @@ def test_accepted_mail_prints_the_report_and_exits_zero(
     code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
     assert code == 0
     assert report == {
+        "recipients": [
+            {
+                "address": "+17185554567@fax.local",
+                "number": "+17185554567",
+                "subaddress": "",
+                "smtp_reply": "250 2.1.5 Recipient ok: fax to +17185554567",
+                "rule": "",
+            }
+        ],
         "outcome": "accept",
         "smtp_reply": "250 2.0.0 Ok: would queue 1 document, 2 pages, as one fax per recipient",
         "from": "alice@example.com",
@@ -150,3 +159,67 @@ def test_inspect_reads_stdin_as_a_user_runs_it() -> None:
     report = json.loads(done.stdout)
     assert report["outcome"] == "accept"
     assert report["parts"][0]["name"] == "invoice.pdf"
+
+
+# --- recipients: how RCPT TO would read each ----------------------------------------------
+
+
+def test_recipients_come_from_to_and_cc_in_the_fax_domain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = fax_mail(to="Front desk <+12125550100@fax.local>, bob@example.com")
+    mail["Cc"] = "4930123456@FAX.local"
+    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
+    assert code == 1  # a recipient would be refused
+    assert report["outcome"] == "accept"  # the mail itself would be taken
+    assert report["recipients"] == [
+        {
+            "address": "+12125550100@fax.local",
+            "number": "+12125550100",
+            "subaddress": "",
+            "smtp_reply": "250 2.1.5 Recipient ok: fax to +12125550100",
+            "rule": "",
+        },
+        {
+            "address": "4930123456@FAX.local",
+            "number": "",
+            "subaddress": "",
+            "smtp_reply": "550 5.1.1 The fax number 4930123456 read as a US number "
+            "(+1 493-012-3456) cannot be dialled: +1 493 is not an area code in use; did you "
+            "mean +4930123456?",
+            "rule": "",
+        },
+    ]
+
+
+def test_to_names_recipients_as_written_and_the_operator_sees_the_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(fax_mail().as_bytes())
+    options = ["--to", "(212) 555-0199", "--to", "/FAX=+12125550100/T33S=7/@fax.local"]
+    assert main(["inspect", str(mail), *options, "--to", "+19005550100"]) == 1
+    out = capsys.readouterr().out
+    assert out.split("Recipients:\n")[1] == (
+        "  +12125550199   (212) 555-0199@fax.local\n"
+        "                 250 2.1.5 Recipient ok: fax to +12125550199\n"
+        "  +12125550100   /FAX=+12125550100/T33S=7/@fax.local\n"
+        "                 250 2.1.5 Recipient ok: fax to +12125550100\n"
+        "                 (T.33 sub-address 7 is not dialled)\n"
+        "  refused        +19005550100@fax.local\n"
+        "                 550 5.7.1 Fax to +19005550100 refused: it is a premium-rate number\n"
+        "                 (rule: [policy] refused_types)\n"
+    )
+
+
+def test_number_check_possible_is_obeyed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mailfax.toml"
+    config.write_text('[policy]\nnumber_check = "possible"\n')
+    raw = fax_mail(to="+14930123456@fax.local").as_bytes()
+    code, report = inspect_json(tmp_path, raw, capsys, "--config", str(config))
+    assert code == 0
+    recipients = report["recipients"]
+    assert isinstance(recipients, list)
+    assert [r["number"] for r in recipients] == ["+14930123456"]

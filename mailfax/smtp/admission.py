@@ -1,4 +1,4 @@
-"""Who may send: an authenticated user, a trusted relay, or nobody; and with which rules."""
+"""Who may send: an authenticated user, a trusted relay, or nobody; and to which numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from mailfax.config import LimitsSettings, PolicySettings, SmtpSettings
 from mailfax.networks import Networks
 from mailfax.number_policy import NumberPolicy
-from mailfax.policy import Refusal
+from mailfax.policy import FaxRecipient, Refusal, read_recipient
 from mailfax.quotas import QuotaLimits
 from mailfax.sender_policy import SenderPatterns, normalise_address
 from mailfax.users import POLICY_OVERRIDES, User
@@ -41,6 +41,7 @@ class AdmissionPolicy:
         self.trusted = Networks(smtp.trusted_networks)
         self.allowed_senders = SenderPatterns.parse(smtp.allowed_senders)
         self._require_auth = smtp.auth_required
+        self._smtp = smtp
         self._policy = policy
         self._limits = limits
         self._numbers = NumberPolicy.from_lists(
@@ -76,6 +77,17 @@ class AdmissionPolicy:
             self._numbers,
             self._quota_limits(None),
         )
+
+    def recipient(self, address: str, admission: Admission | None = None) -> FaxRecipient | Refusal:
+        """How RCPT TO reads `address`: the number to fax, or the refusal, under the number
+        rules of the admitted sender ([policy]'s without one)."""
+        verdict = read_recipient(
+            address, self._smtp.domain, self._smtp.default_region, self._policy.number_check
+        )
+        if isinstance(verdict, Refusal):
+            return verdict
+        numbers = admission.numbers if admission is not None else self._numbers
+        return numbers.refusal(verdict.number) or verdict
 
     def check_from_header(self, admission: Admission, froms: Sequence[Any]) -> Refusal | None:
         """The From header (`froms`: every one the mail has, parsed) must name the same people

@@ -16,7 +16,7 @@ from mailfax.logs import log_event
 from mailfax.mail.headers import header_safe, original_headers
 from mailfax.mail.model import Extraction, NeedsLargeSlot
 from mailfax.metrics import MAILS_ACCEPTED
-from mailfax.policy import Refusal, parse_fax_recipient
+from mailfax.policy import FaxRecipient, Refusal, recipient_ok
 from mailfax.quotas import QuotaCharge, QuotaExceeded, never_fits, quota_charges
 from mailfax.receipts.notices import with_acceptance_receipt
 from mailfax.receipts.setup import receipt_composer
@@ -105,9 +105,7 @@ class FaxIntakeHandler:
         limit = self._settings.max_recipients
         if len(envelope.rcpt_tos) >= limit:
             return f"452 4.5.3 Too many recipients: at most {limit} per message"
-        verdict = parse_fax_recipient(address, self._settings.domain, self._settings.default_region)
-        if isinstance(verdict, str):
-            verdict = envelope.admission.numbers.refusal(verdict) or verdict
+        verdict = self.admission.recipient(address, envelope.admission)
         if isinstance(verdict, Refusal):
             log_event(
                 log,
@@ -115,10 +113,21 @@ class FaxIntakeHandler:
                 peer=_peer(session),
                 rcpt=address,
                 reply=verdict.smtp_reply,
+                rule=verdict.rule or "-",
             )
             return verdict.smtp_reply
+        if verdict.subaddress:
+            # FAX.PLUS dials numbers only: an RFC 3192 sub-address cannot be passed on.
+            log_event(
+                log,
+                "smtp.subaddress_ignored",
+                peer=_peer(session),
+                rcpt=address,
+                number=verdict.number,
+                subaddress=verdict.subaddress,
+            )
         envelope.rcpt_tos.append(address)
-        return f"250 2.1.5 Recipient ok: fax to {verdict}"
+        return recipient_ok(verdict)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, FaxEnvelope) and envelope.admission is not None
@@ -141,11 +150,9 @@ class FaxIntakeHandler:
             return extraction.refusal.smtp_reply
         numbers: list[str] = []
         for address in envelope.rcpt_tos:
-            number = parse_fax_recipient(
-                address, self._settings.domain, self._settings.default_region
-            )
-            if isinstance(number, str) and number not in numbers:
-                numbers.append(number)
+            verdict = self.admission.recipient(address, admission)
+            if isinstance(verdict, FaxRecipient) and verdict.number not in numbers:
+                numbers.append(verdict.number)
         now = self._clock()
         charges = quota_charges(
             admission.sender_key, len(numbers), extraction.pages, admission.quotas, now

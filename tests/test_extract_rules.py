@@ -193,7 +193,11 @@ def test_winmail_dat_is_unpacked_and_its_files_handled_like_attachments() -> Non
         [("scan.pdf", PDF), (None, b"zzz"), ("notes.txt", b"hi"), ("p.jpg", small_photo)],
         body="Outlook's text",
     )
-    result = extract_documents(HEAD + multipart(winmail(blob)))
+    refused = extract_documents(HEAD + multipart(winmail(blob))).refusal
+    assert refused is not None and refused.text.startswith("part-3 is not a document")
+    rest = ExtractionOptions(unfaxable="fax-the-rest")
+    result = extract_documents(HEAD + multipart(winmail(blob)), rest)
+    assert [p.left_out for p in result.parts] == [False, False, True, True, False]
     rows = [(p.name, p.content_type, p.size, p.pages, p.action, p.reason) for p in result.parts]
     assert rows == [
         (
@@ -344,7 +348,9 @@ def test_an_unreadable_attached_picture_refuses_a_mail_with_other_documents() ->
     )
     result = extract_documents(mail)
     assert result.refusal == Refusal(
-        550, "5.6.0", "The file 'p.png' cannot be read: its base64 encoding is corrupt."
+        550,
+        "5.6.0",
+        "The file 'p.png' cannot be read: its base64 encoding is corrupt. Nothing was faxed.",
     )
     assert result.documents == ()
     assert result.parts[1] == PartReport(
@@ -361,7 +367,7 @@ def test_an_unreadable_picture_in_the_text_refuses_nothing() -> None:
 
 
 @pytest.mark.parametrize("with_libreoffice", [False, True])
-def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
+def test_an_unreadable_office_document_refuses_the_mail_either_way(
     tmp_path: Path, with_libreoffice: bool
 ) -> None:
     soffice = fake_soffice(tmp_path, "convert") if with_libreoffice else None
@@ -369,7 +375,7 @@ def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
     result = extract_documents(
         HEAD + multipart(TEXT, attachment("a.pdf", PDF), docx), ExtractionOptions(soffice=soffice)
     )
-    assert (result.refusal is not None) is with_libreoffice
+    assert result.refusal is not None and "'c.docx' cannot be read" in result.refusal.text
 
 
 @pytest.mark.parametrize(
@@ -377,13 +383,13 @@ def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
     [
         (
             "fail",
-            "the document could not be converted to PDF",
-            "The document 'c.docx' could not be converted to PDF",
+            "could not be converted to PDF: it is damaged, or not a format LibreOffice can read",
+            "c.docx could not be converted: it is damaged, or not a format LibreOffice can read.",
         ),
         (
             "junk",
             "LibreOffice made an unreadable PDF",
-            "The document 'c.docx' could not be converted to PDF.",
+            "c.docx could not be converted: the result was not a valid PDF.",
         ),
     ],
 )
@@ -560,22 +566,26 @@ def test_an_image_decoding_larger_than_a_large_mail_asks_for_a_large_mail_slot()
         ((), "No document to fax: the message is empty. Attach a PDF."),
         ((TEXT,), "No document to fax: the message has only a text body. Attach a PDF."),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(5)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip).",
+            tuple(attachment(f"{n}.ics", b"BEGIN:VCALENDAR", "text/calendar") for n in range(5)),
+            "No document to fax: attach a PDF. Found only 0.ics (text/calendar), "
+            "1.ics (text/calendar), 2.ics (text/calendar), 3.ics (text/calendar), "
+            "4.ics (text/calendar).",
         ),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(6)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip) and 1 more.",
+            tuple(attachment(f"{n}.ics", b"BEGIN:VCALENDAR", "text/calendar") for n in range(6)),
+            "No document to fax: attach a PDF. Found only 0.ics (text/calendar), "
+            "1.ics (text/calendar), 2.ics (text/calendar), 3.ics (text/calendar), "
+            "4.ics (text/calendar) and 1 more.",
         ),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(7)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip) and 2 more.",
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(2)),
+            "0.zip is an archive: attach the documents themselves "
+            "(1 more attachment cannot be faxed).",
+        ),
+        (
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(3)),
+            "0.zip is an archive: attach the documents themselves "
+            "(2 more attachments cannot be faxed).",
         ),
     ],
 )

@@ -10,10 +10,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from mailfax.documents import ConversionError
 
@@ -122,27 +123,29 @@ def _private_dir(path: Path) -> None:
         raise ConversionError("the converter's work directory is not private")
 
 
+# How often a conversion waiting for a slot looks again (conversions take seconds).
+_SLOT_POLL = 0.05
+
+
 @contextlib.contextmanager
 def _slot(workdir: Path, count: int) -> Iterator[None]:
-    """Holds one of `count` lock files for the conversion: a free one if any, else waits for
-    one. The kernel drops a lock when its holder dies, so a killed worker frees its slot."""
-    files: list[IO[bytes]] = []
+    """Holds one of `count` lock files for the conversion, waiting until one is free. A lock
+    belongs to its open file, so the kernel frees the slot of a worker that dies."""
+    files = [(workdir / f"slot-{number}.lock").open("ab") for number in range(max(count, 1))]
     try:
-        for number in range(max(count, 1)):
-            handle = (workdir / f"slot-{number}.lock").open("ab")
-            files.append(handle)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            yield
-            return
-        # All busy: wait on one, spread over the slots by process.
-        fcntl.flock(files[os.getpid() % len(files)], fcntl.LOCK_EX)
-        yield
+        while True:
+            for handle in files:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield
+                return
+            # flock cannot wait for any one of several files: look again shortly.
+            time.sleep(_SLOT_POLL)
     finally:
-        for opened in files:
-            opened.close()
+        for handle in files:
+            handle.close()
 
 
 def converter_for(

@@ -74,6 +74,15 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """`eventually` for threads and processes: re-check `check` until it is true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
 # CI's PostgreSQL (trust authentication on loopback); each test gets its own database.
 PG_ADMIN_URL = os.environ.get("MAILFAX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -156,6 +156,8 @@ def kind_by_content(data: bytes) -> Kind | None:
     for magic, kind in _MAGIC:
         if data.startswith(magic):
             return kind
+    if data[257:262] == b"ustar":  # a tar file's first member header
+        return "archive"
     return None
 
 

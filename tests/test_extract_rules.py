@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mailfax.mail.extract import extract_documents
-from mailfax.mail.model import Extraction, ExtractionOptions, NeedsLargeSlot, PartReport
+from mailfax.mail.extract import conversion_name, extract_documents
+from mailfax.mail.identify import Kind
+from mailfax.mail.model import (
+    Extraction,
+    ExtractionOptions,
+    NeedsLargeSlot,
+    PartReport,
+    Unfaxable,
+)
 from mailfax.policy import Refusal
+from tests.fakes import FakeConverter
 from tests.pdfs import pdf_with_pages
 from tests.test_extract import fake_soffice, image_bytes
 
@@ -633,3 +641,94 @@ def test_an_office_document_converted_by_libreoffice(tmp_path: Path) -> None:
         "converted",
         "converted to PDF by LibreOffice",
     )
+
+
+# --- what is converted, and attachments that cannot be faxed ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "content_type", "converted_as"),
+    [
+        ("office", "terms.docx", "application/octet-stream", "terms.docx"),
+        ("office", "sheet.xls", "application/vnd.ms-excel", "sheet.xls"),
+        ("text", "notes.txt", "application/octet-stream", "document.txt"),
+        ("text", "part-2", "text/plain", "document.txt"),
+        ("text", "page.html", "text/html", None),
+        ("text", "data.csv", "text/csv", None),
+        ("archive", "a.zip", "application/zip", None),
+        ("pdf", "a.pdf", "application/pdf", None),
+    ],
+)
+def test_what_is_converted_and_under_which_name(
+    kind: Kind, name: str, content_type: str, converted_as: str | None
+) -> None:
+    assert conversion_name(kind, name, content_type) == converted_as
+
+
+def test_office_and_text_attachments_go_through_the_converter() -> None:
+    converter = FakeConverter(pages=2)
+    mail = HEAD + multipart(
+        TEXT,
+        attachment("terms.docx", b"PK\x03\x04 word", "application/octet-stream"),
+        attachment("notes.txt", b"call me", "text/plain"),
+    )
+    result = extract_documents(mail, converter=converter)
+    assert converter.converted == ["terms.docx", "document.txt"]
+    assert [(d.name, d.pages) for d in result.documents] == [("terms.docx", 2), ("notes.txt", 2)]
+    assert [p.action for p in result.parts] == ["converted", "converted"]
+
+
+ZIP_PART = attachment("scans.zip", b"PK\x03\x04", "application/zip")
+DOCX_PART = attachment("terms.docx", b"PK\x03\x04 word", "application/octet-stream")
+
+
+def test_unfaxable_attachments_refuse_the_mail_or_are_left_out() -> None:
+    mail = HEAD + multipart(TEXT, attachment("a.pdf", PDF), ZIP_PART, DOCX_PART)
+    slow = FakeConverter(problem="it took longer than 120 seconds")
+    refused = extract_documents(mail, converter=slow)
+    assert refused.refusal == Refusal(
+        550,
+        "5.6.0",
+        "scans.zip is an archive: attach the documents themselves "
+        "(1 more attachment cannot be faxed). Nothing was faxed.",
+    )
+    assert refused.documents == ()
+    rest = extract_documents(mail, ExtractionOptions(unfaxable="fax-the-rest"), slow)
+    assert rest.refusal is None
+    assert [d.name for d in rest.documents] == ["a.pdf"]
+    assert [(p.name, p.left_out) for p in rest.parts] == [
+        ("a.pdf", False),
+        ("scans.zip", True),
+        ("terms.docx", True),
+    ]
+    assert rest.parts[2].reason == "could not be converted to PDF: it took longer than 120 seconds"
+
+
+def test_with_nothing_left_to_fax_the_mail_is_refused_either_way() -> None:
+    choices: tuple[Unfaxable, ...] = ("refuse", "fax-the-rest")
+    for unfaxable in choices:
+        options = ExtractionOptions(unfaxable=unfaxable)
+        result = extract_documents(HEAD + multipart(TEXT, DOCX_PART), options)
+        assert result.refusal == Refusal(
+            550,
+            "5.6.0",
+            "terms.docx could not be converted: this gateway does not convert Office "
+            "documents; send a PDF.",
+        )
+
+
+def test_what_mail_programs_add_is_never_an_unfaxable_attachment() -> None:
+    logo = picture(image_bytes("PNG", size=(20, 20)))
+    mail = HEAD + multipart(
+        TEXT,
+        attachment("a.pdf", PDF),
+        logo,
+        attachment("smime.p7s", b"0\x82", "application/pkcs7-signature"),
+        attachment("invite.ics", b"BEGIN:VCALENDAR", "text/calendar"),
+        attachment("alice.vcf", b"BEGIN:VCARD", "text/x-vcard"),
+        attachment("ATT00001.txt", b" \r\n", "text/plain"),  # an empty footer part
+    )
+    result = extract_documents(mail, converter=FakeConverter())
+    assert result.refusal is None
+    assert [d.name for d in result.documents] == ["a.pdf"]
+    assert not any(p.left_out for p in result.parts)

@@ -17,6 +17,8 @@ import pytest
 
 from mailfax.convert import LibreOffice, _slot, converter_for
 from mailfax.documents import ConversionError
+from mailfax.mail.extract import extract_documents
+from mailfax.mail.model import ExtractionOptions
 from tests.conftest import wait_until
 from tests.office import FORMATS, NO_SOFFICE, SOFFICE, office_documents
 
@@ -175,3 +177,19 @@ def test_no_converter_without_libreoffice_and_a_private_default_directory() -> N
     office = converter_for("/usr/bin/soffice", 5, 0, 1, "")
     assert isinstance(office, LibreOffice)
     assert office.workdir.name == "convert" and str(os.getuid()) in office.workdir.parent.name
+
+
+@needs_soffice
+def test_a_latin_1_text_attachment_is_faxed_with_its_accents(tmp_path: Path) -> None:
+    assert SOFFICE is not None
+    mail = (
+        b"From: a@example.com\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n"
+        b"--B\nContent-Type: text/plain\n\nhello\n--B\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\n"
+        b'Content-Disposition: attachment; filename="notes.txt"\n\n'
+        + "Gr\u00fc\u00dfe aus M\u00fcnchen\n".encode("latin-1")
+        + b"\n--B--\n"
+    )
+    options = ExtractionOptions(soffice=SOFFICE, convert_dir=str(tmp_path))
+    [document] = extract_documents(mail, options).documents
+    assert "Gr\u00fc\u00dfe aus M\u00fcnchen" in pdf_text(document.data)

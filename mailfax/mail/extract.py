@@ -189,6 +189,7 @@ class _Leaf:
     inline: bool
     # Attached by the sender as a document (not a picture shown in the mail's text).
     chosen: bool = True
+    charset: str | None = None  # a text part's declared charset
 
 
 _REASONS: dict[Kind, str] = {
@@ -294,7 +295,7 @@ class _Walker:
         inline = embedded or (len(decoded.data) < INLINE_IMAGE_BYTES and how != "attachment")
         # A small picture without "attachment" is a logo; any other file is the sender's.
         chosen = not inline if kind in FAXABLE_IMAGES or kind == "image" else not embedded
-        leaf = _Leaf(name, shown, decoded.data, kind, inline, chosen)
+        leaf = _Leaf(name, shown, decoded.data, kind, inline, chosen, part_charset(part))
         if decoded.problem is None:
             self._handle(leaf, ctx)
             return []
@@ -367,8 +368,13 @@ class _Walker:
         self._accept(leaf, check_pdf(pdf), pdf, "converted", f"{label} image converted to PDF")
 
     def _convert(self, leaf: _Leaf, converter: Converter, as_name: str) -> None:
+        data = leaf.data
+        if leaf.kind == "text":
+            # LibreOffice reads a text file as UTF-8 when it starts with a byte-order mark,
+            # else in a guessed charset: the part's own charset is decoded here instead.
+            data = decode_text(data, leaf.charset).encode("utf-8-sig")
         try:
-            pdf = converter.to_pdf(leaf.data, as_name)
+            pdf = converter.to_pdf(data, as_name)
         except ConversionError as exc:
             self._report_leaf(leaf, None, "unreadable", f"could not be converted to PDF: {exc}")
             self._unfaxable(f"{leaf.name} could not be converted: {exc}")

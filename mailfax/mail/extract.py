@@ -25,6 +25,7 @@ from mailfax.mail.model import (
     Document,
     Extraction,
     ExtractionOptions,
+    NeedsConversion,
     NeedsLargeSlot,
     PartReport,
 )
@@ -326,6 +327,8 @@ class _Walker:
             if leaf.chosen and kind not in NOT_DOCUMENTS:
                 self._unfaxable(f"{leaf.name} {_UNFAXABLE.get(kind, _NOT_FAXED)}")
         elif self.converter is not None:
+            if self.options.defer_conversion:
+                raise NeedsConversion
             self._convert(leaf, self.converter, as_name)
         else:
             self._report_leaf(leaf, None, "ignored", _REASONS[kind])

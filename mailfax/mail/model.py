@@ -82,6 +82,9 @@ class ExtractionOptions:
     # Where conversions keep their slot locks and profile template ("" = a private temp dir).
     convert_dir: str = ""
     unfaxable: Unfaxable = "refuse"
+    # A mail with a document to convert raises NeedsConversion instead (the SMTP gateway then
+    # extracts it in its conversion lane).
+    defer_conversion: bool = False
     # Decoded bytes one image frame may need, and all frames of one image together; known from
     # the image's header before it is decoded (0 = no limit).
     image_frame_bytes: int = 200_000_000
@@ -97,6 +100,10 @@ class ExtractionOptions:
 
 class NeedsLargeSlot(Exception):
     """The mail is small but decodes large: extract it again with a large-mail slot held."""
+
+
+class NeedsConversion(Exception):
+    """The mail has a document to convert: extract it again where conversions may run."""
 
 
 # Images decoding to more than this take a large-mail slot, as mails over 1 MB do.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailfax.documents import ConversionError
+from mailfax.mail.model import ExtractionOptions
 
 
 class Converter(Protocol):
@@ -148,11 +149,16 @@ def _slot(workdir: Path, count: int) -> Iterator[None]:
             handle.close()
 
 
-def converter_for(
-    soffice: str | None, timeout: float, memory_bytes: int, max_parallel: int, workdir: str
-) -> Converter | None:
-    """The gateway's converter; None when LibreOffice is off or not installed."""
-    if soffice is None:
+def converter_for(options: ExtractionOptions) -> Converter | None:
+    """The converter `options` configure; None when LibreOffice is off or not installed."""
+    if options.soffice is None:
         return None
+    workdir = options.convert_dir
     where = Path(workdir) if workdir else Path(tempfile.gettempdir()) / f"mailfax-{os.getuid()}"
-    return LibreOffice(soffice, timeout, memory_bytes, max_parallel, where / "convert")
+    return LibreOffice(
+        options.soffice,
+        options.convert_timeout,
+        options.convert_memory_bytes,
+        options.convert_parallel,
+        where / "convert",
+    )

@@ -130,6 +130,7 @@ def test_each_conversion_starts_from_a_copy_of_the_first_ones_profile(tmp_path: 
     assert sorted(p.name for p in (tmp_path / "convert").iterdir()) == [
         "profile-template",
         "slot-0.lock",
+        "slot-1.lock",
     ]
 
 
@@ -173,8 +174,8 @@ def test_a_work_directory_others_can_read_is_not_used(tmp_path: Path) -> None:
 
 
 def test_no_converter_without_libreoffice_and_a_private_default_directory() -> None:
-    assert converter_for(None, 1, 0, 1, "") is None
-    office = converter_for("/usr/bin/soffice", 5, 0, 1, "")
+    assert converter_for(ExtractionOptions()) is None
+    office = converter_for(ExtractionOptions(soffice="/usr/bin/soffice"))
     assert isinstance(office, LibreOffice)
     assert office.workdir.name == "convert" and str(os.getuid()) in office.workdir.parent.name
 

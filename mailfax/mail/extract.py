@@ -68,16 +68,8 @@ def extract_documents(
     """Parse a raw RFC 5322 message and decide what would be faxed; Office and text documents
     go through `converter` (by default LibreOffice as `options` configure it)."""
     opts = options or ExtractionOptions()
-    if converter is None:
-        converter = converter_for(
-            opts.soffice,
-            opts.convert_timeout,
-            opts.convert_memory_bytes,
-            opts.convert_parallel,
-            opts.convert_dir,
-        )
     try:
-        return _extract(raw, opts, converter)
+        return _extract(raw, opts, converter or converter_for(opts))
     except RecursionError:
         return Extraction((), (), "", "", "", "", TOO_DEEP)
 

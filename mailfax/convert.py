@@ -160,5 +160,6 @@ def converter_for(options: ExtractionOptions) -> Converter | None:
         options.convert_timeout,
         options.convert_memory_bytes,
         options.convert_parallel,
-        where / "convert",
+        # Absolute: the profile is given to LibreOffice as a file:// URI.
+        where.resolve() / "convert",
     )

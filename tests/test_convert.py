@@ -194,3 +194,14 @@ def test_a_latin_1_text_attachment_is_faxed_with_its_accents(tmp_path: Path) -> 
     options = ExtractionOptions(soffice=SOFFICE, convert_dir=str(tmp_path))
     [document] = extract_documents(mail, options).documents
     assert "Gr\u00fc\u00dfe aus M\u00fcnchen" in pdf_text(document.data)
+
+
+def test_the_default_relative_state_directory_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    soffice = fake_soffice(tmp_path, "out.write_text(str(profile))\n")
+    office = converter_for(ExtractionOptions(soffice=soffice, convert_dir="mailfax-data"))
+    assert office is not None
+    profile = Path(office.to_pdf(b"x", "a.docx").decode())
+    assert profile.is_relative_to(tmp_path.resolve() / "mailfax-data" / "convert")

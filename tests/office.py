@@ -1,5 +1,5 @@
 """Office documents for the conversion tests, made by LibreOffice itself from text, CSV and a
-flat presentation (no Office library needed); None where LibreOffice is not installed."""
+flat presentation (no Office library needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from functools import cache
 from pathlib import Path
 
 SOFFICE = shutil.which("soffice")
-NO_SOFFICE = "needs LibreOffice (soffice), which is not installed here; CI installs it"
 
 TEXT = "Contract clause one\nClause two\n"
 CSV = "item,amount\nwidgets,42\n"
@@ -47,7 +46,7 @@ FORMATS: dict[str, tuple[str, int]] = {
 @cache
 def office_documents() -> dict[str, bytes]:
     """{"terms.docx": bytes, ...} for every format of FORMATS."""
-    assert SOFFICE is not None, NO_SOFFICE
+    assert SOFFICE is not None, "tests that make Office documents are marked soffice"
     with tempfile.TemporaryDirectory(prefix="mailfax-office-") as work:
         folder = Path(work)
         (folder / "contract.txt").write_text(TEXT)

@@ -20,9 +20,9 @@ from mailfax.documents import ConversionError
 from mailfax.mail.extract import extract_documents
 from mailfax.mail.model import ExtractionOptions
 from tests.conftest import wait_until
-from tests.office import FORMATS, NO_SOFFICE, SOFFICE, office_documents
+from tests.office import FORMATS, SOFFICE, office_documents
 
-needs_soffice = pytest.mark.skipif(SOFFICE is None, reason=NO_SOFFICE)
+needs_soffice = pytest.mark.soffice
 
 
 def converter(soffice: str, workdir: Path, timeout: float = 60.0, parallel: int = 2) -> LibreOffice:

@@ -24,7 +24,7 @@ from tests.gateway import (
     start_gateway,
     text_part,
 )
-from tests.office import FORMATS, NO_SOFFICE, SOFFICE, office_documents
+from tests.office import FORMATS, office_documents
 from tests.pdfs import fax_mail, pdf_with_pages
 
 TO = ["17185554567@fax.local"]
@@ -101,7 +101,7 @@ async def test_containers_are_never_faxed_as_the_pdf_inside_them(gateway: Gatewa
     assert gateway.simulator.ledger() == []
 
 
-@pytest.mark.skipif(SOFFICE is None, reason=NO_SOFFICE)
+@pytest.mark.soffice
 async def test_every_office_format_and_a_text_file_is_converted_and_faxed(
     gateway: Gateway,
 ) -> None:
@@ -128,7 +128,7 @@ UNFAXABLE = [
     pytest.param(
         DAMAGED_DOCX,
         "terms.docx could not be converted: it is damaged, or not a format LibreOffice can read",
-        marks=pytest.mark.skipif(SOFFICE is None, reason=NO_SOFFICE),
+        marks=pytest.mark.soffice,
         id="docx-libreoffice-cannot-read",
     ),
     pytest.param(RAR, f"scans.rar {ARCHIVE}", id="archive"),

@@ -89,7 +89,9 @@ class LibreOffice:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                # Runs between fork and exec: safe in the single-threaded extraction workers.
+                # Runs between fork and exec: safe in the single-threaded extraction workers
+                # (the gateway's fallback when no worker can start, a thread, takes the small
+                # risk Python documents for preexec_fn with threads).
                 preexec_fn=self._limits,
             )
         except OSError as exc:

@@ -340,7 +340,9 @@ class ConvertSettings:
         "auto", '"auto": Office files to PDF when LibreOffice (soffice) is on PATH; "off"'
     )
     timeout: float = _setting(
-        120.0, "seconds one conversion may take (during the SMTP dialogue: keep it under 5 min)"
+        120.0,
+        "seconds converting one mail's documents may take together (during the SMTP dialogue: "
+        "keep it under 5 min)",
     )
     max_parallel: int = _setting(0, "conversions running at once at most; 0 = one per core")
     memory: str = _setting(

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +29,9 @@ class Converter(Protocol):
 
 @dataclass(frozen=True)
 class LibreOffice:
-    """`soffice --headless --convert-to pdf`, one process group per document.
+    """`soffice --headless --convert-to pdf`, one process group per document, for one mail:
+    its conversions together (slot waits included) may take `timeout` seconds from `started`,
+    so that a mail of many documents is still answered within an MTA's DATA timeout.
 
     `workdir` holds the slot locks (at most `max_parallel` conversions at once, across every
     extraction worker of the gateway) and a profile template: LibreOffice takes 5-10 s to set up
@@ -41,12 +43,25 @@ class LibreOffice:
     memory_bytes: int  # the address space each conversion may map (0 = no limit)
     max_parallel: int
     workdir: Path
+    started: float = field(default_factory=time.monotonic)
+
+    def _left(self) -> float:
+        """Seconds this mail's conversions may still take; ConversionError when none."""
+        left = self.started + self.timeout - time.monotonic()
+        if left <= 0:
+            raise self._time_up()
+        return left
+
+    def _time_up(self) -> ConversionError:
+        return ConversionError(
+            f"the mail's documents took longer than {self.timeout:g} seconds to convert"
+        )
 
     def to_pdf(self, data: bytes, name: str) -> bytes:
         suffix = Path(name).suffix.lower() or ".bin"
         _private_dir(self.workdir)
         with (
-            _slot(self.workdir, self.max_parallel),
+            _slot(self.workdir, self.max_parallel, self._left),
             tempfile.TemporaryDirectory(prefix="convert-", dir=self.workdir) as work,
         ):
             source = Path(work) / f"document{suffix}"
@@ -97,9 +112,9 @@ class LibreOffice:
         except OSError as exc:
             raise ConversionError("the converter (LibreOffice) did not start") from exc
         try:
-            process.wait(timeout=self.timeout)
+            process.wait(timeout=self._left())
         except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"it took longer than {self.timeout:g} seconds") from exc
+            raise self._time_up() from exc
         finally:
             # Whatever soffice left running in its group goes with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -131,9 +146,9 @@ _SLOT_POLL = 0.05
 
 
 @contextlib.contextmanager
-def _slot(workdir: Path, count: int) -> Iterator[None]:
-    """Holds one of `count` lock files for the conversion, waiting until one is free. A lock
-    belongs to its open file, so the kernel frees the slot of a worker that dies."""
+def _slot(workdir: Path, count: int, left: Callable[[], float]) -> Iterator[None]:
+    """Holds one of `count` lock files for the conversion, waiting until one is free or
+    `left` raises. A lock belongs to its open file: the kernel frees a dead worker's slot."""
     files = [(workdir / f"slot-{number}.lock").open("ab") for number in range(max(count, 1))]
     try:
         while True:
@@ -145,7 +160,7 @@ def _slot(workdir: Path, count: int) -> Iterator[None]:
                 yield
                 return
             # flock cannot wait for any one of several files: look again shortly.
-            time.sleep(_SLOT_POLL)
+            time.sleep(min(_SLOT_POLL, left()))
     finally:
         for handle in files:
             handle.close()

@@ -90,7 +90,7 @@ def test_a_conversion_over_its_time_is_ended_with_everything_it_started(tmp_path
     )
     with pytest.raises(ConversionError) as refused:
         converter(soffice, tmp_path, timeout=1.0).to_pdf(b"x", "a.docx")
-    assert str(refused.value) == "it took longer than 1 seconds"
+    assert str(refused.value) == "the mail's documents took longer than 1 seconds to convert"
     helper = int(pid_file.read_text())
 
     def helper_gone() -> bool:
@@ -149,12 +149,12 @@ def test_no_more_conversions_at_once_than_the_slots(tmp_path: Path) -> None:
     third_in = threading.Event()
 
     def third() -> None:
-        with _slot(workdir, 2):
+        with _slot(workdir, 2, lambda: 60.0):
             third_in.set()
 
-    with _slot(workdir, 2):
+    with _slot(workdir, 2, lambda: 60.0):
         assert [held(0), held(1)] == [True, False]
-        with _slot(workdir, 2):
+        with _slot(workdir, 2, lambda: 60.0):
             assert [held(0), held(1)] == [True, True]
             waiting = threading.Thread(target=third)
             waiting.start()
@@ -205,3 +205,26 @@ def test_the_default_relative_state_directory_works(
     assert office is not None
     profile = Path(office.to_pdf(b"x", "a.docx").decode())
     assert profile.is_relative_to(tmp_path.resolve() / "mailfax-data" / "convert")
+
+
+def test_the_time_limit_counts_all_of_one_mails_conversions(tmp_path: Path) -> None:
+    soffice = fake_soffice(tmp_path, "time.sleep(2)\nout.write_text('pdf')\n")
+    office = converter(soffice, tmp_path, timeout=3.0)  # one converter: one mail
+    assert office.to_pdf(b"x", "a.docx") == b"pdf"
+    with pytest.raises(ConversionError) as refused:
+        office.to_pdf(b"x", "b.docx")  # about 1 s was left: not enough
+    assert str(refused.value) == "the mail's documents took longer than 3 seconds to convert"
+    # The next mail has its own time.
+    assert converter(soffice, tmp_path, timeout=3.0).to_pdf(b"x", "c.docx") == b"pdf"
+
+
+def test_waiting_for_a_slot_ends_when_the_mails_time_is_up(tmp_path: Path) -> None:
+    def time_up() -> float:
+        raise ConversionError("the mail's documents took longer than 1 seconds to convert")
+
+    with (
+        _slot(tmp_path, 1, lambda: 60.0),
+        pytest.raises(ConversionError, match="took longer"),
+        _slot(tmp_path, 1, time_up),
+    ):
+        pytest.fail("the only slot is held: this conversion cannot have started")

@@ -451,7 +451,7 @@ def test_office_documents_are_converted_with_libreoffice(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("behaviour", "reason"),
     [
-        ("hang", "it took longer than 0.5 seconds"),
+        ("hang", "the mail's documents took longer than 0.5 seconds to convert"),
         ("fail", "it is damaged, or not a format LibreOffice can read"),
     ],
 )

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailfax._http import HttpServer
 from mailfax.sandbox import DEFAULT_TOKEN, Simulator, SimulatorSettings
 from mailfax.typeset import text_pdf
+from tests.office import SOFFICE, office_documents
 from tests.postfix import DISCARD_TRANSPORT, POSTFIX, Postfix
 
 HERE = Path(__file__).resolve().parent
@@ -57,14 +58,15 @@ def pdf_of_size(pages: int, size: int) -> bytes:
     return out.getvalue()
 
 
-def fax_mail(pdf: bytes) -> bytes:
+def fax_mail(document: bytes, name: str = "invoice.pdf") -> bytes:
     """A realistic fax mail; BENCH-ID in the body is replaced per mail by the load generator."""
     message = EmailMessage()
     message["From"] = "bench@example.com"
     message["To"] = "17185554567@fax.local"
     message["Subject"] = "Invoice"
     message.set_content("BENCH-ID\nPlease find the invoice attached.\n")
-    message.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    subtype = "pdf" if name.endswith(".pdf") else "octet-stream"
+    message.add_attachment(document, maintype="application", subtype=subtype, filename=name)
     return message.as_bytes()
 
 
@@ -463,7 +465,71 @@ async def run(quick: bool) -> dict[str, Any]:
             "with_workers_peak_pss_mib": round(tree_peak / 1024, 1),
             "bytes_in_flight_mib": round(4 * mail_25m.stat().st_size / 2**20, 1),
         }
+        r["conversion"] = await conversion(bench)
         return r
+
+
+async def conversion(bench: Bench) -> dict[str, Any]:
+    """7. What converting an Office document before 250 costs: the acceptance latency of a mail
+    with a one-page PDF and of one with a one-page DOCX, one session after the other."""
+    if SOFFICE is None:
+        return {}
+    count = 5 if bench.quick else 20
+    mails = {}
+    for label, name, document in (
+        ("pdf", "invoice.pdf", pdf_of_size(1, 5_000)),
+        ("docx", "terms.docx", office_documents()["terms.docx"]),
+    ):
+        mails[label] = bench.work / f"conversion-{label}.eml"
+        mails[label].write_bytes(fax_mail(document, name))
+    figures: dict[str, Any] = {}
+    async with bench.gateway("smtp") as gateway:
+        # The first mail of each kind pays for starting workers and LibreOffice's profile.
+        for mail in mails.values():
+            await bench.load(gateway.smtp_port, mail, 1, sessions=1)
+        for label, mail in mails.items():
+            data = await bench.load(gateway.smtp_port, mail, count, sessions=1)
+            latencies = [x["latency"] * 1000 for x in data["results"] if x["code"] == 250]
+            figures[f"{label}_p50_ms"] = round(percentile(latencies, 0.5), 1)
+            figures[f"{label}_p99_ms"] = round(percentile(latencies, 0.99), 1)
+            figures[f"{label}_accepted"] = len(latencies)
+        # Two sessions of DOCX mails at once (each conversion has its own LibreOffice), and
+        # meanwhile PDF mails in a third: conversions hold extraction workers.
+        converting = asyncio.create_task(
+            bench.load(gateway.smtp_port, mails["docx"], count, sessions=2)
+        )
+        during = await bench.load(gateway.smtp_port, mails["pdf"], count, sessions=1)
+        data = await converting
+        figures["docx_two_sessions_mails_per_s"] = round(data["accepted"] / data["elapsed"], 2)
+        latencies = [x["latency"] * 1000 for x in during["results"] if x["code"] == 250]
+        figures["pdf_during_docx_p50_ms"] = round(percentile(latencies, 0.5), 1)
+        figures["pdf_during_docx_p99_ms"] = round(percentile(latencies, 0.99), 1)
+    return figures
+
+
+def conversion_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
+    if not c:
+        return [("Office conversion", "n/a (LibreOffice is not installed)")]
+    return [
+        (
+            "accept latency, 1-page PDF mail (p50 / p99)",
+            f"{c['pdf_p50_ms']} / {c['pdf_p99_ms']} ms",
+        ),
+        (
+            "accept latency, 1-page DOCX mail, converted (p50 / p99)",
+            f"{c['docx_p50_ms']} / {c['docx_p99_ms']} ms",
+        ),
+        ("  DOCX mails, 2 sessions at once", f"{c['docx_two_sessions_mails_per_s']} mails/s"),
+        (
+            "  meanwhile PDF mails (p50 / p99)",
+            f"{c['pdf_during_docx_p50_ms']} / {c['pdf_during_docx_p99_ms']} ms",
+        ),
+    ]
+
+
+async def only_conversion(quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return await conversion(Bench(Path(tmp), quick))
 
 
 def table(results: dict[str, Any]) -> str:
@@ -513,7 +579,12 @@ def table(results: dict[str, Any]) -> str:
         ("idle RSS after start (all roles, FAX.PLUS elsewhere)", f"{idle['rss_mib']} MiB"),
         ("  with the simulator embedded (`make run`)", f"{idle['embedded_simulator_rss_mib']} MiB"),
         ("start-up to listening", f"{idle['startup_seconds']} s"),
+        *conversion_rows(results.get("conversion", {})),
     ]
+    return aligned(rows)
+
+
+def aligned(rows: list[tuple[str, str]]) -> str:
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -521,7 +592,15 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts: under two minutes")
+    parser.add_argument(
+        "--only-conversion", action="store_true", help="only the Office conversion figures"
+    )
     args = parser.parse_args()
+    if args.only_conversion:
+        figures = asyncio.run(only_conversion(args.quick))
+        print(json.dumps(figures, indent=2))
+        print(aligned(conversion_rows(figures)))
+        return
     results = asyncio.run(run(args.quick))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

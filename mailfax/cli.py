@@ -487,6 +487,7 @@ def inspect_report(extraction: Extraction | None, recipients: Recipients = ()) -
                 "pages": part.pages,
                 "action": part.action,
                 "reason": part.reason,
+                "left_out": part.left_out,
             }
             for part in extraction.parts
         ],
@@ -539,8 +540,10 @@ def _extraction_lines(extraction: Extraction) -> list[str]:
     ]
     for part in extraction.parts:
         pages = f"{part.pages} p." if part.pages is not None else "-"
+        # With [smtp] unfaxable = fax-the-rest, what the fax goes without.
+        action = "left out" if part.left_out else part.action
         lines.append(
-            f"  {part.action:<10} {part.name}  ({part.content_type}, {part.size} bytes, {pages})"
+            f"  {action:<10} {part.name}  ({part.content_type}, {part.size} bytes, {pages})"
         )
         lines.append(f"  {'':<10} {part.reason}")
     if not extraction.parts:

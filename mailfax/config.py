@@ -84,6 +84,12 @@ class SmtpSettings:
         "reject",
         'a mail with no document: "reject" (550 5.6.0), or "render" its text and fax that',
     )
+    unfaxable: str = _setting(
+        "refuse",
+        "a mail with an attachment that cannot be faxed (an archive, a file that fails to "
+        'convert): "refuse" it (550 5.6.0 naming the file), or "fax-the-rest" and say in the '
+        "receipt what was left out",
+    )
     tls_listen: str = _setting(
         "", 'HOST:PORT of a second listener speaking TLS from the first byte (465); "" = none'
     )
@@ -345,7 +351,15 @@ class ConvertSettings:
     office: str = _setting(
         "auto", '"auto": Office files to PDF when LibreOffice (soffice) is on PATH; "off"'
     )
-    timeout: float = _setting(120.0, "seconds one conversion may take")
+    timeout: float = _setting(
+        120.0,
+        "seconds converting one mail's documents may take together (during the SMTP dialogue: "
+        "keep it under 5 min)",
+    )
+    max_parallel: int = _setting(0, "conversions running at once at most; 0 = one per core")
+    memory: str = _setting(
+        "2GB", "address space one LibreOffice conversion may map (decimal units MB, GB)"
+    )
 
 
 @dataclass(frozen=True)
@@ -610,6 +624,15 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         _fail(key, value, "unknown choice", " or ".join(f'"{choice}"' for choice in choices))
 
 
+def _check_size(key: str, value: str, minimum: int, example: str, zero_ok: bool = False) -> None:
+    try:
+        size = parse_size(value)
+    except ValueError:
+        _fail(key, value, "not a size", f"write e.g. {example}")
+    if size < minimum and not (zero_ok and size == 0):
+        _fail(key, value, "too small", f"use e.g. {example}")
+
+
 def _check_listen(key: str, value: str) -> None:
     try:
         parse_hostport(value)
@@ -638,12 +661,7 @@ def _validate(s: Settings) -> None:
         )
     if s.smtp.max_recipients < 1:
         _fail("[smtp] max_recipients", s.smtp.max_recipients, "must be at least 1", "set 1 or more")
-    try:
-        size = parse_size(s.smtp.max_message_size)
-    except ValueError:
-        _fail("[smtp] max_message_size", s.smtp.max_message_size, "not a size", 'write e.g. "30MB"')
-    if size < 10_000:
-        _fail("[smtp] max_message_size", s.smtp.max_message_size, "too small", 'use e.g. "30MB"')
+    _check_size("[smtp] max_message_size", s.smtp.max_message_size, 10_000, '"30MB"')
     if s.smtp.max_pages < 1:
         _fail("[smtp] max_pages", s.smtp.max_pages, "must be at least 1", "e.g. 200")
     if s.smtp.body_only not in ("reject", "render"):
@@ -656,6 +674,12 @@ def _validate(s: Settings) -> None:
         _fail("[convert] office", s.convert.office, "unknown choice", '"auto" or "off"')
     if s.convert.timeout <= 0:
         _fail("[convert] timeout", s.convert.timeout, "must be > 0", "e.g. 120")
+    if s.convert.max_parallel < 0:
+        _fail("[convert] max_parallel", s.convert.max_parallel, "negative", "0 (one per core) or 2")
+    # LibreOffice aborts at start below ~500 MB of address space; "0" is no limit.
+    _check_size("[convert] memory", s.convert.memory, 500_000_000, '"2GB"', zero_ok=True)
+    if s.smtp.unfaxable not in ("refuse", "fax-the-rest"):
+        _fail("[smtp] unfaxable", s.smtp.unfaxable, "unknown choice", '"refuse" or "fax-the-rest"')
     if s.http.public_url:
         _check_http_url("[http] public_url", s.http.public_url, "https://fax-gw.example.com")
     if s.faxplus.api_url != SANDBOX:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -16,8 +17,11 @@ from sqlalchemy.engine import make_url
 
 from mailfax.app import webhook_secret, webhook_target
 from mailfax.config import Settings
+from mailfax.convert import converter_for
+from mailfax.documents import ConversionError
 from mailfax.faxplus import ApiError, FaxPlusClient, PermanentApiError, sending_numbers
 from mailfax.jobs import JobState
+from mailfax.mail.model import extraction_options
 from mailfax.store import LATEST, SQLITE_FILE, SchemaMismatch, SqlStore, check_version, open_store
 
 T = TypeVar("T")
@@ -353,6 +357,31 @@ async def _check_smarthost(context: Context) -> str:
     return f"{parts.scheme}://{host}:{port} answered: {greeting.code} {first_line}"
 
 
+async def _check_office(context: Context) -> str:
+    """A real conversion: a LibreOffice that is installed but broken refuses every Office mail
+    (and the profile it sets up makes the first mail's conversion the fast kind)."""
+    options = extraction_options(context.settings)
+    if context.settings.convert.office == "off":
+        raise CheckSkipped('[convert] office = "off": Office and text attachments are not faxed')
+    converter = converter_for(options)
+    if converter is None:
+        raise CheckSkipped(
+            "LibreOffice (soffice) is not on PATH: Office and text attachments are not faxed; "
+            "install libreoffice-writer-nogui, -calc-nogui and -impress-nogui to convert them"
+        )
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(converter.to_pdf, b"mailfax doctor\n", "document.txt")
+    except ConversionError as exc:
+        raise CheckFailed(
+            f"LibreOffice at {options.soffice} could not convert a text file: {exc}",
+            "run `soffice --headless --convert-to pdf` on a file by hand to see why, or set "
+            '[convert] office = "off"',
+        ) from None
+    seconds = time.monotonic() - started
+    return f"LibreOffice at {options.soffice} converted a text file in {seconds:.1f} s"
+
+
 CHECKS: tuple[Check, ...] = (
     Check("token", "the token works: GET /accounts/self", _check_token),
     Check("from-number", "the sending number is active on the account", _check_from_number),
@@ -366,4 +395,5 @@ CHECKS: tuple[Check, ...] = (
         "no receipt of the last 7 days had to fall back to the minimal one",
         _check_receipts,
     ),
+    Check("office", "LibreOffice converts a text file to PDF", _check_office),
 )

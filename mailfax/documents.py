@@ -1,13 +1,10 @@
-"""Fax documents as PDF: preflight and repair, images and Office files to PDF."""
+"""Fax documents as PDF: preflight and repair, images to PDF."""
 
 from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import img2pdf
 import pikepdf
@@ -166,37 +163,3 @@ def _flattened_frames(data: bytes) -> list[bytes]:
             white.save(out, format="PNG")
             frames.append(out.getvalue())
     return frames
-
-
-def office_to_pdf(data: bytes, name: str, soffice: str, timeout: float) -> bytes:
-    """Convert an Office document with LibreOffice (headless, own profile, bounded time)."""
-    suffix = Path(name).suffix.lower() or ".bin"
-    with tempfile.TemporaryDirectory(prefix="mailfax-convert-") as work:
-        source = Path(work) / f"document{suffix}"
-        source.write_bytes(data)
-        command = [
-            soffice,
-            "--headless",
-            "--norestore",
-            "--nolockcheck",
-            # A private profile: concurrent conversions must not share LibreOffice's lock.
-            f"-env:UserInstallation={(Path(work) / 'profile').as_uri()}",
-            "--convert-to",
-            "pdf",
-            "--outdir",
-            work,
-            str(source),
-        ]
-        try:
-            # The command is fixed; only the file path (ours) varies.
-            subprocess.run(  # noqa: S603
-                command, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"could not be converted to PDF within {timeout:g}s") from exc
-        except OSError as exc:
-            raise ConversionError("could not be converted: LibreOffice did not start") from exc
-        result = source.with_suffix(".pdf")
-        if not result.is_file():
-            raise ConversionError("could not be converted to PDF by LibreOffice")
-        return result.read_bytes()

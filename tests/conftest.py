@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -30,22 +31,31 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-mail"
 CORPUS_PRESENT = CORPUS.is_dir()
 CORPUS_SKIP_REASON = f"needs the real-mail corpus {CORPUS}, which is not beside this checkout"
 _corpus_skipped: list[str] = []
+# CI installs LibreOffice (.ci/run); a machine without it skips the real conversions.
+SOFFICE_PRESENT = shutil.which("soffice") is not None
+_soffice_skipped: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "corpus: reads ../shared/corpus/real-mail/ (skipped where it does not exist)"
     )
+    config.addinivalue_line(
+        "markers", "soffice: converts with LibreOffice (skipped where soffice is not installed)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if CORPUS_PRESENT:
-        return
-    skip = pytest.mark.skip(reason=CORPUS_SKIP_REASON)
-    for item in items:
-        if item.get_closest_marker("corpus") is not None:
-            item.add_marker(skip)
-            _corpus_skipped.append(item.nodeid)
+    for marker, present, reason, skipped in (
+        ("corpus", CORPUS_PRESENT, CORPUS_SKIP_REASON, _corpus_skipped),
+        ("soffice", SOFFICE_PRESENT, "needs LibreOffice (soffice)", _soffice_skipped),
+    ):
+        if present:
+            continue
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                skipped.append(item.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -55,6 +65,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{len(_corpus_skipped)} tests skipped: they read the real-mail corpus, and "
             f"{CORPUS} does not exist (CI has it; tests/test_quirks.py covers its quirks "
             "with generated mails)",
+            yellow=True,
+        )
+    if _soffice_skipped:
+        terminalreporter.write_line(
+            f"{len(_soffice_skipped)} tests skipped: they convert documents with LibreOffice, "
+            "and soffice is not installed (CI installs it: .ci/run)",
             yellow=True,
         )
 
@@ -71,6 +87,15 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """`eventually` for threads and processes: re-check `check` until it is true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
 
 
 # CI's PostgreSQL (trust authentication on loopback); each test gets its own database.

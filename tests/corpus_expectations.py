@@ -8,8 +8,10 @@
 #   file. The other ``*.msg`` files (``mime4j/``, ``mimekit/``) are ordinary RFC 5322 text and are
 #   fed as they are.
 # * Every refusal in this corpus is ``550 5.6.0``: either nothing faxable remains, or a document
-#   that claims to be a PDF (type ``application/pdf`` or a ``.pdf`` name) does not open; then
-#   ``reason`` is (part of) that file's decoded name.
+#   that claims to be a PDF (type ``application/pdf`` or a ``.pdf`` name) does not open, or an
+#   attachment the sender chose cannot be faxed (an archive, source code; Office and text files
+#   too, as the corpus runs without LibreOffice): then ``reason`` is (part of) the first such
+#   file's decoded name.
 # * ``Faxed.name`` is the decoded, sanitised name of the attached file (an image keeps its own name,
 #   e.g. ``favicon.jpg``, even though it is faxed as a converted PDF page).
 
@@ -51,9 +53,11 @@ EXPECTED: dict[str, Expected] = {
         note="winmail.dat with a body only and no attachments: nothing to fax",
     ),
     "apache-poi/quick-winmail.dat": Expected(
-        faxed=(Faxed("quick.pdf", 1),),
-        note="TNEF decoded: quick.pdf (1 page) faxed; quick.doc, quick.html, quick.txt, "
-        "quick.xml ignored (no LibreOffice, not documents to fax)",
+        refusal=NOTHING,
+        reason="quick.doc could not be converted",
+        note="TNEF decoded: quick.pdf (1 page) is faxable, but quick.doc, quick.html, quick.txt "
+        "and quick.xml are attachments that cannot be faxed (no LibreOffice; HTML and XML are "
+        "never converted): refused naming the first, rather than a fax without them",
     ),
     "enmime/low-quality/bad-final-boundary.raw": Expected(
         refusal=NOTHING,
@@ -284,9 +288,9 @@ EXPECTED: dict[str, Expected] = {
     ),
     "mikel-mail/mime_emails/raw_email7.eml": Expected(
         refusal=NOTHING,
-        reason="test.pdf",
-        note="S/MIME signed: application/pdf test.pdf is 'blah blah blah' (not a PDF), so the "
-        "claimed PDF does not open: refused naming it; test.rb and smime.p7s ignored",
+        reason="test.rb is not a document",
+        note="S/MIME signed: the Ruby source test.rb cannot be faxed, and application/pdf test.pdf "
+        "is 'blah blah blah' (not a PDF): refused naming the first; smime.p7s ignored",
     ),
     "mikel-mail/mime_emails/raw_email_with_illegal_boundary.eml": Expected(
         refusal=NOTHING,
@@ -318,9 +322,11 @@ EXPECTED: dict[str, Expected] = {
         "however it is split",
     ),
     "mime4j/example.msg": Expected(
-        faxed=(Faxed("blob.png", 1), Faxed("blob.png", 1)),
+        refusal=NOTHING,
+        reason="rhubarb.txt could not be converted",
         note="two attached 10x10 PNGs with the same name, each one page (attachment disposition "
-        "beats the small-image rule); rhubarb.txt ignored",
+        "beats the small-image rule), and the text file rhubarb.txt: without LibreOffice it "
+        "cannot be faxed, so the mail is refused rather than faxed without it",
     ),
     "mime4j/missing-boundary.msg": Expected(
         refusal=NOTHING, note="multipart whose boundary never appears: body only"

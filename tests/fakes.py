@@ -6,7 +6,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailfax.documents import ConversionError
 from mailfax.faxplus import FaxRecord, NotFoundApiError, OutboxRecord, SentListing
+from tests.pdfs import pdf_with_pages
+
+
+@dataclass
+class FakeConverter:
+    """Converter in memory: a PDF of `pages` pages for every document, or ConversionError
+    with `problem`; `converted` records the names it was asked to convert under."""
+
+    pages: int = 1
+    problem: str = ""
+    converted: list[str] = field(default_factory=list)
+
+    def to_pdf(self, data: bytes, name: str) -> bytes:
+        self.converted.append(name)
+        if self.problem:
+            raise ConversionError(self.problem)
+        return pdf_with_pages(self.pages)
 
 
 @dataclass

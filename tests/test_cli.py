@@ -104,11 +104,11 @@ async def test_send_reports_refusals_with_a_non_zero_exit_and_sends_numbers_as_t
     code, out, _ = await run("send", "--server", smtp, "--to", "sales", str(pdf))
     assert code == 1
     assert "RCPT TO sales@fax.local: 550 5.1.1" in out
-    text = tmp_path / "notes.txt"
-    text.write_text("not a pdf")
-    code, out, _ = await run("send", "--server", smtp, "--to", "17185554567", str(text))
+    archive = tmp_path / "scans.zip"
+    archive.write_bytes(b"PK\x03\x04 not a pdf")
+    code, out, _ = await run("send", "--server", smtp, "--to", "17185554567", str(archive))
     assert code == 1
-    assert "DATA: 550 5.6.0 No document to fax" in out
+    assert "DATA: 550 5.6.0 scans.zip is an archive: attach the documents themselves" in out
     # The number goes as typed: smtplib's own quoting drops "(212)" as a comment (+15550199).
     code, out, _ = await run("send", "--server", smtp, "--to", "(212) 555-0199", str(pdf))
     assert code == 0, out

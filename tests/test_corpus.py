@@ -12,7 +12,7 @@ from mailfax.app import Gateway
 from mailfax.mail.extract import extract_documents
 from tests.conftest import CORPUS
 from tests.corpus_expectations import EXPECTED
-from tests.gateway import start_gateway
+from tests.gateway import gateway_env, start_gateway
 from tests.verdicts import check_extraction, check_through_listener
 
 pytestmark = pytest.mark.corpus
@@ -55,7 +55,8 @@ def test_extraction_of_corpus_mail(name: str) -> None:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    running = await start_gateway(tmp_path)
+    # Without LibreOffice, as the extraction test above: Office conversion has its own tests.
+    running = await start_gateway(tmp_path, gateway_env(tmp_path, convert_office="off"))
     yield running
     await running.stop()
 

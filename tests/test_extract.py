@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import stat
 import struct
@@ -185,14 +186,14 @@ def test_damaged_image_is_refused_by_name() -> None:
     damaged = ("scan.png", b"\x89PNG\r\n\x1a\nxx", "image/png")
     alone = extract_documents(fax_mail(attachments=[damaged]).as_bytes())
     assert alone.refusal is not None
-    assert (
-        alone.refusal.text == "No document to fax: attach a PDF. Found only scan.png (image/png)."
-    )
+    assert alone.refusal.text == "The image 'scan.png' is damaged and cannot be read."
     assert alone.parts[0].reason == "the PNG image is damaged and cannot be read"
     beside_a_pdf = fax_mail(attachments=[("a.pdf", pdf_with_pages(1), "application/pdf"), damaged])
     result = extract_documents(beside_a_pdf.as_bytes())
     assert result.refusal is not None
-    assert result.refusal.text == "The image 'scan.png' is damaged and cannot be read."
+    assert result.refusal.text == (
+        "The image 'scan.png' is damaged and cannot be read. Nothing was faxed."
+    )
 
 
 # --- structure -------------------------------------------------------------------------
@@ -247,11 +248,12 @@ def test_unreadable_parts_are_reported_and_the_rest_still_works() -> None:
         f"{zip_part}--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64"
         f"\r\n\r\n{pdf}\r\n--b--\r\n"
     ).encode()
-    result = extract_documents(raw)
+    result = extract_documents(raw, ExtractionOptions(unfaxable="fax-the-rest"))
     assert [(d.name, d.pages) for d in result.documents] == [("document-2.pdf", 1)]
-    assert (result.parts[0].action, result.parts[0].reason) == (
+    assert (result.parts[0].action, result.parts[0].reason, result.parts[0].left_out) == (
         "unreadable",
         "its transfer encoding 'base9000' is unknown",
+        True,
     )
 
 
@@ -376,9 +378,7 @@ def test_no_faxable_document_names_what_was_found() -> None:
     mail = fax_mail(attachments=[("notes.zip", b"PK\x03\x04", "application/zip")])
     result = extract_documents(mail.as_bytes(), ExtractionOptions(body_only="render"))
     assert result.refusal is not None
-    assert result.refusal.text == (
-        "No document to fax: attach a PDF. Found only notes.zip (application/zip)."
-    )
+    assert result.refusal.text == "notes.zip is an archive: attach the documents themselves."
 
 
 def test_body_only_mail_is_typeset_when_configured() -> None:
@@ -450,7 +450,10 @@ def test_office_documents_are_converted_with_libreoffice(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("behaviour", "reason"),
-    [("hang", "could not be converted to PDF within 0.5s"), ("fail", "could not be converted")],
+    [
+        ("hang", "the mail's documents took longer than 0.5 seconds to convert"),
+        ("fail", "it is damaged, or not a format LibreOffice can read"),
+    ],
 )
 def test_failed_office_conversion_is_refused_by_name(
     tmp_path: Path, behaviour: str, reason: str
@@ -458,7 +461,7 @@ def test_failed_office_conversion_is_refused_by_name(
     options = ExtractionOptions(soffice=fake_soffice(tmp_path, behaviour), convert_timeout=0.5)
     result = extract_documents(fax_mail(attachments=[DOCX]).as_bytes(), options)
     assert result.refusal is not None
-    assert result.refusal.text.startswith(f"The document 'contract.docx' {reason}")
+    assert result.refusal.text == f"contract.docx could not be converted: {reason}."
 
 
 def test_options_come_from_the_configuration(
@@ -488,6 +491,8 @@ def test_options_come_from_the_configuration(
         large_decoded_bytes=LARGE_DECODED_BYTES,
         cpu_seconds=12.0,
         memory_bytes=500_000_000,
+        convert_parallel=os.cpu_count() or 1,
+        convert_dir="mailfax-data",
     )
     off = extraction_options(load_settings(environ={**env, "MAILFAX_CONVERT_OFFICE": "off"}))
     assert off.soffice is None

@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mailfax.mail.extract import extract_documents
-from mailfax.mail.model import Extraction, ExtractionOptions, NeedsLargeSlot, PartReport
+from mailfax.mail.extract import conversion_name, extract_documents
+from mailfax.mail.identify import Kind
+from mailfax.mail.model import (
+    Extraction,
+    ExtractionOptions,
+    NeedsLargeSlot,
+    PartReport,
+    Unfaxable,
+)
 from mailfax.policy import Refusal
+from tests.fakes import FakeConverter
 from tests.pdfs import pdf_with_pages
 from tests.test_extract import fake_soffice, image_bytes
 
@@ -193,7 +201,11 @@ def test_winmail_dat_is_unpacked_and_its_files_handled_like_attachments() -> Non
         [("scan.pdf", PDF), (None, b"zzz"), ("notes.txt", b"hi"), ("p.jpg", small_photo)],
         body="Outlook's text",
     )
-    result = extract_documents(HEAD + multipart(winmail(blob)))
+    refused = extract_documents(HEAD + multipart(winmail(blob))).refusal
+    assert refused is not None and refused.text.startswith("part-3 is not a document")
+    rest = ExtractionOptions(unfaxable="fax-the-rest")
+    result = extract_documents(HEAD + multipart(winmail(blob)), rest)
+    assert [p.left_out for p in result.parts] == [False, False, True, True, False]
     rows = [(p.name, p.content_type, p.size, p.pages, p.action, p.reason) for p in result.parts]
     assert rows == [
         (
@@ -344,7 +356,9 @@ def test_an_unreadable_attached_picture_refuses_a_mail_with_other_documents() ->
     )
     result = extract_documents(mail)
     assert result.refusal == Refusal(
-        550, "5.6.0", "The file 'p.png' cannot be read: its base64 encoding is corrupt."
+        550,
+        "5.6.0",
+        "The file 'p.png' cannot be read: its base64 encoding is corrupt. Nothing was faxed.",
     )
     assert result.documents == ()
     assert result.parts[1] == PartReport(
@@ -361,7 +375,7 @@ def test_an_unreadable_picture_in_the_text_refuses_nothing() -> None:
 
 
 @pytest.mark.parametrize("with_libreoffice", [False, True])
-def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
+def test_an_unreadable_office_document_refuses_the_mail_either_way(
     tmp_path: Path, with_libreoffice: bool
 ) -> None:
     soffice = fake_soffice(tmp_path, "convert") if with_libreoffice else None
@@ -369,7 +383,7 @@ def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
     result = extract_documents(
         HEAD + multipart(TEXT, attachment("a.pdf", PDF), docx), ExtractionOptions(soffice=soffice)
     )
-    assert (result.refusal is not None) is with_libreoffice
+    assert result.refusal is not None and "'c.docx' cannot be read" in result.refusal.text
 
 
 @pytest.mark.parametrize(
@@ -377,13 +391,13 @@ def test_an_unreadable_office_document_refuses_only_when_it_could_be_converted(
     [
         (
             "fail",
-            "the document could not be converted to PDF",
-            "The document 'c.docx' could not be converted to PDF",
+            "could not be converted to PDF: it is damaged, or not a format LibreOffice can read",
+            "c.docx could not be converted: it is damaged, or not a format LibreOffice can read.",
         ),
         (
             "junk",
             "LibreOffice made an unreadable PDF",
-            "The document 'c.docx' could not be converted to PDF.",
+            "c.docx could not be converted: the result was not a valid PDF.",
         ),
     ],
 )
@@ -560,22 +574,26 @@ def test_an_image_decoding_larger_than_a_large_mail_asks_for_a_large_mail_slot()
         ((), "No document to fax: the message is empty. Attach a PDF."),
         ((TEXT,), "No document to fax: the message has only a text body. Attach a PDF."),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(5)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip).",
+            tuple(attachment(f"{n}.ics", b"BEGIN:VCALENDAR", "text/calendar") for n in range(5)),
+            "No document to fax: attach a PDF. Found only 0.ics (text/calendar), "
+            "1.ics (text/calendar), 2.ics (text/calendar), 3.ics (text/calendar), "
+            "4.ics (text/calendar).",
         ),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(6)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip) and 1 more.",
+            tuple(attachment(f"{n}.ics", b"BEGIN:VCALENDAR", "text/calendar") for n in range(6)),
+            "No document to fax: attach a PDF. Found only 0.ics (text/calendar), "
+            "1.ics (text/calendar), 2.ics (text/calendar), 3.ics (text/calendar), "
+            "4.ics (text/calendar) and 1 more.",
         ),
         (
-            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(7)),
-            "No document to fax: attach a PDF. Found only 0.zip (application/zip), "
-            "1.zip (application/zip), 2.zip (application/zip), 3.zip (application/zip), "
-            "4.zip (application/zip) and 2 more.",
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(2)),
+            "0.zip is an archive: attach the documents themselves "
+            "(1 more attachment cannot be faxed).",
+        ),
+        (
+            tuple(attachment(f"{n}.zip", b"PK\x03\x04", "application/zip") for n in range(3)),
+            "0.zip is an archive: attach the documents themselves "
+            "(2 more attachments cannot be faxed).",
         ),
     ],
 )
@@ -623,3 +641,94 @@ def test_an_office_document_converted_by_libreoffice(tmp_path: Path) -> None:
         "converted",
         "converted to PDF by LibreOffice",
     )
+
+
+# --- what is converted, and attachments that cannot be faxed ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "content_type", "converted_as"),
+    [
+        ("office", "terms.docx", "application/octet-stream", "terms.docx"),
+        ("office", "sheet.xls", "application/vnd.ms-excel", "sheet.xls"),
+        ("text", "notes.txt", "application/octet-stream", "document.txt"),
+        ("text", "part-2", "text/plain", "document.txt"),
+        ("text", "page.html", "text/html", None),
+        ("text", "data.csv", "text/csv", None),
+        ("archive", "a.zip", "application/zip", None),
+        ("pdf", "a.pdf", "application/pdf", None),
+    ],
+)
+def test_what_is_converted_and_under_which_name(
+    kind: Kind, name: str, content_type: str, converted_as: str | None
+) -> None:
+    assert conversion_name(kind, name, content_type) == converted_as
+
+
+def test_office_and_text_attachments_go_through_the_converter() -> None:
+    converter = FakeConverter(pages=2)
+    mail = HEAD + multipart(
+        TEXT,
+        attachment("terms.docx", b"PK\x03\x04 word", "application/octet-stream"),
+        attachment("notes.txt", b"call me", "text/plain"),
+    )
+    result = extract_documents(mail, converter=converter)
+    assert converter.converted == ["terms.docx", "document.txt"]
+    assert [(d.name, d.pages) for d in result.documents] == [("terms.docx", 2), ("notes.txt", 2)]
+    assert [p.action for p in result.parts] == ["converted", "converted"]
+
+
+ZIP_PART = attachment("scans.zip", b"PK\x03\x04", "application/zip")
+DOCX_PART = attachment("terms.docx", b"PK\x03\x04 word", "application/octet-stream")
+
+
+def test_unfaxable_attachments_refuse_the_mail_or_are_left_out() -> None:
+    mail = HEAD + multipart(TEXT, attachment("a.pdf", PDF), ZIP_PART, DOCX_PART)
+    slow = FakeConverter(problem="it took longer than 120 seconds")
+    refused = extract_documents(mail, converter=slow)
+    assert refused.refusal == Refusal(
+        550,
+        "5.6.0",
+        "scans.zip is an archive: attach the documents themselves "
+        "(1 more attachment cannot be faxed). Nothing was faxed.",
+    )
+    assert refused.documents == ()
+    rest = extract_documents(mail, ExtractionOptions(unfaxable="fax-the-rest"), slow)
+    assert rest.refusal is None
+    assert [d.name for d in rest.documents] == ["a.pdf"]
+    assert [(p.name, p.left_out) for p in rest.parts] == [
+        ("a.pdf", False),
+        ("scans.zip", True),
+        ("terms.docx", True),
+    ]
+    assert rest.parts[2].reason == "could not be converted to PDF: it took longer than 120 seconds"
+
+
+def test_with_nothing_left_to_fax_the_mail_is_refused_either_way() -> None:
+    choices: tuple[Unfaxable, ...] = ("refuse", "fax-the-rest")
+    for unfaxable in choices:
+        options = ExtractionOptions(unfaxable=unfaxable)
+        result = extract_documents(HEAD + multipart(TEXT, DOCX_PART), options)
+        assert result.refusal == Refusal(
+            550,
+            "5.6.0",
+            "terms.docx could not be converted: this gateway does not convert Office "
+            "documents; send a PDF.",
+        )
+
+
+def test_what_mail_programs_add_is_never_an_unfaxable_attachment() -> None:
+    logo = picture(image_bytes("PNG", size=(20, 20)))
+    mail = HEAD + multipart(
+        TEXT,
+        attachment("a.pdf", PDF),
+        logo,
+        attachment("smime.p7s", b"0\x82", "application/pkcs7-signature"),
+        attachment("invite.ics", b"BEGIN:VCALENDAR", "text/calendar"),
+        attachment("alice.vcf", b"BEGIN:VCARD", "text/x-vcard"),
+        attachment("ATT00001.txt", b" \r\n", "text/plain"),  # an empty footer part
+    )
+    result = extract_documents(mail, converter=FakeConverter())
+    assert result.refusal is None
+    assert [d.name for d in result.documents] == ["a.pdf"]
+    assert not any(p.left_out for p in result.parts)

@@ -21,7 +21,7 @@ from mailfax.smtp.extraction import ExtractionFailed, ExtractionPool
 from tests.chaos import GatewayProcess, free_port, send_one
 from tests.conftest import eventually
 from tests.gateway import gateway_env
-from tests.pdfs import encrypted_pdf, fax_mail, large_pdf
+from tests.pdfs import encrypted_pdf, fax_mail, large_pdf, pdf_with_pages
 
 MAIL = fax_mail().as_bytes()
 # max_pages=1: the two-page invoice is refused, so the workers must have got the options.
@@ -135,3 +135,37 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited (its new parent has yet to reap it)
+
+
+async def test_a_conversion_holds_a_worker_of_its_own_lane_not_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mail whose document LibreOffice is converting does not keep a PDF mail waiting."""
+    started, release, made = tmp_path / "started", tmp_path / "release", tmp_path / "made.pdf"
+    made.write_bytes(pdf_with_pages(1))
+    soffice = tmp_path / "soffice"
+    # A stand-in for soffice that converts once the test lets it.
+    soffice.write_text(
+        "#!/bin/sh\n"
+        f"touch {started}\n"
+        f"while [ ! -e {release} ]; do sleep 0.05; done\n"
+        f'for last; do :; done\ncp {made} "${{last%.*}}.pdf"\n'
+    )
+    soffice.chmod(0o755)
+    options = ExtractionOptions(soffice=str(soffice), convert_dir=str(tmp_path), convert_parallel=1)
+    pool = ExtractionPool(options, workers=1)
+    try:
+        docx = fax_mail(attachments=[("terms.docx", b"PK\x03\x04 word", "application/zip")])
+        converting = asyncio.create_task(pool.extract(docx.as_bytes()))
+
+        async def conversion_started() -> bool:
+            return started.exists()
+
+        await eventually(conversion_started, what="LibreOffice started on terms.docx")
+        # The only worker of the first lane is free: a PDF mail is extracted meanwhile.
+        assert [d.name for d in (await pool.extract(MAIL)).documents] == ["invoice.pdf"]
+        assert not converting.done()
+        release.touch()
+        assert [d.name for d in (await converting).documents] == ["terms.docx"]
+    finally:
+        await pool.close()

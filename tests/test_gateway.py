@@ -161,7 +161,10 @@ async def test_too_many_recipients(gateway: Gateway) -> None:
 @pytest.mark.parametrize(
     ("attachments", "expected"),
     [
-        ([("photo.png", b"\x89PNG\r\n\x1a\n....", "image/png")], "5.6.0 No document to fax"),
+        (
+            [("photo.png", b"\x89PNG\r\n\x1a\n....", "image/png")],
+            "5.6.0 The image 'photo.png' is damaged",
+        ),
         ([], "5.6.0 No document to fax"),
         ([("locked.pdf", encrypted_pdf(), "application/pdf")], "5.6.0 The PDF 'locked.pdf' is"),
     ],

@@ -88,6 +88,41 @@ def test_a_pdf_header_counts_anywhere_in_the_first_1024_bytes() -> None:
     assert identify(None, None, b" " * 1020 + b"%PDF-") == "other"
 
 
+TAR_HEADER = b"invoice.pdf".ljust(257, b"\0") + b"ustar\x0000" + bytes(250)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        # junk a reader skips: still the PDF
+        (b"\r\n\r\n" + PDF, "pdf"),
+        (b"garbage from a scanner " + PDF, "pdf"),
+        # a file inside a container: the container
+        (b"MZ\x90\x00" + bytes(60) + ZIP[:4] + b"invoice.pdf" + PDF, "other"),
+        (TAR_HEADER + PDF, "archive"),
+        (b"From: bob@example.com\r\nSubject: scan\r\n\r\n" + PDF, "other"),
+        (b"Content-Type: application/pdf\r\n\r\n" + PDF, "other"),
+        (b"From bob@example.com Mon Dec  7 10:00:00 2026\n" + PDF, "other"),
+    ],
+)
+def test_a_pdf_header_inside_a_container_does_not_make_it_a_pdf(data: bytes, kind: str) -> None:
+    assert identify("application/octet-stream", None, data) == kind
+
+
+@pytest.mark.parametrize(
+    ("declared", "name", "kind"),
+    [
+        ("text/x-vcard", None, "contact"),
+        ("application/octet-stream", "alice.vcf", "contact"),
+        ("application/pgp-keys", "OpenPGP_0x1234.asc", "signature"),
+    ],
+)
+def test_what_mail_programs_attach_by_themselves(
+    declared: str, name: str | None, kind: str
+) -> None:
+    assert identify(declared, name, PLAIN) == kind
+
+
 @pytest.mark.parametrize(
     ("name", "suffix"),
     [

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from mailfax.cli import main
-from tests.corpus_expectations import EXPECTED
 from tests.pdfs import encrypted_pdf, fax_mail, pdf_with_pages
 from tests.test_corpus import corpus_mail
 
@@ -24,16 +24,22 @@ def inspect_json(
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_accepted_mail_prints_the_report_and_exits_zero(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    mail = fax_mail(
+def pdf_and_archive() -> EmailMessage:
+    return fax_mail(
         attachments=[
             ("invoice.pdf", pdf_with_pages(2), "application/pdf"),
             ("notes.zip", b"PK\x03\x04", "application/zip"),
         ]
     )
-    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
+
+
+def test_accepted_mail_prints_the_report_and_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = pdf_and_archive()
+    config = tmp_path / "mailfax.toml"
+    config.write_text('[smtp]\nunfaxable = "fax-the-rest"\n')
+    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys, "--config", str(config))
     assert code == 0
     assert report == {
         "recipients": [
@@ -57,6 +63,7 @@ def test_accepted_mail_prints_the_report_and_exits_zero(
                 "pages": 2,
                 "action": "faxed",
                 "reason": "PDF",
+                "left_out": False,
             },
             {
                 "name": "notes.zip",
@@ -65,9 +72,26 @@ def test_accepted_mail_prints_the_report_and_exits_zero(
                 "pages": None,
                 "action": "ignored",
                 "reason": "archives are not unpacked; attach the documents themselves",
+                "left_out": True,
             },
         ],
     }
+
+
+def test_an_archive_beside_a_pdf_refuses_the_mail_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mail = pdf_and_archive()
+    code, report = inspect_json(tmp_path, mail.as_bytes(), capsys)
+    assert (code, report["outcome"]) == (1, "refuse")
+    assert report["smtp_reply"] == (
+        "550 5.6.0 notes.zip is an archive: attach the documents themselves. Nothing was faxed."
+    )
+    mail_file = tmp_path / "mail.eml"
+    mail_file.write_bytes(mail.as_bytes())
+    assert main(["inspect", str(mail_file)]) == 1
+    out = capsys.readouterr().out
+    assert "archives are not unpacked; attach the documents themselves" in out
 
 
 def test_refused_mail_exits_non_zero_with_the_smtp_reply(
@@ -100,6 +124,7 @@ def test_inspect_obeys_the_configuration(
             "pages": 1,
             "action": "converted",
             "reason": "no document attached: the mail's text typeset as the fax ([smtp] body_only)",
+            "left_out": False,
         }
     ]
 
@@ -107,14 +132,15 @@ def test_inspect_obeys_the_configuration(
 @pytest.mark.corpus
 def test_text_output_lists_every_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "apache-poi/quick-winmail.dat"
-    assert EXPECTED[name].faxed
     mail = tmp_path / "winmail.eml"
     mail.write_bytes(corpus_mail(name))
-    assert main(["inspect", str(mail)]) == 0
+    config = tmp_path / "mailfax.toml"
+    config.write_text('[smtp]\nunfaxable = "fax-the-rest"\n[convert]\noffice = "off"\n')
+    assert main(["inspect", "--config", str(config), str(mail)]) == 0
     out = capsys.readouterr().out
     assert "Outcome:  accept" in out
     assert "faxed      quick.pdf  (application/pdf, 18638 bytes, 1 p.)" in out
-    assert "ignored    quick.doc" in out
+    assert "left out   quick.doc" in out
 
 
 @pytest.mark.parametrize(

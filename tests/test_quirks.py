@@ -197,13 +197,13 @@ class Quirk:
 
 
 QUIRKS: dict[str, Quirk] = {
-    # TNEF: Outlook's winmail.dat, files in order, the ones that are not faxable ignored.
+    # TNEF: Outlook's winmail.dat, files in order, a contact card (not a document) ignored.
     "tnef-several-attachments": Quirk(
         lambda: outlook_with_winmail(
             tnef(
                 [
                     ("quote.pdf", PDF2),
-                    ("notes.txt", b"just notes"),
+                    ("card.vcf", b"BEGIN:VCARD\r\nFN:Alice\r\nEND:VCARD\r\n"),
                     ("photo.jpg", image_bytes("JPEG")),
                     ("terms.pdf", PDF1),
                 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from email.message import Message
 from urllib.parse import unquote
 
+from mailfax.convert import Converter, converter_for
 from mailfax.documents import (
     ConversionError,
     ImageTooLarge,
@@ -15,16 +16,16 @@ from mailfax.documents import (
     check_pdf,
     image_size,
     image_to_pdf,
-    office_to_pdf,
 )
 from mailfax.mail.headers import message_id_token
 from mailfax.mail.html import html_to_text
-from mailfax.mail.identify import FAXABLE_IMAGES, Kind, identify
+from mailfax.mail.identify import FAXABLE_IMAGES, NOT_DOCUMENTS, Kind, extension, identify
 from mailfax.mail.model import (
     Action,
     Document,
     Extraction,
     ExtractionOptions,
+    NeedsConversion,
     NeedsLargeSlot,
     PartReport,
 )
@@ -61,23 +62,30 @@ TOO_DEEP = Refusal(
 )
 
 
-def extract_documents(raw: bytes, options: ExtractionOptions | None = None) -> Extraction:
-    """Parse a raw RFC 5322 message and decide what would be faxed."""
+def extract_documents(
+    raw: bytes, options: ExtractionOptions | None = None, converter: Converter | None = None
+) -> Extraction:
+    """Parse a raw RFC 5322 message and decide what would be faxed; Office and text documents
+    go through `converter` (by default LibreOffice as `options` configure it)."""
+    opts = options or ExtractionOptions()
     try:
-        return _extract(raw, options or ExtractionOptions())
+        return _extract(raw, opts, converter or converter_for(opts))
     except RecursionError:
         return Extraction((), (), "", "", "", "", TOO_DEEP)
 
 
-def _extract(raw: bytes, opts: ExtractionOptions) -> Extraction:
+def _extract(raw: bytes, opts: ExtractionOptions, converter: Converter | None) -> Extraction:
     message = parse_message(raw)
-    walker = _Walker(opts, _cid_references(message))
+    walker = _Walker(opts, converter, _cid_references(message))
     bodies = walker.walk(message, _Context())
     comment = _comment(bodies) or walker.fallback_body.strip()
     documents = walker.documents
     refusal = walker.refusal
-    if refusal is None and documents and walker.unreadable_images:
-        refusal = Refusal(550, "5.6.0", walker.unreadable_images[0])
+    if refusal is None and walker.unfaxable:
+        if documents and opts.unfaxable == "fax-the-rest":
+            walker.mark_left_out()
+        else:
+            refusal = Refusal(550, "5.6.0", _unfaxable_text(walker.unfaxable, bool(documents)))
     if refusal is None and not documents:
         refusal, documents = _body_only(comment, walker, opts)
     total = sum(doc.pages for doc in documents)
@@ -126,6 +134,14 @@ def _body_only(
     return Refusal(550, "5.6.0", text), []
 
 
+def _unfaxable_text(unfaxable: list[tuple[int, str]], others_faxable: bool) -> str:
+    """The refusal of a mail with an attachment that cannot be faxed: the first one's name and
+    reason (nothing is faxed rather than a fax without a document the sender chose)."""
+    count = len(unfaxable) - 1
+    more = f" ({count} more attachment{'s' if count != 1 else ''} cannot be faxed)" if count else ""
+    return f"{unfaxable[0][1]}{more}.{' Nothing was faxed.' if others_faxable else ''}"
+
+
 _RENDERED = "no document attached: the mail's text typeset as the fax ([smtp] body_only)"
 
 
@@ -164,6 +180,9 @@ class _Leaf:
     data: bytes
     kind: Kind
     inline: bool
+    # Attached by the sender as a document (not a picture shown in the mail's text).
+    chosen: bool = True
+    charset: str | None = None  # a text part's declared charset
 
 
 _REASONS: dict[Kind, str] = {
@@ -172,10 +191,20 @@ _REASONS: dict[Kind, str] = {
     "office": "Office documents need LibreOffice, which is off or not installed; send a PDF",
     "archive": "archives are not unpacked; attach the documents themselves",
     "calendar": "calendar entries are not faxed",
+    "contact": "contact cards are not faxed",
     "signature": "digital signature, not a document",
     "text": "text attachments are not faxed; the mail's own text is the fax comment",
     "other": "not a document mailfax faxes; send PDF, JPEG, PNG or TIFF",
 }
+# Why a file the sender attached is not faxed, in the sender's words (after its name).
+_UNFAXABLE: dict[Kind, str] = {
+    "image": "is an image format that is not faxed: send PDF, JPEG, PNG or TIFF",
+    "outlook-item": "is an Outlook item: attach the document itself",
+    "archive": "is an archive: attach the documents themselves",
+}
+_NOT_FAXED = "is not a document this gateway faxes: send PDF, JPEG, PNG or TIFF"
+# The same for a file that is converted when LibreOffice is there, and it is not.
+_NOT_CONVERTED = "could not be converted: this gateway does not convert {what}; send a PDF"
 _KIND_NAMES: dict[Kind, str] = {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"}
 _FALLBACK_EXTENSIONS: dict[Kind, str] = {
     "pdf": ".pdf",
@@ -190,6 +219,7 @@ _FALLBACK_EXTENSIONS: dict[Kind, str] = {
 @dataclass
 class _Walker:
     options: ExtractionOptions
+    converter: Converter | None
     cid_references: frozenset[str]
     documents: list[Document] = field(default_factory=list)
     reports: list[PartReport] = field(default_factory=list)
@@ -198,9 +228,13 @@ class _Walker:
     fallback_body: str = ""
     inline_images: int = 0
     pages: int = 0
-    # Why each attached image could not be read: a refusal when other documents would be
-    # faxed without it; alone, the mail is answered like one without a document.
-    unreadable_images: list[str] = field(default_factory=list)
+    # Attachments the sender chose that cannot be faxed: their report's index, and why.
+    unfaxable: list[tuple[int, str]] = field(default_factory=list)
+
+    def mark_left_out(self) -> None:
+        """The unfaxable attachments' reports say they were left out of the fax."""
+        for index, _ in self.unfaxable:
+            self.reports[index] = replace(self.reports[index], left_out=True)
 
     def walk(self, part: Message, ctx: _Context) -> list[_Body]:
         """Handle `part` and its descendants; return the body texts found, in order."""
@@ -250,16 +284,18 @@ class _Walker:
             return [_Body(text, shown == "text/html")]
         kind = identify(declared if header is not None else None, raw_name, decoded.data)
         name = sanitise_filename(raw_name, self._fallback_name(kind))
-        leaf = _Leaf(name, shown, decoded.data, kind, self._is_inline(part, how, decoded.data, ctx))
+        embedded = self._is_embedded(part, ctx)
+        inline = embedded or (len(decoded.data) < INLINE_IMAGE_BYTES and how != "attachment")
+        # A small picture without "attachment" is a logo; any other file is the sender's.
+        chosen = not inline if kind in FAXABLE_IMAGES or kind == "image" else not embedded
+        leaf = _Leaf(name, shown, decoded.data, kind, inline, chosen, part_charset(part))
         if decoded.problem is None:
             self._handle(leaf, ctx)
             return []
         self._report_leaf(leaf, None, "unreadable", decoded.problem)
-        problem = f"The file {name!r} cannot be read: {decoded.problem}."
-        if kind in FAXABLE_IMAGES and not leaf.inline:
-            self.unreadable_images.append(problem)
-        elif kind == "pdf" or (kind == "office" and self.options.soffice is not None):
-            self._refuse(problem)
+        problem = f"The file {name!r} cannot be read: {decoded.problem}"
+        if kind not in NOT_DOCUMENTS and chosen:
+            self._unfaxable(problem)
         return []
 
     def _handle(self, leaf: _Leaf, ctx: _Context) -> None:
@@ -276,16 +312,30 @@ class _Walker:
             self._tnef(leaf, ctx)
         elif kind == "message":
             self._attached_mail_bytes(leaf, ctx)
-        elif kind == "office" and self.options.soffice is not None:
-            self._office(leaf, self.options.soffice)
+        elif kind == "text" and not leaf.data.strip():
+            self._report_leaf(leaf, None, "ignored", "an empty text file")
+        elif (as_name := conversion_name(leaf.kind, leaf.name, leaf.content_type)) is None:
+            self._report_leaf(leaf, None, "ignored", _REASONS[kind])
+            if leaf.chosen and kind not in NOT_DOCUMENTS:
+                self._unfaxable(f"{leaf.name} {_UNFAXABLE.get(kind, _NOT_FAXED)}")
+        elif self.converter is not None:
+            if self.options.defer_conversion:
+                raise NeedsConversion
+            self._convert(leaf, self.converter, as_name)
         else:
             self._report_leaf(leaf, None, "ignored", _REASONS[kind])
+            what = "Office documents" if kind == "office" else "text files"
+            self._unfaxable(f"{leaf.name} {_NOT_CONVERTED.format(what=what)}")
+
+    def _unfaxable(self, sentence: str) -> None:
+        """The part just reported cannot be faxed, and the sender attached it."""
+        self.unfaxable.append((len(self.reports) - 1, sentence))
 
     def _pdf(self, leaf: _Leaf) -> None:
         check = check_pdf(leaf.data)
         if check.problem is not None:
             self._report_leaf(leaf, None, "unreadable", f"the PDF {check.problem}")
-            self._refuse(f"The PDF {leaf.name!r} {check.problem}.")
+            self._unfaxable(f"The PDF {leaf.name!r} {check.problem}")
             return
         reason = "PDF, repaired (it was damaged)" if check.repaired else "PDF"
         self._accept(leaf, check, check.repaired or leaf.data, "faxed", reason)
@@ -308,21 +358,26 @@ class _Walker:
                 # Refused with its reason even when it is the mail's only document.
                 self.refusal = Refusal(552, "5.3.4", f"The image {leaf.name!r} {exc}.")
             self._report_leaf(leaf, None, "unreadable", f"the {label} image {exc}")
-            self.unreadable_images.append(f"The image {leaf.name!r} {exc}.")
+            self._unfaxable(f"The image {leaf.name!r} {exc}")
             return
         self._accept(leaf, check_pdf(pdf), pdf, "converted", f"{label} image converted to PDF")
 
-    def _office(self, leaf: _Leaf, soffice: str) -> None:
+    def _convert(self, leaf: _Leaf, converter: Converter, as_name: str) -> None:
+        data = leaf.data
+        if leaf.kind == "text":
+            # LibreOffice reads a text file as UTF-8 when it starts with a byte-order mark,
+            # else in a guessed charset: the part's own charset is decoded here instead.
+            data = decode_text(data, leaf.charset).encode("utf-8-sig")
         try:
-            pdf = office_to_pdf(leaf.data, leaf.name, soffice, self.options.convert_timeout)
+            pdf = converter.to_pdf(data, as_name)
         except ConversionError as exc:
-            self._report_leaf(leaf, None, "unreadable", f"the document {exc}")
-            self._refuse(f"The document {leaf.name!r} {exc}.")
+            self._report_leaf(leaf, None, "unreadable", f"could not be converted to PDF: {exc}")
+            self._unfaxable(f"{leaf.name} could not be converted: {exc}")
             return
         check = check_pdf(pdf)
         if check.problem is not None:
             self._report_leaf(leaf, None, "unreadable", "LibreOffice made an unreadable PDF")
-            self._refuse(f"The document {leaf.name!r} could not be converted to PDF.")
+            self._unfaxable(f"{leaf.name} could not be converted: the result was not a valid PDF")
             return
         converted = check.repaired or pdf
         self._accept(leaf, check, converted, "converted", "converted to PDF by LibreOffice")
@@ -363,22 +418,16 @@ class _Walker:
         self._report(name, "message/rfc822", _size(inner), "ignored", _ATTACHED_MAIL)
         self.walk(inner, ctx.inner(in_attached_mail=True))
 
-    def _is_inline(self, part: Message, how: str | None, data: bytes, ctx: _Context) -> bool:
-        """Part of the mail's text (a logo, a signature, an embedded picture), not a document."""
+    def _is_embedded(self, part: Message, ctx: _Context) -> bool:
+        """Shown in the mail's text (a logo, a signature, an embedded picture), not attached."""
         cid = content_id(part)
-        if cid is not None and (cid in self.cid_references or ctx.in_related):
-            return True
-        return len(data) < INLINE_IMAGE_BYTES and how != "attachment"
+        return cid is not None and (cid in self.cid_references or ctx.in_related)
 
     def _fallback_name(self, kind: Kind) -> str:
         stem = {"pdf": "document", "message": "attached-mail"}.get(
             kind, "image" if kind in FAXABLE_IMAGES else "part"
         )
         return f"{stem}-{len(self.reports) + 1}{_FALLBACK_EXTENSIONS.get(kind, '')}"
-
-    def _refuse(self, text: str) -> None:
-        if self.refusal is None:
-            self.refusal = Refusal(550, "5.6.0", text)
 
     def _report_leaf(self, leaf: _Leaf, pages: int | None, action: Action, reason: str) -> None:
         self._report(leaf.name, leaf.content_type, len(leaf.data), action, reason, pages)
@@ -393,6 +442,16 @@ class _Walker:
         pages: int | None = None,
     ) -> None:
         self.reports.append(PartReport(name, media, size, pages, action, reason))
+
+
+def conversion_name(kind: Kind, name: str, content_type: str) -> str | None:
+    """The name a part is converted to PDF under (its format is told by the suffix), or None
+    when it is not converted: Office documents keep theirs, plain text becomes a .txt file."""
+    if kind == "office":
+        return name
+    if kind == "text" and (content_type == "text/plain" or extension(name) == "txt"):
+        return "document.txt"
+    return None
 
 
 _ATTACHED_MAIL = "an attached mail: its text is not faxed, its documents are listed after it"

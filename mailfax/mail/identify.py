@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Kind = Literal[
@@ -16,6 +17,7 @@ Kind = Literal[
     "office",
     "archive",
     "calendar",
+    "contact",
     "signature",
     "text",
     "other",
@@ -25,6 +27,9 @@ FAXABLE_IMAGES: tuple[Kind, ...] = ("jpeg", "png", "tiff")
 # Kinds that hold other files: a PDF inside one is not the part itself (a winmail.dat or a ZIP
 # of PDFs has "%PDF-" in its first KB when its first file is stored uncompressed).
 CONTAINERS: frozenset[Kind] = frozenset({"tnef", "message", "outlook-item", "office", "archive"})
+# Kinds a mail client attaches by itself (signatures, keys, invitations, contact cards): never
+# a document the sender meant to fax, so leaving one out is no partial fax.
+NOT_DOCUMENTS: frozenset[Kind] = frozenset({"signature", "calendar", "contact"})
 
 # Types that say nothing about the content: the name and the bytes decide.
 GENERIC_TYPES = frozenset(
@@ -80,6 +85,10 @@ _TYPES: dict[str, Kind] = {
     "application/pkcs7-signature": "signature",
     "application/x-pkcs7-signature": "signature",
     "application/pgp-signature": "signature",
+    "application/pgp-keys": "signature",
+    "text/vcard": "contact",
+    "text/x-vcard": "contact",
+    "text/directory": "contact",
     "application/pkcs7-mime": "signature",
     "application/x-pkcs7-mime": "signature",
     "application/msword": "office",
@@ -112,6 +121,7 @@ _EXTENSIONS: dict[str, Kind] = {
     "eml": "message",
     "msg": "outlook-item",
     "ics": "calendar",
+    "vcf": "contact",
     "vcs": "calendar",
     "p7s": "signature",
     "asc": "signature",
@@ -146,12 +156,31 @@ def kind_by_content(data: bytes) -> Kind | None:
     for magic, kind in _MAGIC:
         if data.startswith(magic):
             return kind
+    if data[257:262] == b"ustar":  # a tar file's first member header
+        return "archive"
     return None
 
 
 def has_late_pdf_header(data: bytes) -> bool:
-    # The PDF spec allows the header anywhere in the first 1024 bytes.
-    return b"%PDF-" in data[:1024]
+    """A PDF header after some junk (the PDF spec allows it anywhere in the first 1024 bytes),
+    where the junk is not the start of a container that holds the PDF."""
+    at = data.find(b"%PDF-", 0, 1024)
+    return at > 0 and not is_container_prefix(data[:at])
+
+
+# What comes before a file stored inside a container: a ZIP entry's local header (also after a
+# self-extractor's stub), a tar member's header ("ustar" at 257), a mail's or a MIME part's
+# header lines.
+_CONTAINER_MARKS = (b"PK\x03\x04", b"ustar", b"Content-Type:", b"Content-Disposition:")
+_HEADER_LINE = re.compile(rb"\A(?:From |[!-9;-~]+:[ \t])")
+
+
+def is_container_prefix(prefix: bytes) -> bool:
+    """Whether the bytes before a PDF header show the PDF is stored inside a container."""
+    folded = prefix.lower()
+    if any(mark.lower() in folded for mark in _CONTAINER_MARKS):
+        return True
+    return _HEADER_LINE.match(prefix) is not None
 
 
 def kind_by_type(declared: str | None) -> Kind | None:

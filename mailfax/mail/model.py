@@ -5,6 +5,7 @@ these, does not import the PDF and image libraries the extraction workers use.""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # the extraction workers need no configuration code (nor its 
 
 Action = Literal["faxed", "converted", "ignored", "unreadable"]
 BodyOnly = Literal["reject", "render"]
+Unfaxable = Literal["refuse", "fax-the-rest"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class PartReport:
     pages: int | None
     action: Action
     reason: str
+    # An attachment the sender chose that is not in the fax ([smtp] unfaxable = fax-the-rest).
+    left_out: bool = False
 
     @property
     def is_faxed(self) -> bool:
@@ -73,6 +77,14 @@ class ExtractionOptions:
     # LibreOffice's soffice executable; None = Office documents are reported, not converted.
     soffice: str | None = None
     convert_timeout: float = 120.0
+    convert_memory_bytes: int = 2_000_000_000
+    convert_parallel: int = 1
+    # Where conversions keep their slot locks and profile template ("" = a private temp dir).
+    convert_dir: str = ""
+    unfaxable: Unfaxable = "refuse"
+    # A mail with a document to convert raises NeedsConversion instead (the SMTP gateway then
+    # extracts it in its conversion lane).
+    defer_conversion: bool = False
     # Decoded bytes one image frame may need, and all frames of one image together; known from
     # the image's header before it is decoded (0 = no limit).
     image_frame_bytes: int = 200_000_000
@@ -90,6 +102,10 @@ class NeedsLargeSlot(Exception):
     """The mail is small but decodes large: extract it again with a large-mail slot held."""
 
 
+class NeedsConversion(Exception):
+    """The mail has a document to convert: extract it again where conversions may run."""
+
+
 # Images decoding to more than this take a large-mail slot, as mails over 1 MB do.
 LARGE_DECODED_BYTES = 50_000_000
 
@@ -100,12 +116,17 @@ def extraction_options(settings: Settings) -> ExtractionOptions:
 
     soffice = shutil.which("soffice") if settings.convert.office == "auto" else None
     body_only: BodyOnly = "render" if settings.smtp.body_only == "render" else "reject"
+    unfaxable: Unfaxable = "fax-the-rest" if settings.smtp.unfaxable == "fax-the-rest" else "refuse"
     return ExtractionOptions(
         max_pages=settings.smtp.max_pages,
         body_only=body_only,
         max_comment_chars=settings.faxplus.max_comment_chars,
         soffice=soffice,
         convert_timeout=settings.convert.timeout,
+        convert_memory_bytes=parse_size(settings.convert.memory),
+        convert_parallel=settings.convert.max_parallel or os.cpu_count() or 1,
+        convert_dir=str(settings.state_path),
+        unfaxable=unfaxable,
         image_frame_bytes=parse_size(settings.limits.image_frame_memory),
         image_total_bytes=parse_size(settings.limits.image_total_memory),
         large_decoded_bytes=LARGE_DECODED_BYTES,

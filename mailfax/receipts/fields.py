@@ -129,7 +129,7 @@ class ReceiptFields:
     """Everything one receipt says; its templates get each field as a variable."""
 
     kind: str  # accepted | delayed | final | group
-    tone: str  # good | bad | waiting (the HTML's colour)
+    tone: str  # good | partial | bad | waiting (the HTML's colour)
     title: str  # the receipt's Subject
     headline: str  # the receipt's news in one sentence
     mail: MailFields
@@ -418,6 +418,16 @@ def _mail_headline(kind: str, faxes: Sequence[FaxFields], delay: str) -> str:
     return faxes[0].headline
 
 
+def _without(names: Sequence[str], title: str, headline: str) -> tuple[str, str]:
+    """The subject and first sentence of a fax sent without the files `names`."""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    verb = "was" if len(names) == 1 else "were"
+    return (
+        f"{title}, without {listed}",
+        f"{listed} could not be faxed and {verb} left out of this fax. {headline}",
+    )
+
+
 def receipt_fields(
     kind: str,
     message: MessageRecord,
@@ -432,11 +442,20 @@ def receipt_fields(
     # Whether each document went is known of a final result (a fax not final has no
     # pages_through); a summary knows it when all its faxes agree.
     through = {fax.pages_through for fax in faxes}
+    title = _title(kind, faxes, mail.pages_submitted)
+    headline = _mail_headline(kind, faxes, delay)
+    tone = _tone(faxes)
+    left_out = [part.name for part in mail.parts if part.left_out]
+    if left_out:
+        # Sent without attachments the sender chose ([smtp] unfaxable = fax-the-rest): the
+        # subject and first sentence say so, and a delivery is amber, not green.
+        title, headline = _without(left_out, title, headline)
+        tone = "partial" if tone == "good" else tone
     return ReceiptFields(
         kind=kind,
-        tone=_tone(faxes),
-        title=_title(kind, faxes, mail.pages_submitted),
-        headline=_mail_headline(kind, faxes, delay),
+        tone=tone,
+        title=title,
+        headline=headline,
         mail=mail,
         faxes=tuple(faxes),
         fax=faxes[0] if kind in ("delayed", "final") else None,

@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from mailfax.logs import log_event
-from mailfax.mail.model import Extraction, ExtractionOptions, NeedsLargeSlot
+from mailfax.mail.model import Extraction, ExtractionOptions, NeedsConversion, NeedsLargeSlot
 
 log = logging.getLogger("mailfax.smtp")
 
@@ -38,6 +38,7 @@ _MAIL = struct.Struct("!Q?")
 # What a worker answers instead of an extraction (with ok = False).
 _OVER_BUDGET = "over-budget"
 _NEEDS_LARGE_SLOT = "needs-large-slot"
+_NEEDS_CONVERSION = "needs-conversion"
 # How long a stopping gateway gives idle workers to exit by themselves.
 _EXIT_GRACE = 5.0
 _PIPE_BYTES = 1 << 20
@@ -101,10 +102,20 @@ class _Worker:
 
 class ExtractionPool:
     """Runs `extract_documents` in up to `workers` worker processes, started by `warm_up` or
-    on first use, and stopped by `close`."""
+    on first use, and stopped by `close`.
 
-    def __init__(self, options: ExtractionOptions, workers: int) -> None:
-        self._options = options
+    With LibreOffice, a mail with a document to convert is extracted again in a second pool of
+    [convert] max_parallel workers, started on first use: a conversion holds its worker for
+    seconds, and the other mails keep the first pool's workers meanwhile."""
+
+    def __init__(self, options: ExtractionOptions, workers: int, converting: bool = False) -> None:
+        apart = options.soffice is not None and not converting
+        self._options = replace(options, defer_conversion=True) if apart else options
+        self._conversions = (
+            ExtractionPool(options, max(1, options.convert_parallel), converting=True)
+            if apart
+            else None
+        )
         self._workers = workers
         self._slots = asyncio.Semaphore(workers)
         self._idle: list[_Worker] = []
@@ -113,7 +124,8 @@ class ExtractionPool:
         self._refill: asyncio.Task[None] | None = None
 
     def worker_pids(self) -> set[int]:
-        return {worker.process.pid for worker in self._running}
+        converting = self._conversions.worker_pids() if self._conversions else set()
+        return {worker.process.pid for worker in self._running} | converting
 
     async def _start(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
@@ -153,9 +165,17 @@ class ExtractionPool:
             self._refill = asyncio.create_task(self.warm_up())
 
     async def extract(self, raw: bytes, large: bool = False) -> Extraction:
-        """The mail's extraction; `large`: a large-mail slot is held for it. Raises
-        NeedsLargeSlot (a small mail decoding large, without `large`), ExtractionTooComplex
-        (over its CPU or memory budget), ExtractionFailed (it kills workers)."""
+        """The mail's extraction (in the conversion lane when it has a document to convert);
+        `large`: a large-mail slot is held for it. Raises NeedsLargeSlot (a small mail decoding
+        large, without `large`), ExtractionTooComplex (over its CPU or memory budget),
+        ExtractionFailed (it kills workers)."""
+        try:
+            return await self._extract_here(raw, large)
+        except NeedsConversion:
+            assert self._conversions is not None  # only a pool with a conversion lane defers
+            return await self._conversions.extract(raw, large)
+
+    async def _extract_here(self, raw: bytes, large: bool) -> Extraction:
         if self._closed:
             raise RuntimeError("extraction is closed: the gateway is stopping")
         async with self._slots:
@@ -196,6 +216,8 @@ class ExtractionPool:
                     return result
                 if result == _NEEDS_LARGE_SLOT:
                     raise NeedsLargeSlot
+                if result == _NEEDS_CONVERSION:
+                    raise NeedsConversion
                 raise RuntimeError(f"extraction failed in a worker: {result}")
         # Not in the gateway's own process: a mail that kills the extractor would kill it too.
         raise ExtractionFailed("the extraction workers died twice on this mail")
@@ -204,6 +226,8 @@ class ExtractionPool:
         """Stop the idle workers (the busy ones stop when their mail is done; a session still
         open afterwards gets an error, answered 451) and wait briefly for them to exit."""
         self._closed = True
+        if self._conversions is not None:
+            await self._conversions.close()
         if self._refill is not None:
             await asyncio.gather(self._refill, return_exceptions=True)
         idle, self._idle = self._idle, []
@@ -256,6 +280,8 @@ def _serve(source: BinaryIO, replies: BinaryIO) -> None:
             reply = (True, _extract(raw, options, large))
         except NeedsLargeSlot:
             reply = (False, _NEEDS_LARGE_SLOT)
+        except NeedsConversion:
+            reply = (False, _NEEDS_CONVERSION)
         except MemoryError:
             reply = (False, _OVER_BUDGET)
         except Exception as exc:  # a bug, not a bad mail: the gateway answers 451

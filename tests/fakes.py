@@ -14,14 +14,17 @@ from tests.pdfs import pdf_with_pages
 @dataclass
 class FakeConverter:
     """Converter in memory: a PDF of `pages` pages for every document, or ConversionError
-    with `problem`; `converted` records the names it was asked to convert under."""
+    with `problem`; `converted` records the names it was asked to convert under, `given` the
+    bytes it was given."""
 
     pages: int = 1
     problem: str = ""
     converted: list[str] = field(default_factory=list)
+    given: list[bytes] = field(default_factory=list)
 
     def to_pdf(self, data: bytes, name: str) -> bytes:
         self.converted.append(name)
+        self.given.append(data)
         if self.problem:
             raise ConversionError(self.problem)
         return pdf_with_pages(self.pages)

@@ -667,14 +667,18 @@ def test_what_is_converted_and_under_which_name(
 
 def test_office_and_text_attachments_go_through_the_converter() -> None:
     converter = FakeConverter(pages=2)
+    notes = "позвони мне"
     mail = HEAD + multipart(
         TEXT,
         attachment("terms.docx", b"PK\x03\x04 word", "application/octet-stream"),
-        attachment("notes.txt", b"call me", "text/plain"),
+        # text/plain without a .txt name: converted for its type
+        attachment("notes", notes.encode("koi8-r"), "text/plain; charset=koi8-r"),
     )
     result = extract_documents(mail, converter=converter)
     assert converter.converted == ["terms.docx", "document.txt"]
-    assert [(d.name, d.pages) for d in result.documents] == [("terms.docx", 2), ("notes.txt", 2)]
+    # An Office file goes as it came; text in its own charset, as UTF-8 with a byte-order mark.
+    assert converter.given == [b"PK\x03\x04 word", notes.encode("utf-8-sig")]
+    assert [(d.name, d.pages) for d in result.documents] == [("terms.docx", 2), ("notes", 2)]
     assert [p.action for p in result.parts] == ["converted", "converted"]
 
 
@@ -715,6 +719,12 @@ def test_with_nothing_left_to_fax_the_mail_is_refused_either_way() -> None:
             "terms.docx could not be converted: this gateway does not convert Office "
             "documents; send a PDF.",
         )
+    notes = attachment("notes.txt", b"call me", "text/plain")
+    assert extract_documents(HEAD + multipart(TEXT, notes)).refusal == Refusal(
+        550,
+        "5.6.0",
+        "notes.txt could not be converted: this gateway does not convert text files; send a PDF.",
+    )
 
 
 def test_what_mail_programs_add_is_never_an_unfaxable_attachment() -> None:
@@ -732,3 +742,9 @@ def test_what_mail_programs_add_is_never_an_unfaxable_attachment() -> None:
     assert result.refusal is None
     assert [d.name for d in result.documents] == ["a.pdf"]
     assert not any(p.left_out for p in result.parts)
+    footer = result.parts[-1]
+    assert (footer.name, footer.action, footer.reason) == (
+        "ATT00001.txt",
+        "ignored",
+        "an empty text file",
+    )

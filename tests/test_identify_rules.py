@@ -97,6 +97,9 @@ TAR_HEADER = b"invoice.pdf".ljust(257, b"\0") + b"ustar\x0000" + bytes(250)
         # junk a reader skips: still the PDF
         (b"\r\n\r\n" + PDF, "pdf"),
         (b"garbage from a scanner " + PDF, "pdf"),
+        (b"\n" + PDF, "pdf"),
+        # the first PDF header decides, not one the PDF embeds after a ZIP entry of its own
+        (b"garbage from a scanner " + PDF + ZIP + PDF, "pdf"),
         # a file inside a container: the container
         (b"MZ\x90\x00" + bytes(60) + ZIP[:4] + b"invoice.pdf" + PDF, "other"),
         (TAR_HEADER + PDF, "archive"),

@@ -347,3 +347,40 @@ def test_when_mailfax_gives_up_and_whether_a_thumbnail_is_attached() -> None:
     assert receipt_fields("delayed", MESSAGE, [fax], "gw").delay == "0 seconds"
     variables = fields.variables()
     assert variables["kind"] == "accepted" and variables["mail"] == fields.mail
+
+
+def left_out(*names: str) -> MessageRecord:
+    report = PARTS + tuple(
+        PartReport(name, "application/zip", 10, None, "ignored", "an archive", left_out=True)
+        for name in names
+    )
+    return dataclasses.replace(MESSAGE, report=report)
+
+
+@pytest.mark.parametrize(
+    ("names", "outcome", "title", "headline", "tone"),
+    [
+        (
+            ["a.zip"],
+            DELIVERED,
+            "Fax delivered to +1 718-555-4567 (4 pages), without a.zip",
+            "a.zip could not be faxed and was left out of this fax. "
+            "Your fax to +1 718-555-4567 was delivered: 4 of 4 pages sent.",
+            "partial",
+        ),
+        (
+            ["a.zip", "b.zip", "c.zip"],
+            FAILED,
+            "Fax to +1 718-555-4567 not delivered: no reason given, without a.zip, b.zip and c.zip",
+            "a.zip, b.zip and c.zip could not be faxed and were left out of this fax. "
+            "Your fax to +1 718-555-4567 was not delivered: no reason given.",
+            "bad",
+        ),
+    ],
+)
+def test_a_fax_sent_without_some_attachments_says_so(
+    names: list[str], outcome: FaxOutcome, title: str, headline: str, tone: str
+) -> None:
+    message = left_out(*names)
+    fields = receipt_fields("final", message, [fax_fields(job(), message, outcome)], "gw")
+    assert (fields.title, fields.headline, fields.tone) == (title, headline, tone)
